@@ -1,0 +1,222 @@
+"""The ``turbomode`` command: a thin adapter over the library, one sub-command per job."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from turbomode import __version__, logs
+from turbomode.config import Settings, load_settings
+from turbomode.errors import TurboModeError
+
+app = typer.Typer(
+    name="turbomode",
+    help="TurboMode: nightly ML signals for S&P 500 stocks — ingest, features, train, scan.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+universe_app = typer.Typer(help="Inspect the universe: sectors, cap classes, membership.")
+config_app = typer.Typer(help="Show the effective configuration.")
+app.add_typer(universe_app, name="universe")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class SourceName(str, Enum):
+    synthetic = "synthetic"
+    parquet = "parquet"
+    csv = "csv"
+    yfinance = "yfinance"
+
+
+class _State:
+    config: Path | None = None
+    data_dir: Path | None = None
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = load_settings(_State.config, **overrides)
+    if _State.data_dir is not None:
+        settings.data.data_dir = _State.data_dir
+    return settings
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML settings file (overrides defaults).", envvar="TURBOMODE_CONFIG"),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Root of the local stores (default: ./data).")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning.")] = "warning",
+) -> None:
+    """Settings come from defaults < YAML file < TURBOMODE_* environment variables."""
+    _State.config = config
+    _State.data_dir = data_dir
+    logs.configure(log_level)
+
+
+@app.command()
+def version() -> None:
+    """Print the TurboMode version."""
+    console.print(__version__)
+
+
+@app.command()
+def ingest(
+    path: Annotated[
+        Path | None, typer.Argument(help="File or directory for --source parquet/csv.")
+    ] = None,
+    source: Annotated[
+        SourceName | None, typer.Option("--source", "-s", help="Where data comes from.")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
+    ] = None,
+    start: Annotated[str | None, typer.Option("--start", help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last date, YYYY-MM-DD.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Load market data, validate every row, write the clean store and a quarantine report."""
+    from turbomode.data.ingest import STEPS
+    from turbomode.data.ingest import ingest as run_ingest
+    from turbomode.data.sources import get_source
+
+    try:
+        settings = _settings()
+        name = source.value if source else (settings.data.source if path is None else "parquet")
+        src = get_source(settings, name, path)
+        wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as progress:
+            task = progress.add_task(f"ingest ({name})", total=len(STEPS))
+
+            def step(label: str) -> None:
+                progress.update(task, advance=1, description=f"ingest ({name}): {label}")
+
+            report = run_ingest(settings, src, wanted, start, end, on_step=step)
+    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    summary = report.summary()
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    _print_ingest(summary, report)
+
+
+def _print_ingest(summary: dict[str, Any], report: Any) -> None:
+    table = Table(title=f"Ingest — source: {summary['source']}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("stock rows in", f"{summary['rows_in']:,}")
+    table.add_row("clean", f"{summary['rows_clean']:,}")
+    table.add_row("quarantined", f"{summary['rows_quarantined']:,}")
+    table.add_row("symbols", f"{summary['symbols']:,} (universe {summary['universe_size']:,})")
+    table.add_row("dates", f"{summary['first_date']} → {summary['last_date']}")
+    table.add_row(
+        "market series",
+        f"{len(summary['market_symbols'])}: {', '.join(summary['market_symbols'])}",
+    )
+    table.add_row(
+        "market rows", f"{summary['market_rows_clean']:,} clean, {summary['market_rows_quarantined']:,} quarantined"
+    )
+    for part, counts in summary["rules"].items():
+        for rule, n in sorted(counts.items()):
+            table.add_row(f"  {part}: {rule}", f"{n:,}")
+    if summary["skipped"]:
+        shown = ", ".join(f"{s} ({r})" for s, r in list(summary["skipped"].items())[:10])
+        table.add_row("skipped", shown)
+    table.add_row("seconds", f"{summary['seconds']:.2f}")
+    table.add_row("clean store", str(Path(summary["paths"]["prices"]).parent))
+    console.print(table)
+    q = report.prices.quarantine
+    if len(q):
+        sample = Table(title="Quarantined rows (first 10)")
+        for col in ("symbol", "date", "rule", "value"):
+            sample.add_column(col)
+        for row in q.head(10).itertuples(index=False):
+            sample.add_row(str(row.symbol), str(row.date)[:10], str(row.rule), str(row.value)[:70])
+        console.print(sample)
+        console.print(f"full report: {summary['paths']['quarantine']}")
+
+
+@universe_app.command("show")
+def universe_show(
+    sector: Annotated[str | None, typer.Option("--sector", help="Only this GICS sector.")] = None,
+    cap: Annotated[str | None, typer.Option("--cap", help="large, mid or small.")] = None,
+    on: Annotated[str | None, typer.Option("--on", help="Members on this date only.")] = None,
+) -> None:
+    """Show the ingested universe: counts per sector and cap class, or a filtered list."""
+    from turbomode.data.universe import Universe
+
+    try:
+        settings = _settings()
+        directory = settings.data.clean_dir
+        if not (directory / "universe.parquet").exists():
+            raise TurboModeError(f"no universe at {directory}: run `turbomode ingest` first")
+        uni = Universe.read(directory, settings.universe)
+        if sector is None and cap is None and on is None:
+            summary = uni.summary()
+            table = Table(title=f"Universe: {len(uni)} symbols")
+            table.add_column("sector")
+            for col in summary.columns:
+                table.add_column(str(col), justify="right")
+            for name, row in summary.iterrows():
+                table.add_row(str(name), *(str(v) for v in row))
+            console.print(table)
+            return
+        chosen = set(uni.select(sector, cap))
+        if on is not None:
+            chosen &= set(uni.members_on(on))
+        m = uni.members[uni.members["symbol"].isin(chosen)]
+        table = Table(title=f"{len(m)} symbols")
+        for col in ("symbol", "name", "sector", "cap_class", "tier"):
+            table.add_column(col)
+        for row in m.itertuples(index=False):
+            table.add_row(row.symbol, str(row.name), row.sector, row.cap_class, row.tier)
+        console.print(table)
+    except (TurboModeError, ValueError) as exc:
+        _fail(exc)
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as YAML (the same keys a config file takes)."""
+    try:
+        settings = _settings()
+    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    sys.stdout.write(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

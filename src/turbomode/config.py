@@ -1,0 +1,268 @@
+"""One typed settings object for the whole platform.
+
+Defaults give the embedded local set-up (synthetic data, SQLite, DuckDB, Ray local).
+Environment variables ``TURBOMODE_<SECTION>__<FIELD>`` and a YAML file (``TURBOMODE_CONFIG``
+or ``--config``) override them; the Helm chart renders its values from the same object, so a
+schedule or threshold lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+Horizon = Literal[1, 2, 5]
+TierName = Literal["Elite", "Strong", "Average", "Weak", "Avoid"]
+
+GICS_SECTORS: tuple[str, ...] = (
+    "Communication Services",
+    "Consumer Discretionary",
+    "Consumer Staples",
+    "Energy",
+    "Financials",
+    "Health Care",
+    "Industrials",
+    "Information Technology",
+    "Materials",
+    "Real Estate",
+    "Utilities",
+)
+
+# SPDR sector ETF for each GICS sector: the market-context features compare a stock to it.
+SECTOR_ETFS: dict[str, str] = {
+    "Communication Services": "XLC",
+    "Consumer Discretionary": "XLY",
+    "Consumer Staples": "XLP",
+    "Energy": "XLE",
+    "Financials": "XLF",
+    "Health Care": "XLV",
+    "Industrials": "XLI",
+    "Information Technology": "XLK",
+    "Materials": "XLB",
+    "Real Estate": "XLRE",
+    "Utilities": "XLU",
+}
+MARKET_SYMBOLS: tuple[str, ...] = ("SPY", "^VIX", "QQQ", "IWM", *SECTOR_ETFS.values())
+
+
+class DataSettings(BaseModel):
+    """Where data comes from and where the clean store lives."""
+
+    source: Literal["synthetic", "parquet", "csv", "yfinance"] = "synthetic"
+    source_path: Path | None = Field(
+        default=None, description="File or directory for the parquet/csv source."
+    )
+    constituents_path: Path | None = Field(
+        default=None, description="Constituents CSV (symbol, sector, ...); default: beside prices."
+    )
+    membership_path: Path | None = Field(
+        default=None, description="Membership intervals CSV (symbol, start_date, end_date)."
+    )
+    data_dir: Path = Field(default=Path("data"), description="Root of every local store.")
+
+    @property
+    def clean_dir(self) -> Path:
+        return self.data_dir / "clean"
+
+
+class SyntheticSettings(BaseModel):
+    """The seeded synthetic market: realistic enough to exercise every stage, with a planted
+    short-term reversal whose strength is known, so the pipeline can be checked against truth."""
+
+    seed: int = 7
+    n_symbols: int = Field(default=80, ge=11)
+    n_days: int = Field(default=1512, ge=300, description="Trading days (1512 ≈ 6 years).")
+    start: str = "2018-01-02"
+    signal_strength: float = Field(
+        default=0.20,
+        ge=0.0,
+        lt=1.0,
+        description="Correlation between a stock's standardized idiosyncratic return on day t "
+        "and its intraday idiosyncratic return on day t+1 (negative sign: reversal). 0 plants none.",
+    )
+
+
+class ValidationSettings(BaseModel):
+    """Bounds for the validation rules that every load goes through."""
+
+    max_abs_log_return: float | None = Field(
+        default=1.0,
+        gt=0,
+        description="Quarantine a row whose close moved more than this (absolute log return) "
+        "from the previous close. 1.0 (≈ +172 % or −63 %) catches decimal errors and unadjusted "
+        "splits of 3:1 or more while real crashes of S&P 500 stocks (−50 to −60 % in 2008 and "
+        "March 2020) pass; tighten it for noisier sources. None turns the rule off.",
+    )
+    ohlc_tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        description="Relative slack before open/close outside [low, high] counts as bad.",
+    )
+    flag_zero_volume: bool = True
+
+
+class UniverseSettings(BaseModel):
+    """Cap-class boundaries (USD) and optional symbol tiers."""
+
+    large_cap_min: float = 100e9
+    mid_cap_min: float = 20e9
+    tiers: dict[str, TierName] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniverseSettings:
+        if self.mid_cap_min >= self.large_cap_min:
+            raise ValueError(
+                f"mid_cap_min ({self.mid_cap_min:g}) must be below large_cap_min "
+                f"({self.large_cap_min:g})"
+            )
+        return self
+
+
+class LabelSettings(BaseModel):
+    """Horizons and the 3-class label rule."""
+
+    horizons: list[Horizon] = Field(default_factory=lambda: [1, 2, 5])
+    mode: Literal["atr", "fixed"] = "atr"
+    atr_multiple: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.5, 2: 0.7, 5: 1.0},
+        description="mode=atr: BUY when the forward return ≥ k × ATR% (SELL ≤ −k × ATR%).",
+    )
+    fixed_threshold: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.10, 2: 0.10, 5: 0.10},
+        description="mode=fixed (the legacy rule): BUY at ≥ +10 %, SELL at ≤ −10 %.",
+    )
+
+    @field_validator("horizons")
+    @classmethod
+    def _sorted_unique(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one horizon is required")
+        return sorted(set(v))
+
+
+class SignalSettings(BaseModel):
+    """Signal rules; the legacy system's values are the defaults until measured otherwise."""
+
+    entry_probability: float = Field(default=0.60, gt=0, lt=1)
+    exit_probability: float = Field(default=0.70, gt=0, lt=1)
+    persistence: int = Field(default=3, ge=1)
+    entry_range: float = Field(default=0.03, ge=0)
+    decay_days: float = Field(default=14.0, gt=0)
+    decay_factor: float = Field(default=0.3, ge=0, le=1)
+    capacity_per_class_side: int = Field(default=20, ge=1)
+    shorts_enabled: bool = True
+
+
+class StoreSettings(BaseModel):
+    """Store URLs: embedded defaults locally, servers on a cluster."""
+
+    signals_url: str = "sqlite:///data/signals.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    registry_sql_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    model_registry_uri: str = "data/models"
+    pushgateway_url: str | None = None
+
+
+class YFinanceSettings(BaseModel):
+    """Politeness and resilience for the live source."""
+
+    batch_size: int = Field(default=50, ge=1)
+    min_interval_s: float = Field(default=1.0, ge=0, description="Pause between batch requests.")
+    max_retries: int = Field(default=3, ge=0)
+    backoff_s: float = Field(default=2.0, ge=0, description="First retry delay; doubles each try.")
+    cache_dir: Path = Path("data/cache/yfinance")
+    cache_ttl_hours: float = Field(default=12.0, ge=0)
+
+
+class ScheduleSettings(BaseModel):
+    """Cron schedules of the batch jobs; the chart's CronWorkflows are rendered from these."""
+
+    timezone: str = "America/New_York"
+    nightly_scan: str = "0 23 * * *"
+    outcomes: str = "0 2 * * *"
+    training_samples: str = "0 3 * * 0"
+    retrain: str = "0 4 1 * *"
+    adaptive_ranking: str = "0 2 1 * *"
+    universe_curation: str = "0 2 1 1,4,7,10 *"
+
+
+class ComputeSettings(BaseModel):
+    """Where training runs: CPU by default, CUDA when configured."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    ray_address: str | None = Field(default=None, description="None: start Ray locally.")
+    cpus_per_task: float = Field(default=1.0, gt=0)
+    gpus_per_task: float = Field(default=0.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of the platform, grouped by concern."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TURBOMODE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    universe: UniverseSettings = Field(default_factory=UniverseSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
+    stores: StoreSettings = Field(default_factory=StoreSettings)
+    yfinance: YFinanceSettings = Field(default_factory=YFinanceSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments > environment > YAML file > defaults.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = os.environ.get("TURBOMODE_CONFIG")
+        if yaml_path:
+            if not Path(yaml_path).is_file():
+                raise FileNotFoundError(f"TURBOMODE_CONFIG points to a missing file: {yaml_path}")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, an optional YAML file, the environment and overrides."""
+    if config_file is None:
+        return Settings(**overrides)
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    previous = os.environ.get("TURBOMODE_CONFIG")
+    os.environ["TURBOMODE_CONFIG"] = str(path)
+    try:
+        return Settings(**overrides)
+    finally:
+        if previous is None:
+            os.environ.pop("TURBOMODE_CONFIG", None)
+        else:
+            os.environ["TURBOMODE_CONFIG"] = previous
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (read once); tests build their own with ``load_settings``."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Market data: sources, validation, the universe and the clean store."""
