@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -34,7 +35,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-class SourceName(str, Enum):
+class SourceName(StrEnum):
     synthetic = "synthetic"
     parquet = "parquet"
     csv = "csv"
@@ -54,7 +55,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -62,12 +63,19 @@ def _fail(exc: BaseException) -> None:
 def main(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="YAML settings file (overrides defaults).", envvar="TURBOMODE_CONFIG"),
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML settings file (overrides defaults).",
+            envvar="TURBOMODE_CONFIG",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Root of the local stores (default: ./data).")
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning.")] = "warning",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning.")
+    ] = "warning",
 ) -> None:
     """Settings come from defaults < YAML file < TURBOMODE_* environment variables."""
     _State.config = config
@@ -146,7 +154,9 @@ def _print_ingest(summary: dict[str, Any], report: Any) -> None:
         f"{len(summary['market_symbols'])}: {', '.join(summary['market_symbols'])}",
     )
     table.add_row(
-        "market rows", f"{summary['market_rows_clean']:,} clean, {summary['market_rows_quarantined']:,} quarantined"
+        "market rows",
+        f"{summary['market_rows_clean']:,} clean, "
+        f"{summary['market_rows_quarantined']:,} quarantined",
     )
     for part, counts in summary["rules"].items():
         for rule, n in sorted(counts.items()):
@@ -200,8 +210,8 @@ def universe_show(
         table = Table(title=f"{len(m)} symbols")
         for col in ("symbol", "name", "sector", "cap_class", "tier"):
             table.add_column(col)
-        for row in m.itertuples(index=False):
-            table.add_row(row.symbol, str(row.name), row.sector, row.cap_class, row.tier)
+        for rec in m[["symbol", "name", "sector", "cap_class", "tier"]].astype(str).values:
+            table.add_row(*rec)
         console.print(table)
     except (TurboModeError, ValueError) as exc:
         _fail(exc)

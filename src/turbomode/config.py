@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 Horizon = Literal[1, 2, 5]
 TierName = Literal["Elite", "Strong", "Average", "Weak", "Avoid"]
+DEFAULT_HORIZONS: tuple[Horizon, ...] = (1, 2, 5)
 
 GICS_SECTORS: tuple[str, ...] = (
     "Communication Services",
@@ -87,8 +88,8 @@ class SyntheticSettings(BaseModel):
         default=0.20,
         ge=0.0,
         lt=1.0,
-        description="Correlation between a stock's standardized idiosyncratic return on day t "
-        "and its intraday idiosyncratic return on day t+1 (negative sign: reversal). 0 plants none.",
+        description="AR(1) coefficient of the planted short-term reversal in each stock's "
+        "idiosyncratic return (see turbomode.data.sources.synthetic). 0 plants none.",
     )
 
 
@@ -131,7 +132,7 @@ class UniverseSettings(BaseModel):
 class LabelSettings(BaseModel):
     """Horizons and the 3-class label rule."""
 
-    horizons: list[Horizon] = Field(default_factory=lambda: [1, 2, 5])
+    horizons: list[Horizon] = Field(default_factory=lambda: list(DEFAULT_HORIZONS))
     mode: Literal["atr", "fixed"] = "atr"
     atr_multiple: dict[int, float] = Field(
         default_factory=lambda: {1: 0.5, 2: 0.7, 5: 1.0},

@@ -23,6 +23,7 @@ from turbomode.data.validation import ValidationResult, validate_prices
 from turbomode.errors import SourceError
 from turbomode.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from turbomode.logs import event
+from turbomode.metrics import job_metrics
 
 log = logging.getLogger("turbomode.ingest")
 STEPS = ("load", "validate prices", "validate market", "write")
@@ -74,7 +75,9 @@ def _report_frame(prices: ValidationResult, market: ValidationResult, part: str)
     return out[["table", "symbol", "date", "rule", "value"]]
 
 
-def validate_market_data(md: MarketData, settings: Settings) -> tuple[ValidationResult, ValidationResult]:
+def validate_market_data(
+    md: MarketData, settings: Settings
+) -> tuple[ValidationResult, ValidationResult]:
     """Validate stocks (only universe members pass) and market series."""
     prices = validate_prices(
         md.prices, settings.validation, known_symbols=set(md.universe.symbols), what="prices"
@@ -117,24 +120,26 @@ def ingest(
     step = on_step or (lambda _name: None)
     t0 = time.perf_counter()
     src = source or get_source(settings)
-    event(log, "ingest.start", source=src.name, symbols=len(symbols) if symbols else "all")
-    md = src.load(symbols, start, end)
-    step("load")
-    prices, market = validate_market_data(md, settings)
-    step("validate prices")
-    step("validate market")
-    if prices.rows_out == 0:
-        raise SourceError(
-            f"no clean price rows from source {src.name!r} "
-            f"({prices.rows_in} in, {len(prices.quarantine)} quarantined)"
-        )
-    report = IngestReport(src.name, prices, market, md.universe, md.skipped)
-    if write:
-        write_clean(report, settings.data.clean_dir)
-    step("write")
-    report.seconds = time.perf_counter() - t0
-    if write:
-        atomic_write_json(report.summary(), settings.data.clean_dir / "ingest_report.json")
+    with job_metrics("ingest", settings.stores.pushgateway_url) as metrics:
+        event(log, "ingest.start", source=src.name, symbols=len(symbols) if symbols else "all")
+        md = src.load(symbols, start, end)
+        step("load")
+        prices, market = validate_market_data(md, settings)
+        step("validate prices")
+        step("validate market")
+        metrics.rows.labels(stage="in").inc(prices.rows_in)
+        metrics.rows.labels(stage="clean").inc(prices.rows_out)
+        metrics.rows.labels(stage="quarantined").inc(len(prices.quarantine))
+        if prices.rows_out == 0:
+            raise SourceError(
+                f"no clean price rows from source {src.name!r} "
+                f"({prices.rows_in} in, {len(prices.quarantine)} quarantined)"
+            )
+        report = IngestReport(src.name, prices, market, md.universe, md.skipped)
+        report.seconds = time.perf_counter() - t0
+        if write:
+            write_clean(report, settings.data.clean_dir)
+        step("write")
     event(
         log,
         "ingest.done",

@@ -43,6 +43,16 @@ def cap_class(market_cap: pd.Series, settings: UniverseSettings) -> pd.Series:
     return pd.Series(out, index=market_cap.index, dtype=object)
 
 
+def _empty_intervals() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": pd.Series(dtype=object),
+            "start_date": pd.Series(dtype="datetime64[ns]"),
+            "end_date": pd.Series(dtype="datetime64[ns]"),
+        }
+    )
+
+
 def _check_sectors(sectors: pd.Series) -> None:
     bad = sorted(set(sectors.dropna()) - set(GICS_SECTORS))
     if bad:
@@ -58,15 +68,7 @@ class Universe:
     """Constituents (one row per symbol) and membership intervals (many per symbol)."""
 
     members: pd.DataFrame
-    intervals: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(
-            {
-                "symbol": pd.Series(dtype=object),
-                "start_date": pd.Series(dtype="datetime64[ns]"),
-                "end_date": pd.Series(dtype="datetime64[ns]"),
-            }
-        )
-    )
+    intervals: pd.DataFrame = field(default_factory=lambda: _empty_intervals())
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -99,7 +101,7 @@ class Universe:
         extra = [c for c in m.columns if c not in MEMBER_COLUMNS]
         members = m[list(MEMBER_COLUMNS) + extra].sort_values("symbol").reset_index(drop=True)
 
-        iv = cls.__dataclass_fields__["intervals"].default_factory()  # type: ignore[misc]
+        iv = _empty_intervals()
         if intervals is not None and len(intervals):
             require_columns(intervals, ["symbol", "start_date", "end_date"], "membership")
             iv = pd.DataFrame(
@@ -184,7 +186,9 @@ class Universe:
             m = m[m["cap_class"] == cap]
         return m["symbol"].tolist()
 
-    def members_on(self, date: str | pd.Timestamp, assume_member_without_interval: bool = True) -> list[str]:
+    def members_on(
+        self, date: str | pd.Timestamp, assume_member_without_interval: bool = True
+    ) -> list[str]:
         """Index members on a date. Symbols with no interval at all count as members when
         ``assume_member_without_interval`` (the default; their membership is unknown)."""
         ts = pd.Timestamp(date)
@@ -216,7 +220,11 @@ class Universe:
             self.members.pivot_table(
                 index="sector", columns="cap_class", values="symbol", aggfunc="count", fill_value=0
             )
-            .reindex(columns=[c for c in (*CAP_CLASSES, "unknown") if c in set(self.members["cap_class"])])
+            .reindex(
+                columns=[
+                    c for c in (*CAP_CLASSES, "unknown") if c in set(self.members["cap_class"])
+                ]
+            )
             .astype(int)
         )
 
@@ -228,4 +236,6 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     if path.suffix in (".csv", ".txt"):
         return pd.read_csv(path)
-    raise SchemaError(f"unsupported universe file type {path.suffix!r} ({path}); use .csv or .parquet")
+    raise SchemaError(
+        f"unsupported universe file type {path.suffix!r} ({path}); use .csv or .parquet"
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from turbomode.config import ValidationSettings
-from turbomode.data.schema import KEY, PRICE_COLUMNS, PRICE_FIELDS, require_columns
+from turbomode.data.schema import PRICE_COLUMNS, PRICE_FIELDS, require_columns
 
 QUARANTINE_RULES: tuple[str, ...] = (
     "unparseable",
@@ -134,7 +134,11 @@ def validate_prices(
     settings = settings or ValidationSettings()
     require_columns(frame, PRICE_COLUMNS, what)
     rows_in = len(frame)
-    raw = frame.reset_index(drop=True)
+    raw = (
+        frame
+        if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
+        else (frame.reset_index(drop=True))
+    )
     df, unparseable, codes = _coerce(raw)
 
     reports: list[pd.DataFrame] = []
@@ -162,7 +166,9 @@ def validate_prices(
     charge(np.isnan(values).any(axis=1), "missing_value", list(NUMERIC), df)
     o, h, lo, c = (values[:, i] for i in range(4))
     vol = values[:, 4]
-    charge((values[:, :4] <= 0).any(axis=1), "non_positive_price", list(PRICE_FIELDS), df)
+    charge(
+        np.asarray((values[:, :4] <= 0).any(axis=1)), "non_positive_price", list(PRICE_FIELDS), df
+    )
     symbol_names = df["symbol"].astype("category")
     index_codes = symbol_names.cat.categories.str.startswith("^")
     is_index = np.r_[index_codes, False][symbol_names.cat.codes.to_numpy()]
@@ -261,7 +267,9 @@ def _flags(
                 )
             )
     if settings.flag_zero_volume and len(clean):
-        zero = (clean["volume"] == 0) & ~clean["symbol"].astype(str).str.startswith("^")
+        zero = (clean["volume"] == 0).to_numpy()
+        if zero.any():  # the string test runs on the few zero-volume rows only
+            zero[zero] = ~clean.loc[zero, "symbol"].astype(str).str.startswith("^").to_numpy()
         if zero.any():
             out.append(
                 pd.DataFrame(

@@ -56,7 +56,9 @@ def read_long(
         for op, value in ((">=", start), ("<=", end)):
             if value is not None:
                 filters.append(("date", op, _iso(value) if date_is_text else pd.Timestamp(value)))
-        frame = pq.read_table(path, filters=filters or None).to_pandas()
+        frame = (
+            pq.read_table(path, filters=filters).to_pandas() if filters else pd.read_parquet(path)
+        )
     elif path.suffix == ".csv":
         frame = pd.read_csv(path)
     else:
@@ -74,7 +76,7 @@ def read_long(
             if end is not None:
                 keep &= ~(d > pd.Timestamp(end))
             frame = frame[keep]
-    return frame.reset_index(drop=True)
+    return frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index(drop=True)
 
 
 def rebase_adjusted(market: pd.DataFrame) -> pd.DataFrame:
