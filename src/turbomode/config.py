@@ -174,6 +174,17 @@ class StoreSettings(BaseModel):
     pushgateway_url: str | None = None
 
 
+class FeatureStoreSettings(BaseModel):
+    """Feast: the local profile (DuckDB, SQLite, file registry) or production (Redis online
+    store, PostgreSQL registry; URLs in ``stores``)."""
+
+    profile: Literal["local", "production"] = "local"
+    project: str = Field(default="turbomode", pattern=r"^[a-z][a-z0-9_]*$")
+    online_lookback_days: int = Field(
+        default=10, ge=1, description="First materialization window (calendar days) before the newest date."
+    )
+
+
 class YFinanceSettings(BaseModel):
     """Politeness and resilience for the live source."""
 
@@ -222,6 +233,7 @@ class Settings(BaseSettings):
     labels: LabelSettings = Field(default_factory=LabelSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     stores: StoreSettings = Field(default_factory=StoreSettings)
+    features: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
     yfinance: YFinanceSettings = Field(default_factory=YFinanceSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
