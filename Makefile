@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= all,dev
 
-.PHONY: setup run test lint unit bench-ingest lock clean
+.PHONY: setup run test lint unit bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "TurboMode needs Python 3.11, found " + sys.version' 
@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The main job on the default synthetic data.
+## The pipeline on the default synthetic data: ingest → features into Feast → online store.
 run: setup
 	$(BIN)/turbomode ingest
+	$(BIN)/turbomode features build
+	$(BIN)/turbomode features materialize
 
 ## Lint, type-check and the whole test suite.
 test: setup lint
@@ -32,8 +34,10 @@ lint: setup
 unit: setup
 	$(BIN)/python -m pytest -m "not integration and not slow"
 
-bench-ingest: setup
+bench: setup
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_feature_store.py
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv.
 lock:

@@ -31,3 +31,31 @@ def shared_data_dir() -> Path:
     path = SHARED / "data"
     need((path / "prices.parquet").exists(), f"real market data not found at {path}")
     return path
+
+
+def _can_connect(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (production online store); skip or fail when it is not running."""
+    url = os.environ.get("TURBOMODE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    need(_can_connect("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The machine's PostgreSQL (registry and signals store); skip or fail when absent."""
+    url = os.environ.get(
+        "TURBOMODE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    need(_can_connect("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432")
+    return url

@@ -27,9 +27,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 universe_app = typer.Typer(help="Inspect the universe: sectors, cap classes, membership.")
+features_app = typer.Typer(help="Compute features into Feast, materialize, list the registry.")
 config_app = typer.Typer(help="Show the effective configuration.")
 app.add_typer(universe_app, name="universe")
 app.add_typer(config_app, name="config")
+app.add_typer(features_app, name="features")
 
 console = Console()
 err = Console(stderr=True)
@@ -215,6 +217,77 @@ def universe_show(
         console.print(table)
     except (TurboModeError, ValueError) as exc:
         _fail(exc)
+
+
+class ProfileName(StrEnum):
+    local = "local"
+    production = "production"
+
+
+@features_app.command("build")
+def features_build(
+    profile: Annotated[
+        ProfileName | None, typer.Option("--profile", help="Feast profile (default: settings).")
+    ] = None,
+) -> None:
+    """Compute every registry feature from the clean store, write Feast's offline tables and
+    apply the definitions."""
+    from turbomode.feature_store import build
+
+    try:
+        settings = _settings()
+        with err.status("building features"):
+            report, _store = build(settings, profile.value if profile else None)
+    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    console.print(report.summary())
+
+
+@features_app.command("materialize")
+def features_materialize(
+    end: Annotated[
+        str | None, typer.Option("--end", help="Load up to this date (default: newest).")
+    ] = None,
+    profile: Annotated[ProfileName | None, typer.Option("--profile")] = None,
+) -> None:
+    """Load the online store incrementally (idempotent: re-running changes nothing)."""
+    import pandas as pd
+
+    from turbomode.feature_store import materialize, open_store
+
+    try:
+        settings = _settings()
+        store = open_store(settings, profile.value if profile else None)
+        start_dt, end_dt = materialize(store, settings, pd.Timestamp(end) if end else None)
+    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    console.print(f"online store loaded from {start_dt:%Y-%m-%d} to {end_dt:%Y-%m-%d}")
+
+
+@features_app.command("list")
+def features_list(
+    group: Annotated[str | None, typer.Option("--group", help="Only this group.")] = None,
+) -> None:
+    """The feature registry: name, group, description and the market series each needs."""
+    from turbomode.features.registry import REGISTRY, select_features
+
+    try:
+        select_features()
+        frame = REGISTRY.to_frame()
+        if group is not None:
+            REGISTRY.names(group)  # validates the group name
+            frame = frame[frame["group"] == group]
+    except (TurboModeError, ValueError) as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"{len(frame)} features")
+    for col in ("name", "group", "description", "needs"):
+        table.add_column(col)
+    for rec in frame.astype(str).values:
+        table.add_row(*rec)
+    console.print(table)
 
 
 @config_app.command("show")

@@ -135,7 +135,7 @@ class LabelSettings(BaseModel):
     horizons: list[Horizon] = Field(default_factory=lambda: list(DEFAULT_HORIZONS))
     mode: Literal["atr", "fixed"] = "atr"
     atr_multiple: dict[int, float] = Field(
-        default_factory=lambda: {1: 0.5, 2: 0.7, 5: 1.0},
+        default_factory=lambda: {1: 0.3, 2: 0.5, 5: 0.75},
         description="mode=atr: BUY when the forward return ≥ k × ATR% (SELL ≤ −k × ATR%).",
     )
     fixed_threshold: dict[int, float] = Field(
@@ -180,8 +180,13 @@ class FeatureStoreSettings(BaseModel):
 
     profile: Literal["local", "production"] = "local"
     project: str = Field(default="turbomode", pattern=r"^[a-z][a-z0-9_]*$")
+    offline_ttl_days: int = Field(
+        default=7, ge=1, description="Point-in-time join lookback of the offline views (days)."
+    )
     online_lookback_days: int = Field(
-        default=10, ge=1, description="First materialization window (calendar days) before the newest date."
+        default=10,
+        ge=1,
+        description="First materialization window (calendar days) before the newest date.",
     )
 
 

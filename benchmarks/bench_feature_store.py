@@ -1,0 +1,125 @@
+"""Feast benchmark: point-in-time training-set retrieval and the batch online read.
+
+On the last 7 years of ../shared/data (about 500 symbols):
+* training-set retrieval through Feast (``get_historical_features``, DuckDB offline store) of a
+  10 % sample of all (symbol, date) rows, beside the same join done directly with
+  ``pandas.merge_asof`` (by symbol, 7-day tolerance, plus the market-context join) — target:
+  within 3× of merge_asof;
+* the online read of the newest vector of every symbol from SQLite (target ≤ 50 ms), median of
+  20 warm reads, beside the same read as per-feature scalar rows.
+
+Usage: python benchmarks/bench_feature_store.py [DATA_DIR] [--years 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+warnings.filterwarnings("ignore")
+
+
+def merge_asof_baseline(
+    features: pd.DataFrame, entities: pd.DataFrame, stock: list[str], market: list[str]
+) -> pd.DataFrame:
+    """The direct pandas point-in-time join a competent engineer would write."""
+    ent = entities.sort_values("date")
+    left = pd.merge_asof(
+        ent,
+        features[["symbol", "date", *stock]].sort_values("date"),
+        on="date",
+        by="symbol",
+        tolerance=pd.Timedelta(days=7),
+        direction="backward",
+    )
+    by_date = features[["date", *market]].drop_duplicates("date").sort_values("date")
+    return pd.merge_asof(left, by_date, on="date", tolerance=pd.Timedelta(days=7))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--years", type=int, default=7)
+    ap.add_argument("--sample", type=float, default=0.10)
+    args = ap.parse_args()
+
+    from turbomode import feature_store as fs
+    from turbomode.config import Settings
+    from turbomode.data.ingest import validate_market_data
+    from turbomode.data.sources.files import FileSource
+    from turbomode.features.engine import build_features
+
+    if not Path(args.data, "prices.parquet").exists():
+        print(f"no prices.parquet in {args.data}", file=sys.stderr)
+        return 2
+    settings = Settings(data={"data_dir": tempfile.mkdtemp(prefix="bench_fs_")})
+    end = pd.Timestamp("2024-06-28")
+    start = end - pd.DateOffset(years=args.years)
+    md = FileSource(args.data, settings).load(start=start - pd.DateOffset(years=1), end=end)
+    prices, market = validate_market_data(md, settings)
+    result = build_features(prices.clean, market.clean, md.universe.sector_map())
+    feats = result.frame[result.frame["date"] >= start].reset_index(drop=True)
+    layout = fs.FeatureLayout.from_registry()
+    print(
+        f"feature rows: {len(feats):,} × {len(layout.all)} features, "
+        f"{feats['symbol'].nunique()} symbols"
+    )
+
+    t = time.perf_counter()
+    fs.write_offline_tables(feats, settings, layout)
+    store = fs.apply(settings, "local")
+    print(f"write offline tables + apply: {time.perf_counter() - t:.1f} s")
+
+    entities = feats[["symbol", "date"]].sample(frac=args.sample, random_state=0)
+    t = time.perf_counter()
+    via_feast = fs.training_frame(store, entities)
+    feast_s = time.perf_counter() - t
+    t = time.perf_counter()
+    baseline = merge_asof_baseline(feats, entities, layout.stock, layout.market)
+    asof_s = time.perf_counter() - t
+    key = ["symbol", "date"]
+    a = via_feast.sort_values(key)[layout.all].to_numpy(dtype=np.float32)
+    b = baseline.sort_values(key)[layout.all].to_numpy(dtype=np.float32)
+    same = bool(np.array_equal(a, b, equal_nan=True))
+
+    t = time.perf_counter()
+    fs.materialize(store, settings)
+    mat_s = time.perf_counter() - t
+    symbols = sorted(feats.loc[feats["date"] == feats["date"].max(), "symbol"])
+    fs.online_vectors(store, symbols)  # warm: registry and connection
+    reads = []
+    for _ in range(20):
+        t = time.perf_counter()
+        fs.online_vectors(store, symbols, layout)
+        reads.append(time.perf_counter() - t)
+    online_ms = statistics.median(reads) * 1000
+
+    ratio = feast_s / asof_s
+    print()
+    print(f"{'measure':58s} {'figure':>12s}")
+    print(f"{'training set via Feast get_historical_features':58s} {feast_s:10.2f} s")
+    print(f"{'baseline: pandas.merge_asof, same rows':58s} {asof_s:10.2f} s")
+    print(f"{'  ratio (target ≤ 3×)':58s} {ratio:10.1f} ×")
+    print(f"{'  identical values':58s} {same!s:>12s}")
+    print(f"{'  entity rows':58s} {len(entities):12,d}")
+    print(f"{'materialize (first window)':58s} {mat_s:10.2f} s")
+    print(
+        f"{f'online read, {len(symbols)} symbols, median of 20 (target ≤ 50 ms)':58s} "
+        f"{online_ms:9.1f} ms"
+    )
+    ok = ratio <= 3 and online_ms <= 50 and same
+    print(f"targets: {'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

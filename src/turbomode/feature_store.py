@@ -1,0 +1,392 @@
+"""The Feast feature store: offline tables, definitions, materialization and the two reads
+that training and scanning use.
+
+Layout (definitions are generated from the feature registry, never from a second list):
+
+* ``stock_features`` — every non-market feature, entity ``symbol``; offline only: the source of
+  point-in-time training sets.
+* ``market_context`` — the market group (VIX, SPY/QQQ/IWM…), entity ``market`` with the single
+  key ``US``. Feast's entity-less views cannot be read online in this Feast version, so the
+  market is an entity with one row per date.
+* ``stock_vector`` — the model's whole feature vector (stock and market features, registry
+  order) packed into one ``Array(Float32)`` per symbol and date, online. Feast stores one
+  online row per feature value; a packed vector turns a 500-symbol × 180-feature read from
+  90,000 rows into 500 (≈ 30 ms instead of ≈ 300 ms on SQLite).
+
+TTLs: the online vector view uses ``ttl=0`` because Feast checks an online TTL against the
+wall clock, which would expire a backtest's history. The offline views use a short lookback
+(``features.offline_ttl_days``, 7 calendar days): a point-in-time join takes the latest row in
+(t − ttl, t], which is point-in-time correct, treats a symbol silent for a week as missing, and
+bounds the join (with no TTL the DuckDB join scans each symbol's whole history per entity row:
+5,000 rows took 17 s instead of about 1 s).
+
+Profiles: ``local`` (DuckDB offline store over parquet, SQLite online store, file registry)
+and ``production`` (Redis online store, PostgreSQL SQL registry; offline tables stay parquet
+here and move to a distributed offline store on a cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from turbomode.config import Settings
+from turbomode.errors import TurboModeError
+from turbomode.io import atomic_path
+from turbomode.logs import event
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+log = logging.getLogger("turbomode.feature_store")
+
+STOCK_VIEW = "stock_features"
+MARKET_VIEW = "market_context"
+VECTOR_VIEW = "stock_vector"
+VECTOR_FEATURE = "vector"
+MARKET_KEY = "US"
+TS = "event_timestamp"
+CREATED = "created_timestamp"
+Profile = Literal["local", "production"]
+
+
+class FeatureStoreError(TurboModeError):
+    """The feature store is missing something a caller needs (not built, not materialized)."""
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Which registry features go to which view, in registry order."""
+
+    stock: list[str]
+    market: list[str]
+
+    @property
+    def all(self) -> list[str]:
+        """The model's feature vector order: the registry's order."""
+        from turbomode.features.registry import REGISTRY
+
+        wanted = set(self.stock) | set(self.market)
+        return [n for n in REGISTRY.names() if n in wanted]
+
+    @classmethod
+    def from_registry(cls, names: Sequence[str] | None = None) -> FeatureLayout:
+        from turbomode.features.registry import REGISTRY, select_features
+
+        chosen = select_features(names)
+        market = set(REGISTRY.names("market"))
+        return cls(
+            stock=[n for n in chosen if n not in market],
+            market=[n for n in chosen if n in market],
+        )
+
+
+# ---- configuration ---------------------------------------------------------------------------
+
+
+def feast_dir(settings: Settings) -> Path:
+    return (settings.data.data_dir / "feast").resolve()
+
+
+def redis_connection_string(url: str) -> str:
+    """Feast wants ``host:port,db=N[,password=…]`` rather than a redis:// URL."""
+    u = urlparse(url)
+    if u.scheme not in ("redis", "rediss"):
+        raise FeatureStoreError(f"not a redis URL: {url!r}")
+    parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"]
+    db = (u.path or "/0").lstrip("/") or "0"
+    parts.append(f"db={db}")
+    if u.password:
+        parts.append(f"password={u.password}")
+    if u.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+def repo_config(settings: Settings, profile: Profile | None = None) -> RepoConfig:
+    """The RepoConfig for a profile, built from settings (the YAML files in ``feature_repo/``
+    are the same configuration for the ``feast`` command line)."""
+    from feast.repo_config import RepoConfig
+
+    profile = profile or settings.features.profile
+    root = feast_dir(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    online: dict[str, Any]
+    registry: Any
+    if profile == "local":
+        online = {"type": "sqlite", "path": str(root / "online.db")}
+        registry = str(root / "registry.db")
+    elif profile == "production":
+        online = {
+            "type": "redis",
+            "connection_string": redis_connection_string(settings.stores.redis_url),
+        }
+        registry = {
+            "registry_type": "sql",
+            "path": settings.stores.registry_sql_url,
+            "cache_ttl_seconds": 60,
+            "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
+        }
+    else:
+        raise FeatureStoreError(
+            f"unknown feature store profile {profile!r}; use local or production"
+        )
+    return RepoConfig(
+        project=settings.features.project,
+        provider="local",
+        registry=registry,
+        online_store=online,
+        offline_store={"type": "duckdb"},
+        entity_key_serialization_version=3,
+        repo_path=str(root),
+    )
+
+
+def open_store(settings: Settings, profile: Profile | None = None) -> FeatureStore:
+    from feast import FeatureStore
+
+    return FeatureStore(config=repo_config(settings, profile))
+
+
+# ---- offline tables --------------------------------------------------------------------------
+
+
+def _timestamps(dates: pd.Series | np.ndarray) -> pa.Array:
+    # Microsecond UTC: DuckDB cannot cast nanosecond tz-aware timestamps.
+    return pa.array(pd.DatetimeIndex(dates).tz_localize("UTC").as_unit("us"))
+
+
+def write_offline_tables(
+    features: pd.DataFrame, settings: Settings, layout: FeatureLayout | None = None
+) -> dict[str, Path]:
+    """Write the parquet sources of the three views (atomically, replacing earlier builds)."""
+    layout = layout or FeatureLayout.from_registry()
+    missing = [n for n in layout.all if n not in features.columns]
+    if missing:
+        raise FeatureStoreError(
+            f"feature frame lacks {len(missing)} registry feature(s): {missing[:10]}"
+        )
+    root = feast_dir(settings) / "offline"
+    created = pa.array(np.full(len(features), datetime.now(UTC)), type=pa.timestamp("us", tz="UTC"))
+    ts = _timestamps(features["date"])
+    stock = {
+        "symbol": pa.array(features["symbol"].astype(str).to_numpy()),
+        TS: ts,
+        CREATED: created,
+        **{n: pa.array(features[n].to_numpy(dtype=np.float32)) for n in layout.stock},
+    }
+    by_date = features.drop_duplicates("date").sort_values("date")
+    market = {
+        "market": pa.array(np.full(len(by_date), MARKET_KEY)),
+        TS: _timestamps(by_date["date"]),
+        CREATED: pa.array(
+            np.full(len(by_date), datetime.now(UTC)), type=pa.timestamp("us", tz="UTC")
+        ),
+        **{n: pa.array(by_date[n].to_numpy(dtype=np.float32)) for n in layout.market},
+    }
+    matrix = np.ascontiguousarray(features[layout.all].to_numpy(dtype=np.float32))
+    n_feat = matrix.shape[1]
+    offsets = pa.array(np.arange(0, matrix.size + 1, n_feat, dtype=np.int32))
+    vector = {
+        "symbol": stock["symbol"],
+        TS: ts,
+        CREATED: created,
+        VECTOR_FEATURE: pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1))),
+    }
+    paths = {}
+    for name, cols in ((STOCK_VIEW, stock), (MARKET_VIEW, market), (VECTOR_VIEW, vector)):
+        path = root / f"{name}.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.table(cols), tmp, compression="zstd", row_group_size=256_000)
+        paths[name] = path
+    return paths
+
+
+# ---- definitions -----------------------------------------------------------------------------
+
+
+def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list[Any]:
+    """Entities, views and feature services, generated from the feature registry."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.types import Array, Float32
+
+    layout = layout or FeatureLayout.from_registry()
+    root = feast_dir(settings) / "offline"
+    symbol = Entity(
+        name="symbol",
+        join_keys=["symbol"],
+        value_type=ValueType.STRING,
+        description="A stock, Yahoo-style ticker",
+    )
+    market = Entity(
+        name="market",
+        join_keys=["market"],
+        value_type=ValueType.STRING,
+        description="The market as a whole (one key: US)",
+    )
+
+    def source(view: str) -> FileSource:
+        return FileSource(
+            name=f"{view}_source",
+            path=str(root / f"{view}.parquet"),
+            timestamp_field=TS,
+            created_timestamp_column=CREATED,
+        )
+
+    lookback = timedelta(days=settings.features.offline_ttl_days)
+    stock_view = FeatureView(
+        name=STOCK_VIEW,
+        entities=[symbol],
+        ttl=lookback,
+        schema=[Field(name=n, dtype=Float32) for n in layout.stock],
+        source=source(STOCK_VIEW),
+        online=False,
+        description="Per-stock technical and cross-sectional features (turbomode.features)",
+    )
+    market_view = FeatureView(
+        name=MARKET_VIEW,
+        entities=[market],
+        ttl=lookback,
+        schema=[Field(name=n, dtype=Float32) for n in layout.market],
+        source=source(MARKET_VIEW),
+        online=False,
+        description="Market context: VIX, SPY/QQQ/IWM returns and trend",
+    )
+    vector_view = FeatureView(
+        name=VECTOR_VIEW,
+        entities=[symbol],
+        ttl=timedelta(0),
+        schema=[Field(name=VECTOR_FEATURE, dtype=Array(Float32))],
+        source=source(VECTOR_VIEW),
+        online=True,
+        description="The whole model feature vector, packed, for fast batch online reads",
+        tags={"order": ",".join(layout.all)},
+    )
+    ensemble = FeatureService(
+        name="turbomode_ensemble",
+        features=[stock_view, market_view],
+        description="Training features of the sector × horizon stacked ensembles",
+    )
+    scan = FeatureService(
+        name="turbomode_scan",
+        features=[vector_view],
+        description="Latest packed feature vector per symbol for the nightly scan and serving",
+    )
+    return [symbol, market, stock_view, market_view, vector_view, ensemble, scan]
+
+
+def apply(settings: Settings, profile: Profile | None = None) -> FeatureStore:
+    """Register the definitions (idempotent: applying twice changes nothing)."""
+    store = open_store(settings, profile)
+    store.apply(definitions(settings))
+    return store
+
+
+# ---- materialization and reads ---------------------------------------------------------------
+
+
+def latest_offline_date(settings: Settings) -> pd.Timestamp:
+    path = feast_dir(settings) / "offline" / f"{VECTOR_VIEW}.parquet"
+    if not path.exists():
+        raise FeatureStoreError(f"no offline features at {path}: run `turbomode features build`")
+    ts = pq.read_table(path, columns=[TS]).column(TS)
+    return pd.Timestamp(pa.compute.max(ts).as_py())
+
+
+def materialize(
+    store: FeatureStore,
+    settings: Settings,
+    end: datetime | pd.Timestamp | None = None,
+) -> tuple[datetime, datetime]:
+    """Load the online store up to ``end`` (default: the newest offline date), incrementally.
+
+    The window starts where the last run ended (Feast records it), or ``lookback_days``
+    before ``end`` on the first run: the online store keeps only the newest row per symbol,
+    so replaying years of history would only be overwritten. Re-running is idempotent.
+    """
+    end_ts = pd.Timestamp(end) if end is not None else latest_offline_date(settings)
+    end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
+    end_dt = (end_ts + pd.Timedelta(seconds=1)).to_pydatetime()
+    view = store.get_feature_view(VECTOR_VIEW)
+    first = end_dt - timedelta(days=settings.features.online_lookback_days)
+    last_end = view.most_recent_end_time
+    start_dt = max(last_end, first) if last_end is not None else first
+    if start_dt >= end_dt:
+        start_dt = first  # re-materializing the same window is harmless and keeps it idempotent
+    store.materialize(start_date=start_dt, end_date=end_dt, feature_views=[VECTOR_VIEW])
+    event(log, "features.materialized", start=start_dt, end=end_dt)
+    return start_dt, end_dt
+
+
+def training_frame(
+    store: FeatureStore,
+    entities: pd.DataFrame,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Point-in-time join: for each (symbol, date) row, the features as of that date.
+
+    Returns the entity rows (symbol, date, plus any extra columns such as labels) with one
+    column per feature, in the caller's row order.
+    """
+    layout = FeatureLayout.from_registry(names)
+    ent = entities.reset_index(drop=True).copy()
+    ent["_row"] = np.arange(len(ent))
+    ent[TS] = pd.DatetimeIndex(ent["date"]).tz_localize("UTC").as_unit("us")
+    ent["market"] = MARKET_KEY
+    refs = [f"{STOCK_VIEW}:{n}" for n in layout.stock] + [
+        f"{MARKET_VIEW}:{n}" for n in layout.market
+    ]
+    out = store.get_historical_features(entity_df=ent, features=refs).to_df()
+    out = out.sort_values("_row").reset_index(drop=True)
+    if len(out) != len(ent):
+        raise FeatureStoreError(f"point-in-time join returned {len(out)} rows for {len(ent)}")
+    # The caller's columns come back exactly as given (Feast re-types datetime columns).
+    return pd.concat([entities.reset_index(drop=True), out[layout.all]], axis=1)
+
+
+def online_vectors(
+    store: FeatureStore, symbols: Sequence[str], layout: FeatureLayout | None = None
+) -> pd.DataFrame:
+    """Latest feature vector of each symbol from the online store, one row per symbol.
+
+    Symbols the online store does not know come back as all-NaN rows so the caller can report
+    them (a scan logs and skips them) instead of failing the whole batch.
+    """
+    layout = layout or FeatureLayout.from_registry()
+    resp = store.get_online_features(
+        features=[f"{VECTOR_VIEW}:{VECTOR_FEATURE}"], entity_rows={"symbol": list(symbols)}
+    ).to_dict()
+    n = len(layout.all)
+    rows = [v if v is not None and len(v) == n else [np.nan] * n for v in resp[VECTOR_FEATURE]]
+    matrix = np.asarray(rows, dtype=np.float32).reshape(len(symbols), n)
+    frame = pd.DataFrame(matrix, columns=layout.all)
+    frame.insert(0, "symbol", list(symbols))
+    return frame
+
+
+def build(settings: Settings, profile: Profile | None = None) -> tuple[Any, FeatureStore]:
+    """Clean store → features → offline tables → definitions applied. Returns the feature
+    report (what was computed, short histories, absent market series) and the store."""
+    from turbomode.data.ingest import load_clean
+    from turbomode.features.engine import build_features
+    from turbomode.metrics import job_metrics
+
+    with job_metrics("features_build", settings.stores.pushgateway_url) as metrics:
+        md = load_clean(settings)
+        result = build_features(md.prices, md.market, md.universe.sector_map())
+        write_offline_tables(result.frame, settings)
+        store = apply(settings, profile)
+        metrics.rows.labels(stage="features").inc(len(result.frame))
+    event(log, "features.built", rows=len(result.frame), features=len(result.names))
+    return result.report, store

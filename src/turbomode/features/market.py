@@ -1,0 +1,236 @@
+"""Market context: VIX, SPY/QQQ/IWM returns and trend, the stock's sector ETF, beta to SPY.
+
+Each market series is computed on its own bars (its own calendar), then attached to a stock
+row by date: the value of the last market bar on or before the row's date, and only if that
+bar is at most ``MAX_STALE_DAYS`` calendar days old (a holiday in one calendar, never a value
+from after the row's date). A series that is absent leaves its features NaN and is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from turbomode.config import SECTOR_ETFS
+from turbomode.data.schema import PRICE_COLUMNS, require_columns
+from turbomode.errors import SchemaError
+from turbomode.features import indicators as ind
+from turbomode.features.indicators import TRADING_DAYS, Array
+from turbomode.features.layout import Layout
+from turbomode.features.registry import SECTOR_ETF, feature
+
+MAX_STALE_DAYS = 5
+SERIES_RETURNS = (1, 5, 20, 60, 120)
+
+_IDX = ("SPY", "QQQ", "IWM")
+MARKET: list[str] = [
+    feature("vix_level", "market", "VIX close.", ("^VIX",)),
+    feature("vix_chg_1", "market", "VIX relative change over 1 bar.", ("^VIX",)),
+    feature("vix_chg_5", "market", "VIX relative change over 5 bars.", ("^VIX",)),
+    feature("vix_z_20", "market", "(VIX − 20-bar mean) / 20-bar std.", ("^VIX",)),
+    feature(
+        "vix_range_pos_252", "market", "VIX within its 252-bar low–high range, 0–1.", ("^VIX",)
+    ),
+    *(
+        feature(f"spy_ret_{n}", "market", f"SPY return over {n} bar(s).", ("SPY",))
+        for n in (1, 5, 20, 60)
+    ),
+    feature("spy_dist_sma_50", "market", "SPY close / SMA(50) − 1: market trend.", ("SPY",)),
+    feature("spy_dist_sma_200", "market", "SPY close / SMA(200) − 1: market regime.", ("SPY",)),
+    feature("spy_rvol_20", "market", "SPY realized volatility, 20 bars, annualized.", ("SPY",)),
+    feature("spy_rsi_14", "market", "SPY RSI(14).", ("SPY",)),
+    feature("spy_dd_252", "market", "SPY drawdown from its 252-bar high.", ("SPY",)),
+    *(
+        feature(f"qqq_ret_{n}", "market", f"QQQ return over {n} bar(s).", ("QQQ",))
+        for n in (1, 5, 20)
+    ),
+    feature("qqq_dist_sma_50", "market", "QQQ close / SMA(50) − 1.", ("QQQ",)),
+    *(
+        feature(f"iwm_ret_{n}", "market", f"IWM return over {n} bar(s).", ("IWM",))
+        for n in (1, 5, 20)
+    ),
+    feature("iwm_dist_sma_50", "market", "IWM close / SMA(50) − 1.", ("IWM",)),
+    feature(
+        "qqq_minus_spy_20",
+        "market",
+        "QQQ − SPY 20-bar return: growth/tech leadership.",
+        ("QQQ", "SPY"),
+    ),
+    feature(
+        "iwm_minus_spy_20",
+        "market",
+        "IWM − SPY 20-bar return: small-cap leadership.",
+        ("IWM", "SPY"),
+    ),
+    feature(
+        "sector_etf_ret_5",
+        "cross_sectional",
+        "The stock's sector ETF return over 5 bars.",
+        (SECTOR_ETF,),
+    ),
+    feature(
+        "sector_etf_ret_20",
+        "cross_sectional",
+        "The stock's sector ETF return over 20 bars.",
+        (SECTOR_ETF,),
+    ),
+    feature(
+        "sector_etf_dist_sma_50",
+        "cross_sectional",
+        "Sector ETF close / SMA(50) − 1.",
+        (SECTOR_ETF,),
+    ),
+    feature(
+        "beta_spy_60",
+        "cross_sectional",
+        "OLS beta of daily returns on SPY's over 60 bars.",
+        ("SPY",),
+    ),
+    feature(
+        "corr_spy_60",
+        "cross_sectional",
+        "Correlation of daily returns with SPY's over 60 bars.",
+        ("SPY",),
+    ),
+]
+
+
+def _series_features(frame: pd.DataFrame) -> dict[str, Array]:
+    """Features of one market series on its own bars (1-D arrays)."""
+    c = frame["close"].to_numpy(dtype=np.float64)[:, None]
+    out: dict[str, Array] = {"close": c}
+    for n in SERIES_RETURNS:
+        out[f"ret_{n}"] = ind.pct_change(c, n)
+    for n in (50, 200):
+        out[f"dist_sma_{n}"] = c / ind.rolling_mean(c, n) - 1.0
+    out["rvol_20"] = ind.rolling_std(np.log(c / ind.shift(c, 1)), 20) * np.sqrt(TRADING_DAYS)
+    out["rsi_14"] = ind.rsi(c, 14)
+    out["dd_252"] = c / ind.rolling_max(c, 252) - 1.0
+    m, s = ind.rolling_mean(c, 20), ind.rolling_std(c, 20)
+    out["z_20"] = (c - m) / s
+    lo, hi = ind.rolling_min(c, 252), ind.rolling_max(c, 252)
+    out["range_pos_252"] = (c - lo) / (hi - lo)
+    return {k: v[:, 0] for k, v in out.items()}
+
+
+class MarketContext:
+    """Market series by symbol, each with its features computed once on its own calendar."""
+
+    def __init__(self, market: pd.DataFrame | None) -> None:
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._features: dict[str, dict[str, Array]] = {}
+        if market is None or market.empty:
+            return
+        require_columns(market, ["symbol", "date", "close"], "market frame")
+        m = market[[c for c in PRICE_COLUMNS if c in market.columns]].copy()
+        m["date"] = pd.to_datetime(m["date"])
+        m = m.dropna(subset=["close"]).sort_values(["symbol", "date"], kind="stable")
+        if m.duplicated(["symbol", "date"]).any():
+            raise SchemaError("market frame has duplicate (symbol, date) rows")
+        for sym, g in m.groupby("symbol", sort=False):
+            self._frames[str(sym)] = g.reset_index(drop=True)
+
+    @property
+    def symbols(self) -> set[str]:
+        return set(self._frames)
+
+    def has(self, symbol: str) -> bool:
+        return symbol in self._frames
+
+    def features(self, symbol: str) -> dict[str, Array]:
+        if symbol not in self._features:
+            self._features[symbol] = _series_features(self._frames[symbol])
+        return self._features[symbol]
+
+    def on_dates(self, symbol: str, name: str, dates: npt.NDArray[np.datetime64]) -> Array:
+        """Series feature ``name`` as seen on each of ``dates`` (NaN if absent or stale)."""
+        out = np.full(len(dates), np.nan)
+        if symbol not in self._frames:
+            return out
+        mdates = self._frames[symbol]["date"].to_numpy(dtype="datetime64[ns]")
+        vals = self.features(symbol)[name]
+        idx = np.searchsorted(mdates, dates, side="right") - 1
+        ok = idx >= 0
+        stale = np.timedelta64(MAX_STALE_DAYS, "D")
+        ok[ok] &= (dates[ok] - mdates[idx[ok]]) <= stale
+        out[ok] = vals[idx[ok]]
+        return out
+
+    def on_rows(self, symbol: str, name: str, layout: Layout) -> Array:
+        """Series feature ``name`` for every row of ``layout`` (same for all symbols)."""
+        return self.on_dates(symbol, name, layout.dates)[layout.date_code]
+
+
+def sector_codes(
+    layout: Layout, sectors: Mapping[str, str]
+) -> tuple[list[str], npt.NDArray[np.intp]]:
+    """Sector names in use and, per symbol code, the index of its sector (−1: unmapped)."""
+    names = sorted({sectors[s] for s in layout.symbols if s in sectors})
+    pos = {n: i for i, n in enumerate(names)}
+    codes = np.array([pos.get(sectors.get(s, ""), -1) for s in layout.symbols], dtype=np.intp)
+    return names, codes
+
+
+def sector_etf_on_rows(
+    ctx: MarketContext,
+    name: str,
+    layout: Layout,
+    sector_names: list[str],
+    sym_sector: npt.NDArray[np.intp],
+) -> Array:
+    """For each row, feature ``name`` of the row's own sector ETF (NaN when it has none)."""
+    out = np.full(layout.n_rows, np.nan)
+    row_sector = sym_sector[layout.sym_code]
+    for i, sector in enumerate(sector_names):  # at most 11 sectors
+        etf = SECTOR_ETFS.get(sector)
+        if etf is None or not ctx.has(etf):
+            continue
+        per_date = ctx.on_dates(etf, name, layout.dates)
+        rows = row_sector == i
+        out[rows] = per_date[layout.date_code[rows]]
+    return out
+
+
+def market_features(
+    layout: Layout,
+    ret1_bars: Array,
+    ctx: MarketContext,
+    sector_names: list[str],
+    sym_sector: npt.NDArray[np.intp],
+) -> dict[str, Array]:
+    """The market family as long arrays aligned to ``layout``'s rows."""
+    out: dict[str, Array] = {}
+    vix = {
+        k: ctx.on_rows("^VIX", k, layout)
+        for k in ("close", "ret_1", "ret_5", "z_20", "range_pos_252")
+    }
+    out["vix_level"], out["vix_chg_1"], out["vix_chg_5"] = vix["close"], vix["ret_1"], vix["ret_5"]
+    out["vix_z_20"], out["vix_range_pos_252"] = vix["z_20"], vix["range_pos_252"]
+    for n in (1, 5, 20, 60):
+        out[f"spy_ret_{n}"] = ctx.on_rows("SPY", f"ret_{n}", layout)
+    out["spy_dist_sma_50"] = ctx.on_rows("SPY", "dist_sma_50", layout)
+    out["spy_dist_sma_200"] = ctx.on_rows("SPY", "dist_sma_200", layout)
+    out["spy_rvol_20"] = ctx.on_rows("SPY", "rvol_20", layout)
+    out["spy_rsi_14"] = ctx.on_rows("SPY", "rsi_14", layout)
+    out["spy_dd_252"] = ctx.on_rows("SPY", "dd_252", layout)
+    for sym in ("QQQ", "IWM"):
+        p = sym.lower()
+        for n in (1, 5, 20):
+            out[f"{p}_ret_{n}"] = ctx.on_rows(sym, f"ret_{n}", layout)
+        out[f"{p}_dist_sma_50"] = ctx.on_rows(sym, "dist_sma_50", layout)
+    spy20 = out["spy_ret_20"]
+    out["qqq_minus_spy_20"] = out["qqq_ret_20"] - spy20
+    out["iwm_minus_spy_20"] = out["iwm_ret_20"] - spy20
+    for key, src in (
+        ("sector_etf_ret_5", "ret_5"),
+        ("sector_etf_ret_20", "ret_20"),
+        ("sector_etf_dist_sma_50", "dist_sma_50"),
+    ):
+        out[key] = sector_etf_on_rows(ctx, src, layout, sector_names, sym_sector)
+    spy1 = layout.to_bars(out["spy_ret_1"])
+    out["beta_spy_60"] = layout.from_bars(ind.rolling_beta(ret1_bars, spy1, 60))
+    out["corr_spy_60"] = layout.from_bars(ind.rolling_corr(ret1_bars, spy1, 60))
+    return out

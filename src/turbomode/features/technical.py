@@ -1,0 +1,345 @@
+"""Per-symbol time-series families: trend, oscillators, volatility and volume.
+
+Each family takes :class:`Bars` (bar view: bars × symbols) and returns exactly the names it
+registers. The same function runs on all symbols at once or on one symbol's single column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from turbomode.features import indicators as ind
+from turbomode.features.indicators import TRADING_DAYS, Array
+from turbomode.features.registry import feature
+
+
+@dataclass
+class Bars:
+    """OHLCV in the bar view plus a cache of intermediates shared between families."""
+
+    open: Array
+    high: Array
+    low: Array
+    close: Array
+    volume: Array
+    _cache: dict[str, Array] = field(default_factory=dict, repr=False)
+
+    def cached(self, key: str, fn: Callable[[], Array]) -> Array:
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    @property
+    def prev_close(self) -> Array:
+        return self.cached("prev_close", lambda: ind.shift(self.close, 1))
+
+    @property
+    def ret1(self) -> Array:
+        return self.cached("ret1", lambda: self.close / self.prev_close - 1.0)
+
+    @property
+    def logret1(self) -> Array:
+        return self.cached("logret1", lambda: np.log(self.close / self.prev_close))
+
+    def atr(self, n: int) -> Array:
+        return self.cached(f"atr{n}", lambda: ind.atr(self.high, self.low, self.close, n))
+
+    def sma(self, n: int) -> Array:
+        return self.cached(f"sma{n}", lambda: ind.rolling_mean(self.close, n))
+
+    def rsi(self, n: int) -> Array:
+        return self.cached(f"rsi{n}", lambda: ind.rsi(self.close, n))
+
+
+Family = Callable[[Bars], dict[str, Array]]
+
+# ---- trend -----------------------------------------------------------------------------------
+RET_WINDOWS = (1, 2, 3, 5, 10, 20, 60, 120, 250)
+SMA_WINDOWS = (10, 20, 50, 200)
+EMA_SPANS = (12, 26, 50)
+TREND: list[str] = [
+    *(
+        feature(
+            f"ret_{n}", "trend", f"Simple return over the last {n} bar(s): close/close[t-{n}] − 1."
+        )
+        for n in RET_WINDOWS
+    ),
+    feature("log_ret_1", "trend", "Log return of the last bar."),
+    *(
+        feature(f"sma_{n}", "trend", f"{n}-bar simple moving average of close (price level).")
+        for n in SMA_WINDOWS
+    ),
+    *(feature(f"dist_sma_{n}", "trend", f"close / SMA({n}) − 1.") for n in SMA_WINDOWS),
+    feature("sma_ratio_10_20", "trend", "SMA(10)/SMA(20) − 1: short over medium trend."),
+    feature("sma_ratio_20_50", "trend", "SMA(20)/SMA(50) − 1."),
+    feature("sma_ratio_50_200", "trend", "SMA(50)/SMA(200) − 1: golden/death cross distance."),
+    *(feature(f"ema_{n}", "trend", f"EMA of close, span {n} (price level).") for n in EMA_SPANS),
+    *(feature(f"dist_ema_{n}", "trend", f"close / EMA({n}) − 1.") for n in EMA_SPANS),
+    feature("macd", "trend", "MACD line EMA(12) − EMA(26), price units."),
+    feature("macd_signal", "trend", "MACD signal line: EMA(9) of the MACD line."),
+    feature("macd_hist", "trend", "MACD histogram: line − signal."),
+    feature("macd_pct", "trend", "MACD line / close: scale-free across symbols."),
+    feature("macd_signal_pct", "trend", "MACD signal / close."),
+    feature("macd_hist_pct", "trend", "MACD histogram / close."),
+    feature("adx_14", "trend", "Average directional index (Wilder, 14): trend strength 0–100."),
+    feature("plus_di_14", "trend", "+DI (Wilder, 14): upward directional movement."),
+    feature("minus_di_14", "trend", "−DI (Wilder, 14): downward directional movement."),
+    feature(
+        "sma_20_slope_5", "trend", "SMA(20) / SMA(20)[t-5] − 1: direction of the medium trend."
+    ),
+    feature("sma_50_slope_10", "trend", "SMA(50) / SMA(50)[t-10] − 1."),
+    feature(
+        "trend_slope_20", "trend", "OLS slope of log close on bar number over 20 bars (per bar)."
+    ),
+    feature(
+        "trend_slope_60", "trend", "OLS slope of log close on bar number over 60 bars (per bar)."
+    ),
+]
+
+
+def trend(b: Bars) -> dict[str, Array]:
+    """Returns, moving averages and their distances, MACD, ADX and regression slopes."""
+    c = b.close
+    out: dict[str, Array] = {}
+    for n in RET_WINDOWS:
+        out[f"ret_{n}"] = b.ret1 if n == 1 else ind.pct_change(c, n)
+    out["log_ret_1"] = b.logret1
+    for n in SMA_WINDOWS:
+        out[f"sma_{n}"] = b.sma(n)
+    for n in SMA_WINDOWS:
+        out[f"dist_sma_{n}"] = c / b.sma(n) - 1.0
+    out["sma_ratio_10_20"] = b.sma(10) / b.sma(20) - 1.0
+    out["sma_ratio_20_50"] = b.sma(20) / b.sma(50) - 1.0
+    out["sma_ratio_50_200"] = b.sma(50) / b.sma(200) - 1.0
+    emas = {n: ind.ema(c, n) for n in EMA_SPANS}
+    for n in EMA_SPANS:
+        out[f"ema_{n}"] = emas[n]
+    for n in EMA_SPANS:
+        out[f"dist_ema_{n}"] = c / emas[n] - 1.0
+    macd = emas[12] - emas[26]
+    signal = ind.ema(macd, 9)
+    out["macd"], out["macd_signal"], out["macd_hist"] = macd, signal, macd - signal
+    out["macd_pct"], out["macd_signal_pct"] = macd / c, signal / c
+    out["macd_hist_pct"] = (macd - signal) / c
+    out["adx_14"], out["plus_di_14"], out["minus_di_14"] = ind.adx(b.high, b.low, c, 14)
+    out["sma_20_slope_5"] = ind.pct_change(b.sma(20), 5)
+    out["sma_50_slope_10"] = ind.pct_change(b.sma(50), 10)
+    logc = np.log(c)
+    out["trend_slope_20"] = ind.ols_slope(logc, 20)
+    out["trend_slope_60"] = ind.ols_slope(logc, 60)
+    return out
+
+
+# ---- oscillators -----------------------------------------------------------------------------
+RSI_WINDOWS = (2, 7, 14, 21)
+OSCILLATOR: list[str] = [
+    *(feature(f"rsi_{n}", "oscillator", f"RSI (Wilder, {n}), 0–100.") for n in RSI_WINDOWS),
+    feature("rsi_14_chg_5", "oscillator", "RSI(14) − RSI(14)[t-5]: momentum of momentum."),
+    feature("stoch_k_14", "oscillator", "Stochastic %K(14): close within the 14-bar range, 0–100."),
+    feature("stoch_d_14", "oscillator", "Stochastic %D: 3-bar SMA of %K(14)."),
+    feature("stoch_k_5", "oscillator", "Fast stochastic %K(5)."),
+    feature("williams_r_14", "oscillator", "Williams %R(14), −100..0."),
+    feature("williams_r_28", "oscillator", "Williams %R(28), −100..0."),
+    feature("cci_14", "oscillator", "Commodity channel index (14)."),
+    feature("cci_20", "oscillator", "Commodity channel index (20)."),
+    feature("roc_12", "oscillator", "Rate of change over 12 bars, percent."),
+    feature("roc_25", "oscillator", "Rate of change over 25 bars, percent."),
+    feature("ultimate_osc", "oscillator", "Ultimate oscillator (7/14/28), 0–100."),
+    feature("stoch_rsi_14", "oscillator", "Stochastic of RSI(14) over 14 bars, 0–1."),
+    feature("dpo_20", "oscillator", "Detrended price oscillator: (close − SMA(20)[t-11]) / close."),
+]
+
+
+def oscillator(b: Bars) -> dict[str, Array]:
+    """Bounded momentum oscillators: RSI variants, stochastics, %R, CCI, ROC, UO, DPO."""
+    c, h, lo = b.close, b.high, b.low
+    out: dict[str, Array] = {}
+    for n in RSI_WINDOWS:
+        out[f"rsi_{n}"] = b.rsi(n)
+    out["rsi_14_chg_5"] = b.rsi(14) - ind.shift(b.rsi(14), 5)
+    k14 = ind.stochastic_k(h, lo, c, 14)
+    out["stoch_k_14"], out["stoch_d_14"] = k14, ind.rolling_mean(k14, 3)
+    out["stoch_k_5"] = ind.stochastic_k(h, lo, c, 5)
+    out["williams_r_14"] = ind.williams_r(h, lo, c, 14)
+    out["williams_r_28"] = ind.williams_r(h, lo, c, 28)
+    out["cci_14"] = ind.cci(h, lo, c, 14)
+    out["cci_20"] = ind.cci(h, lo, c, 20)
+    out["roc_12"] = 100.0 * ind.pct_change(c, 12)
+    out["roc_25"] = 100.0 * ind.pct_change(c, 25)
+    pc = b.prev_close
+    low_ = np.minimum(lo, pc)  # NaN on the first bar: no prior close yet
+    bp = c - low_
+    tr = np.maximum(h, pc) - low_
+    avg = {n: ind.rolling_sum(bp, n) / ind.rolling_sum(tr, n) for n in (7, 14, 28)}
+    out["ultimate_osc"] = 100.0 * (4 * avg[7] + 2 * avg[14] + avg[28]) / 7.0
+    r = b.rsi(14)
+    rmin, rmax = ind.rolling_min(r, 14), ind.rolling_max(r, 14)
+    out["stoch_rsi_14"] = (r - rmin) / (rmax - rmin)
+    out["dpo_20"] = (c - ind.shift(b.sma(20), 11)) / c
+    return out
+
+
+# ---- volatility ------------------------------------------------------------------------------
+RVOL_WINDOWS = (5, 10, 20, 60, 120, 250)
+VOLATILITY: list[str] = [
+    feature("atr_14", "volatility", "Average true range (Wilder, 14), price units."),
+    feature("atr_pct_14", "volatility", "ATR(14) / close: the label threshold's basis."),
+    feature("atr_pct_5", "volatility", "ATR(5) / close."),
+    feature("atr_pct_20", "volatility", "ATR(20) / close."),
+    feature("bb_pos_20", "volatility", "Bollinger(20,2) %B: 0 at the lower band, 1 at the upper."),
+    feature("bb_width_20", "volatility", "Bollinger(20,2) width: (upper − lower) / SMA(20)."),
+    feature("bb_z_20", "volatility", "(close − SMA(20)) / std(20): z-score in the band."),
+    *(
+        feature(
+            f"rvol_{n}",
+            "volatility",
+            f"Realized volatility: std of log returns over {n} bars, annualized.",
+        )
+        for n in RVOL_WINDOWS
+    ),
+    feature("rvol_ratio_5_20", "volatility", "rvol_5 / rvol_20: volatility expansion."),
+    feature("rvol_ratio_20_120", "volatility", "rvol_20 / rvol_120."),
+    feature(
+        "parkinson_vol_20", "volatility", "Parkinson high–low volatility over 20 bars, annualized."
+    ),
+    feature("gk_vol_20", "volatility", "Garman–Klass OHLC volatility over 20 bars, annualized."),
+    feature(
+        "downside_vol_20",
+        "volatility",
+        "Std of negative log returns (others 0) over 20 bars, annualized.",
+    ),
+    feature("dd_20", "volatility", "Drawdown: close / max close of 20 bars − 1."),
+    feature("dd_60", "volatility", "Drawdown from the 60-bar high close."),
+    feature("dd_252", "volatility", "Drawdown from the 252-bar (52-week) high close."),
+    feature("up_from_low_20", "volatility", "close / min close of 20 bars − 1."),
+    feature("up_from_low_252", "volatility", "close / min close of 252 bars − 1."),
+    feature("range_pos_20", "volatility", "(close − 20-bar low) / (20-bar high − low)."),
+    feature("range_pos_252", "volatility", "(close − 52-week low) / (52-week high − low)."),
+    feature("gap_1", "volatility", "Overnight gap: open / previous close − 1."),
+    feature("gap_abs_mean_20", "volatility", "Mean absolute overnight gap over 20 bars."),
+    feature("gap_mean_20", "volatility", "Mean overnight gap over 20 bars."),
+    feature("hl_range_1", "volatility", "(high − low) / close of the last bar."),
+    feature("hl_range_mean_20", "volatility", "Mean (high − low)/close over 20 bars."),
+    feature("oc_ret_1", "volatility", "Intraday return: close / open − 1."),
+    feature("close_location", "volatility", "(close − low) / (high − low) of the last bar."),
+    feature("ret_skew_60", "volatility", "Skewness of daily returns over 60 bars."),
+    feature("ret_kurt_60", "volatility", "Excess kurtosis of daily returns over 60 bars."),
+    feature("max_ret_20", "volatility", "Largest daily return of the last 20 bars."),
+    feature("min_ret_20", "volatility", "Smallest daily return of the last 20 bars."),
+]
+
+
+def volatility(b: Bars) -> dict[str, Array]:
+    """ATR, Bollinger, realized and range-based vol, drawdowns, gaps and tail shape."""
+    o, h, lo, c = b.open, b.high, b.low, b.close
+    ann = np.sqrt(TRADING_DAYS)
+    out: dict[str, Array] = {}
+    out["atr_14"] = b.atr(14)
+    out["atr_pct_14"] = b.atr(14) / c
+    out["atr_pct_5"] = b.atr(5) / c
+    out["atr_pct_20"] = b.atr(20) / c
+    sma20, sd20 = b.sma(20), ind.rolling_std(c, 20)
+    upper, lower = sma20 + 2 * sd20, sma20 - 2 * sd20
+    out["bb_pos_20"] = (c - lower) / (upper - lower)
+    out["bb_width_20"] = (upper - lower) / sma20
+    out["bb_z_20"] = (c - sma20) / sd20
+    lr = b.logret1
+    rv = {n: ind.rolling_std(lr, n) * ann for n in RVOL_WINDOWS}
+    for n in RVOL_WINDOWS:
+        out[f"rvol_{n}"] = rv[n]
+    out["rvol_ratio_5_20"] = rv[5] / rv[20]
+    out["rvol_ratio_20_120"] = rv[20] / rv[120]
+    hl2 = np.log(h / lo) ** 2
+    out["parkinson_vol_20"] = np.sqrt(ind.rolling_mean(hl2, 20) / (4 * np.log(2))) * ann
+    gk = 0.5 * hl2 - (2 * np.log(2) - 1) * np.log(c / o) ** 2
+    out["gk_vol_20"] = np.sqrt(np.clip(ind.rolling_mean(gk, 20), 0, None)) * ann
+    out["downside_vol_20"] = ind.rolling_std(np.minimum(lr, 0.0), 20) * ann
+    for n in (20, 60, 252):
+        out[f"dd_{n}"] = c / ind.rolling_max(c, n) - 1.0
+    for n in (20, 252):
+        out[f"up_from_low_{n}"] = c / ind.rolling_min(c, n) - 1.0
+    for n in (20, 252):
+        ll = ind.rolling_min(lo, n)
+        out[f"range_pos_{n}"] = (c - ll) / (ind.rolling_max(h, n) - ll)
+    gap = o / b.prev_close - 1.0
+    out["gap_1"] = gap
+    out["gap_abs_mean_20"] = ind.rolling_mean(np.abs(gap), 20)
+    out["gap_mean_20"] = ind.rolling_mean(gap, 20)
+    hlr = (h - lo) / c
+    out["hl_range_1"], out["hl_range_mean_20"] = hlr, ind.rolling_mean(hlr, 20)
+    out["oc_ret_1"] = c / o - 1.0
+    out["close_location"] = (c - lo) / (h - lo)
+    out["ret_skew_60"] = ind.rolling_skew(b.ret1, 60)
+    out["ret_kurt_60"] = ind.rolling_kurt(b.ret1, 60)
+    out["max_ret_20"] = ind.rolling_max(b.ret1, 20)
+    out["min_ret_20"] = ind.rolling_min(b.ret1, 20)
+    return out
+
+
+# ---- volume ----------------------------------------------------------------------------------
+VOLUME: list[str] = [
+    *(
+        feature(f"volume_ratio_{n}", "volume", f"volume / {n}-bar mean volume.")
+        for n in (5, 10, 20, 60)
+    ),
+    feature("log_volume", "volume", "log(1 + volume)."),
+    feature("volume_z_20", "volume", "(volume − 20-bar mean) / 20-bar std."),
+    feature("volume_trend_5_20", "volume", "5-bar mean volume / 20-bar mean volume."),
+    feature("obv_slope_10", "volume", "OBV change over 10 bars / volume traded in them (−1..1)."),
+    feature("obv_slope_20", "volume", "OBV change over 20 bars / volume traded in them (−1..1)."),
+    feature("dollar_volume", "volume", "close × volume of the last bar."),
+    feature("log_dollar_volume_20", "volume", "log of the 20-bar mean dollar volume: liquidity."),
+    feature(
+        "amihud_20", "volume", "Amihud illiquidity: mean |return| / dollar volume × 1e9, 20 bars."
+    ),
+    feature("mfi_14", "volume", "Money flow index (14), 0–100."),
+    feature("cmf_20", "volume", "Chaikin money flow (20), −1..1."),
+    feature("vwap_dist_20", "volume", "close / 20-bar volume-weighted typical price − 1."),
+    feature("pv_corr_20", "volume", "Correlation of daily return and log volume over 20 bars."),
+    feature("up_volume_ratio_20", "volume", "Share of 20-bar volume traded on up-close bars."),
+]
+
+
+def volume(b: Bars) -> dict[str, Array]:
+    """Volume relative to its own history, OBV, liquidity and money-flow measures."""
+    h, lo, c, v = b.high, b.low, b.close, b.volume
+    out: dict[str, Array] = {}
+    vm = {n: ind.rolling_mean(v, n) for n in (5, 10, 20, 60)}
+    for n in (5, 10, 20, 60):
+        out[f"volume_ratio_{n}"] = v / vm[n]
+    out["log_volume"] = np.log1p(v)
+    out["volume_z_20"] = (v - vm[20]) / ind.rolling_std(v, 20)
+    out["volume_trend_5_20"] = vm[5] / vm[20]
+    r = b.ret1
+    signed = np.sign(c - b.prev_close) * v  # OBV's daily step; NaN on the first bar
+    for n in (10, 20):
+        out[f"obv_slope_{n}"] = ind.rolling_sum(signed, n) / ind.rolling_sum(v, n)
+    dv = c * v
+    out["dollar_volume"] = dv
+    out["log_dollar_volume_20"] = np.log(ind.rolling_mean(dv, 20))
+    out["amihud_20"] = ind.rolling_mean(np.abs(r) / dv, 20) * 1e9
+    tp = (h + lo + c) / 3.0
+    flow = tp * v
+    dtp = tp - ind.shift(tp, 1)
+    pos = ind.rolling_sum(np.where(np.isnan(dtp), np.nan, np.where(dtp > 0, flow, 0.0)), 14)
+    neg = ind.rolling_sum(np.where(np.isnan(dtp), np.nan, np.where(dtp < 0, flow, 0.0)), 14)
+    out["mfi_14"] = 100.0 * pos / (pos + neg)
+    mfm = ((c - lo) - (h - c)) / (h - lo)
+    mfm[h == lo] = 0.0
+    out["cmf_20"] = ind.rolling_sum(mfm * v, 20) / ind.rolling_sum(v, 20)
+    out["vwap_dist_20"] = c / (ind.rolling_sum(flow, 20) / ind.rolling_sum(v, 20)) - 1.0
+    out["pv_corr_20"] = ind.rolling_corr(r, np.log1p(v), 20)
+    up_v = np.where(np.isnan(r), np.nan, np.where(r > 0, v, 0.0))
+    out["up_volume_ratio_20"] = ind.rolling_sum(up_v, 20) / ind.rolling_sum(v, 20)
+    return out
+
+
+BAR_FAMILIES: dict[str, tuple[Family, list[str]]] = {
+    "trend": (trend, TREND),
+    "oscillator": (oscillator, OSCILLATOR),
+    "volatility": (volatility, VOLATILITY),
+    "volume": (volume, VOLUME),
+}
