@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from turbomode import __version__, logs
+from turbomode.cli_models import models_app
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
 
@@ -32,6 +33,7 @@ config_app = typer.Typer(help="Show the effective configuration.")
 app.add_typer(universe_app, name="universe")
 app.add_typer(config_app, name="config")
 app.add_typer(features_app, name="features")
+app.add_typer(models_app, name="models")
 
 console = Console()
 err = Console(stderr=True)

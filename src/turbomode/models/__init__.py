@@ -1,0 +1,1 @@
+"""Models: the stacked ensemble, its persistence, honest validation, the gate and the registry."""

@@ -1,0 +1,285 @@
+"""The stacked ensemble: five base classifiers and a LightGBM meta-learner.
+
+Base learners: LightGBM, CatBoost, XGBoost ``hist``, XGBoost ``gblinear`` and a scikit-learn
+RandomForest. The meta-learner sees their stacked class probabilities (5 × 3 = 15 inputs) and
+is trained only on **out-of-fold** probabilities: walk-forward folds (purged by the horizon,
+embargoed) give, for each row of a test block, predictions from base models that never saw it
+or anything whose label overlaps it. Training the meta-learner on in-sample probabilities
+would teach it to trust whichever base model memorizes best. The final base models are then
+refit on all rows.
+
+Classes are SELL=0, HOLD=1, BUY=2; imbalance is handled with balanced sample weights; thread
+counts are pinned to what the task was given; ``device="cuda"`` moves XGBoost
+(``device="cuda"``) and CatBoost (``task_type="GPU"``) to the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from turbomode.config import ModelSettings
+from turbomode.errors import TurboModeError
+from turbomode.logs import event
+from turbomode.models.validation import WalkForward, walk_forward_splits
+
+log = logging.getLogger("turbomode.models.ensemble")
+
+BASE_MODELS: tuple[str, ...] = ("lightgbm", "catboost", "xgb_hist", "xgb_linear", "random_forest")
+N_CLASSES = 3
+ENSEMBLE_FILE = "ensemble.json"
+
+
+class TrainingDataError(TurboModeError):
+    """The training rows cannot support the requested fit (too few rows, a missing class)."""
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Weight each row by n / (k × count of its class): every class counts the same."""
+    counts = np.bincount(y, minlength=N_CLASSES).astype(float)
+    present = counts > 0
+    w = np.zeros(N_CLASSES)
+    w[present] = len(y) / (present.sum() * counts[present])
+    return w[y]
+
+
+@dataclass
+class Standardizer:
+    """Mean/std scaling fitted on training rows only (gblinear needs comparable scales);
+    NaN becomes 0, the training mean."""
+
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    std: np.ndarray = field(default_factory=lambda: np.ones(0))
+
+    def fit(self, X: np.ndarray) -> Standardizer:
+        with np.errstate(all="ignore"):
+            self.mean = np.nan_to_num(np.nanmean(X, axis=0))
+            std = np.nanstd(X, axis=0)
+        self.std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.nan_to_num((X - self.mean) / self.std, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _make(name: str, params: dict[str, Any], threads: int, device: str, seed: int) -> Any:
+    """A fresh, unfitted base model with the task's thread count and device."""
+    if name in ("lightgbm", "meta"):
+        import lightgbm as lgb
+
+        return lgb.LGBMClassifier(
+            objective="multiclass", n_jobs=threads, random_state=seed, verbose=-1, **params
+        )
+    if name == "catboost":
+        from catboost import CatBoostClassifier
+
+        extra = {"task_type": "GPU"} if device == "cuda" else {"thread_count": threads}
+        return CatBoostClassifier(
+            loss_function="MultiClass",
+            random_seed=seed,
+            verbose=False,
+            allow_writing_files=False,
+            **extra,
+            **params,
+        )
+    if name in ("xgb_hist", "xgb_linear"):
+        from xgboost import XGBClassifier
+
+        if name == "xgb_hist":
+            kind: dict[str, Any] = {"tree_method": "hist", "device": device}
+        else:
+            kind = {"booster": "gblinear"}  # linear models have no GPU path worth having
+        return XGBClassifier(
+            objective="multi:softprob", n_jobs=threads, random_state=seed, **kind, **params
+        )
+    if name == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_jobs=threads, random_state=seed, **params)
+    raise ValueError(f"unknown model {name!r}; expected one of {BASE_MODELS} or 'meta'")
+
+
+def _proba3(model: Any, X: np.ndarray) -> np.ndarray:
+    """n × 3 probabilities whatever subset of classes the model was trained on."""
+    p = np.asarray(model.predict_proba(X), dtype=np.float64)
+    classes = np.asarray(getattr(model, "classes_", np.arange(p.shape[1]))).astype(int)
+    out = np.zeros((len(X), N_CLASSES))
+    out[:, classes] = p
+    return out
+
+
+@dataclass
+class StackedEnsemble:
+    """Five base learners + meta-learner for one (sector, horizon)."""
+
+    features: list[str]
+    horizon: int
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    threads: int = 1
+    device: Literal["cpu", "cuda"] = "cpu"
+    seed: int = 0
+    base_: dict[str, Any] = field(default_factory=dict)
+    meta_: Any = None
+    scaler_: Standardizer = field(default_factory=Standardizer)
+    oof_: np.ndarray | None = None
+    """Out-of-fold base probabilities (n × 15, NaN outside test blocks) the meta-learner saw."""
+    oof_fold_: np.ndarray | None = None
+    """For each row, the fold whose models produced its out-of-fold probabilities (−1: none)."""
+    folds_: list[Any] = field(default_factory=list)
+    timings_: dict[str, float] = field(default_factory=dict)
+
+    # ---- fitting ------------------------------------------------------------------------
+    def _params(self, name: str) -> dict[str, Any]:
+        return dict(getattr(self.settings, name))
+
+    def _fit_base(self, name: str, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Any:
+        model = _make(name, self._params(name), self.threads, self.device, self.seed)
+        if name == "xgb_linear":
+            X = self.scaler_.transform(X)
+        model.fit(X, y, sample_weight=w)
+        return model
+
+    def _predict_base(self, name: str, model: Any, X: np.ndarray) -> np.ndarray:
+        return _proba3(model, self.scaler_.transform(X) if name == "xgb_linear" else X)
+
+    def fit(
+        self, X: pd.DataFrame | np.ndarray, y: Sequence[int] | np.ndarray, dates: Any
+    ) -> StackedEnsemble:
+        """Fit on rows (X, y) dated ``dates``; rows must already be point-in-time features."""
+        Xa = self._matrix(X)
+        ya = np.asarray(y, dtype=np.int64)
+        if len(Xa) != len(ya):
+            raise TrainingDataError(f"{len(Xa)} feature rows but {len(ya)} labels")
+        missing = [c for c in range(N_CLASSES) if not (ya == c).any()]
+        if missing:
+            raise TrainingDataError(
+                f"training labels lack class(es) {missing}: cannot fit 3 classes"
+            )
+        d = pd.DatetimeIndex(pd.to_datetime(np.asarray(dates)))
+        n_days = d.nunique()
+        cfg = WalkForward(
+            n_folds=self.settings.oof_folds,
+            min_train_days=max(20, n_days // (self.settings.oof_folds + 1)),
+            embargo_days=self.settings.embargo_days,
+        )
+        self.folds_ = walk_forward_splits(d.to_numpy(), self.horizon, cfg)
+        w = balanced_weights(ya)
+
+        oof = np.full((len(Xa), len(BASE_MODELS) * N_CLASSES), np.nan)
+        fold_of = np.full(len(Xa), -1)
+        t0 = time.perf_counter()
+        for fold in self.folds_:
+            tr, te = fold.train_idx, fold.test_idx
+            if len(np.unique(ya[tr])) < N_CLASSES:
+                raise TrainingDataError(f"fold {fold.index} training rows lack a class")
+            self.scaler_ = Standardizer().fit(Xa[tr])
+            wt = balanced_weights(ya[tr])
+            for j, name in enumerate(BASE_MODELS):
+                model = self._fit_base(name, Xa[tr], ya[tr], wt)
+                oof[te, j * N_CLASSES : (j + 1) * N_CLASSES] = self._predict_base(
+                    name, model, Xa[te]
+                )
+            fold_of[te] = fold.index
+        self.timings_["oof"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        self.scaler_ = Standardizer().fit(Xa)
+        for name in BASE_MODELS:
+            t1 = time.perf_counter()
+            self.base_[name] = self._fit_base(name, Xa, ya, w)
+            self.timings_[name] = time.perf_counter() - t1
+        self.timings_["final_bases"] = time.perf_counter() - t0
+
+        seen = fold_of >= 0
+        if len(np.unique(ya[seen])) < N_CLASSES:
+            raise TrainingDataError("out-of-fold rows lack a class: too little data to stack")
+        self.meta_ = _make("meta", self._params("meta"), self.threads, "cpu", self.seed)
+        self.meta_.fit(oof[seen], ya[seen], sample_weight=balanced_weights(ya[seen]))
+        self.oof_, self.oof_fold_ = oof, fold_of
+        event(
+            log,
+            "ensemble.fit",
+            horizon=self.horizon,
+            rows=len(Xa),
+            oof_rows=int(seen.sum()),
+            seconds={k: round(v, 2) for k, v in self.timings_.items()},
+        )
+        return self
+
+    # ---- prediction ---------------------------------------------------------------------
+    def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in self.features if c not in X.columns]
+            if missing:
+                raise TrainingDataError(
+                    f"feature frame lacks {len(missing)} model feature(s): {missing[:10]}"
+                )
+            return X[self.features].to_numpy(dtype=np.float32)
+        arr = np.asarray(X, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != len(self.features):
+            raise TrainingDataError(
+                f"expected {len(self.features)} features per row, got shape {arr.shape}"
+            )
+        return arr
+
+    def base_probabilities(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The 15 stacked inputs of the meta-learner."""
+        if not self.base_:
+            raise TurboModeError("the ensemble is not fitted")
+        Xa = self._matrix(X)
+        return np.hstack([self._predict_base(n, self.base_[n], Xa) for n in BASE_MODELS])
+
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """P(SELL), P(HOLD), P(BUY) per row."""
+        return _proba3(self.meta_, self.base_probabilities(X))
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, directory: Path | str) -> dict[str, Path]:
+        """Every model in its library's native format, plus a JSON description."""
+        from turbomode.models.persistence import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {name: save_model(self.base_[name], directory, name) for name in BASE_MODELS}
+        files["meta"] = save_model(self.meta_, directory, "meta")
+        spec = {
+            "features": self.features,
+            "horizon": self.horizon,
+            "base_models": list(BASE_MODELS),
+            "files": {k: v.name for k, v in files.items()},
+            "scaler": {"mean": self.scaler_.mean.tolist(), "std": self.scaler_.std.tolist()},
+            "settings": self.settings.model_dump(mode="json"),
+            "folds": [f.summary() for f in self.folds_],
+        }
+        path = directory / ENSEMBLE_FILE
+        path.write_text(json.dumps(spec, indent=1))
+        files["ensemble"] = path
+        return files
+
+    @classmethod
+    def load(cls, directory: Path | str, threads: int = 1) -> StackedEnsemble:
+        """Load what :meth:`save` wrote (no pickle: native formats and skops' allow-list)."""
+        from turbomode.models.persistence import load_model
+
+        directory = Path(directory)
+        spec = json.loads((directory / ENSEMBLE_FILE).read_text())
+        ens = cls(
+            features=list(spec["features"]),
+            horizon=int(spec["horizon"]),
+            settings=ModelSettings(**spec["settings"]),
+            threads=threads,
+        )
+        ens.base_ = {n: load_model(directory / spec["files"][n]) for n in spec["base_models"]}
+        ens.meta_ = load_model(directory / spec["files"]["meta"])
+        ens.scaler_ = Standardizer(
+            mean=np.asarray(spec["scaler"]["mean"]), std=np.asarray(spec["scaler"]["std"])
+        )
+        return ens
