@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The pipeline on the default synthetic data: ingest → features into Feast → online store.
+## The pipeline on the default synthetic data: ingest → features into Feast → online store →
+## train, evaluate and gate all 33 sector × horizon ensembles on Ray.
 run: setup
 	$(BIN)/turbomode ingest
 	$(BIN)/turbomode features build
 	$(BIN)/turbomode features materialize
+	$(BIN)/turbomode train
 
 ## Lint, type-check and the whole test suite.
 test: setup lint

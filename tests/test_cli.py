@@ -105,3 +105,21 @@ def test_universe_and_config_views(tmp_path: Path) -> None:
     cfg.write_text("synthetic:\n  n_symbols: 22\n")
     code, out = invoke("--config", str(cfg), "--data-dir", str(tmp_path / "b"), "ingest", "--json")
     assert code == 0 and json.loads(out)["symbols"] == 22
+
+
+def test_evaluate_reads_the_latest_training_report(tmp_path: Path) -> None:
+    code, out = invoke("--data-dir", str(tmp_path), "evaluate")
+    assert code == 2 and "run `turbomode train` first" in out
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    payload = {
+        "run_id": "r1",
+        "evaluation": [{"sector": "Energy", "horizon": 1, "model": "ensemble", "rank_ic": 0.05}],
+        "gates": {},
+        "versions": {},
+    }
+    (reports / "train_latest.json").write_text(json.dumps(payload))
+    code, out = invoke("--data-dir", str(tmp_path), "evaluate")
+    assert code == 0 and "Energy" in out and "0.050" in out
+    code, out = invoke("--data-dir", str(tmp_path), "evaluate", "--json")
+    assert json.loads(out)["run_id"] == "r1"

@@ -177,3 +177,17 @@ def test_production_profile_on_real_redis_and_postgres(
         assert len(out) == 50 and out.iloc[:, 2:].notna().any(axis=None)
     finally:
         store.teardown()
+
+
+def test_stale_definitions_are_named(features, tmp_path: Path) -> None:
+    settings = Settings(data={"data_dir": tmp_path})
+    fs.write_offline_tables(features, settings)
+    store = fs.open_store(settings, "local")
+    ent = pd.DataFrame({"symbol": ["IT01"], "date": [pd.Timestamp("2019-01-02")]})
+    with pytest.raises(fs.FeatureStoreError, match="not registered"):
+        fs.training_frame(store, ent)
+    layout = fs.FeatureLayout.from_registry()
+    old = fs.FeatureLayout(stock=layout.stock[:-3], market=layout.market)
+    store.apply(fs.definitions(settings, old))
+    with pytest.raises(fs.FeatureStoreError, match="predates 3 registry feature"):
+        fs.training_frame(store, ent)

@@ -292,6 +292,84 @@ def features_list(
     console.print(table)
 
 
+@app.command()
+def train(
+    sector: Annotated[
+        list[str] | None, typer.Option("--sector", help="Only these GICS sectors (repeatable).")
+    ] = None,
+    no_ray: Annotated[
+        bool, typer.Option("--no-ray", help="Run the tasks one after another in this process.")
+    ] = False,
+) -> None:
+    """Train every sector × horizon ensemble on Ray, evaluate out of time beside the
+    baselines, register each candidate and promote the ones the gate accepts."""
+    from turbomode.models.pipeline import run_training
+    from turbomode.models.train import all_tasks
+
+    try:
+        settings = _settings()
+        total = len(all_tasks(settings, sector))
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as progress:
+            bar = progress.add_task("training", total=total)
+
+            def done(r: Any) -> None:
+                mark = "[green]ok[/]" if r.ok else f"[red]failed[/] {escape(str(r.error))[:80]}"
+                progress.console.print(f"{r.key}: {mark} ({r.seconds:.0f} s)")
+                progress.update(bar, advance=1, description=f"training: {r.key}")
+
+            run = run_training(settings, sector, use_ray=not no_ray, on_done=done)
+    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    _print_frame(run.summary(), f"Training run {run.run_id}")
+    console.print(f"report: {run.report_paths['markdown']}")
+
+
+@app.command()
+def evaluate(
+    run_id: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Show a training run's out-of-time evaluation: every (sector, horizon) beside the
+    majority, prior and momentum baselines (also written as JSON and Markdown)."""
+    import pandas as pd
+
+    try:
+        settings = _settings()
+        path = settings.data.data_dir / "reports" / f"train_{run_id}.json"
+        if not path.exists():
+            raise TurboModeError(f"no training report {path}: run `turbomode train` first")
+        payload = json.loads(path.read_text())
+    except (TurboModeError, ValueError) as exc:
+        _fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    table = pd.DataFrame(payload["evaluation"])
+    _print_frame(
+        table.drop(columns=[c for c in ("error",) if c in table]), f"Run {payload['run_id']}"
+    )
+    console.print(f"markdown: {path.with_suffix('.md')}")
+
+
+def _print_frame(frame: Any, title: str) -> None:
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col))
+    for rec in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rec))
+    console.print(table)
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings as YAML (the same keys a config file takes)."""

@@ -329,6 +329,24 @@ def materialize(
     return start_dt, end_dt
 
 
+def _check_current(store: FeatureStore, layout: FeatureLayout) -> None:
+    """Fail clearly when the applied definitions predate the code's feature registry."""
+    registered: set[str] = set()
+    for view in (STOCK_VIEW, MARKET_VIEW):
+        try:
+            registered |= {f.name for f in store.get_feature_view(view).features}
+        except Exception as exc:  # Feast raises its own not-found types
+            raise FeatureStoreError(
+                f"feature view {view!r} is not registered: run `turbomode features build`"
+            ) from exc
+    stale = sorted(set(layout.stock + layout.market) - registered)
+    if stale:
+        raise FeatureStoreError(
+            f"the feature store predates {len(stale)} registry feature(s) ({stale[:5]}…): "
+            "run `turbomode features build`"
+        )
+
+
 def training_frame(
     store: FeatureStore,
     entities: pd.DataFrame,
@@ -347,6 +365,7 @@ def training_frame(
     refs = [f"{STOCK_VIEW}:{n}" for n in layout.stock] + [
         f"{MARKET_VIEW}:{n}" for n in layout.market
     ]
+    _check_current(store, layout)
     out = store.get_historical_features(entity_df=ent, features=refs).to_df()
     out = out.sort_values("_row").reset_index(drop=True)
     if len(out) != len(ent):

@@ -1,0 +1,560 @@
+"""The promotion gate: a candidate replaces production only on out-of-time evidence.
+
+Everyone — candidate, baselines, the current production model — is evaluated on the *same*
+rows of the same out-of-time window (:func:`turbomode.models.metrics.evaluate` with
+``include_daily=True``); :func:`decide` refuses inputs that are not. The rules, in the order
+they are reported (the first failing one decides):
+
+1. ``min_days`` — enough test days for a daily test to mean anything.
+2. ``floors`` — absolute quality: mean rank IC and balanced accuracy (profile ``honest``), or the
+   legacy targets applied to balanced accuracy and BUY/SELL precision/recall (``legacy``).
+3. ``beats_baselines`` — better than every baseline on daily rank IC *and* daily balanced
+   accuracy: one-sided paired test p < alpha *and* block-bootstrap CI lower bound > 0.
+4. ``not_worse_than_production`` — no point drop beyond a tolerance, and no significant drop;
+   passes (and says so) when there is no production model.
+
+Absolute requirements come before comparisons so the deciding rule names the most basic
+shortfall: a candidate with IC 0.003 is "below the IC floor", which says more than "not
+significantly better than always-HOLD". Every rule is still computed and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from turbomode.config import GateSettings
+from turbomode.errors import TurboModeError
+from turbomode.models.metrics import CLASS_NAMES, paired_daily_test, to_jsonable
+from turbomode.models.registry import ModelRegistry
+
+__all__ = [
+    "ALL_PASSED",
+    "RULE_BASELINES",
+    "RULE_FLOORS",
+    "RULE_MIN_DAYS",
+    "RULE_PRODUCTION",
+    "Check",
+    "GateInputError",
+    "GateReport",
+    "RuleResult",
+    "apply_decision",
+    "decide",
+    "render_markdown",
+]
+
+log = logging.getLogger(__name__)
+
+RULE_MIN_DAYS = "min_days"
+RULE_FLOORS = "floors"
+RULE_BASELINES = "beats_baselines"
+RULE_PRODUCTION = "not_worse_than_production"
+ALL_PASSED = "all rules passed"
+
+Decision = Literal["promote", "reject"]
+_DAILY_METRICS: tuple[tuple[str, str], ...] = (
+    ("ic", "daily rank IC"),
+    ("balanced_accuracy", "daily balanced accuracy"),
+)
+
+
+class GateInputError(TurboModeError, ValueError):
+    """The evaluations cannot be compared: no daily series, or not the same rows."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison behind a rule: the number, the bar, the verdict and what led to it.
+
+    ``op`` reads as ``value op threshold``; for paired tests it is ``"significantly >"`` and
+    ``detail`` holds the test (p-value, CI, t, days, both means).
+    """
+
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    op: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """A rule passes when every one of its checks does."""
+
+    name: str
+    passed: bool
+    checks: list[Check]
+    note: str = ""
+
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if not c.passed), None)
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What the gate decided and every number it decided on (JSON via :meth:`to_dict`)."""
+
+    decision: Decision
+    deciding_rule: str
+    deciding_check: str | None
+    reason: str
+    profile: str
+    window: dict[str, Any]
+    rules: list[RuleResult]
+    settings: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promote"
+
+    def rule(self, name: str) -> RuleResult:
+        """The result of one rule by name (KeyError if the gate has no such rule)."""
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only (NaN/inf were turned into None when the report was built)."""
+        out: dict[str, Any] = to_jsonable(asdict(self))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateReport:
+        """Rebuild a report from :meth:`to_dict` output (e.g. read back from a manifest)."""
+        rules = [
+            RuleResult(
+                name=r["name"],
+                passed=bool(r["passed"]),
+                checks=[Check(**c) for c in r["checks"]],
+                note=r.get("note", ""),
+            )
+            for r in data["rules"]
+        ]
+        decision = data["decision"]
+        if decision not in ("promote", "reject"):
+            raise ValueError(f"unknown gate decision {decision!r}")
+        return cls(
+            decision=decision,
+            deciding_rule=data["deciding_rule"],
+            deciding_check=data.get("deciding_check"),
+            reason=data["reason"],
+            profile=data["profile"],
+            window=dict(data["window"]),
+            rules=rules,
+            settings=dict(data["settings"]),
+        )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _daily(ev: Mapping[str, Any], metric: str, who: str) -> pd.Series:
+    daily = ev.get("daily")
+    if not isinstance(daily, Mapping) or metric not in daily:
+        raise GateInputError(
+            f"the {who} evaluation has no daily {metric!r} series; evaluate it with "
+            "metrics.evaluate(..., include_daily=True)"
+        )
+    values = {str(k): (np.nan if v is None else float(v)) for k, v in daily[metric].items()}
+    return pd.Series(values, dtype=float).sort_index()
+
+
+def _signature(ev: Mapping[str, Any], who: str) -> tuple[int, tuple[int, ...], tuple[str, ...]]:
+    """Rows, class supports and dates: equal for evaluations made on the same rows."""
+    try:
+        cls = ev["classification"]
+        n = int(cls["n"])
+        support = tuple(int(cls["per_class"][c]["support"]) for c in CLASS_NAMES)
+    except (KeyError, TypeError) as exc:
+        raise GateInputError(
+            f"the {who} evaluation is not a metrics.evaluate result (missing {exc})"
+        ) from None
+    dates = tuple(_daily(ev, "balanced_accuracy", who).index)
+    return n, support, dates
+
+
+def _same_window(
+    candidate: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]]
+) -> tuple[int, tuple[str, ...]]:
+    n, support, dates = _signature(candidate, "candidate")
+    for who, ev in others.items():
+        n2, support2, dates2 = _signature(ev, who)
+        if (n2, support2, dates2) != (n, support, dates):
+            what = (
+                f"{n2} rows vs the candidate's {n}"
+                if n2 != n
+                else f"class supports {support2} vs {support}"
+                if support2 != support
+                else f"{len(dates2)} dates ({dates2[:1]}…{dates2[-1:]}) vs "
+                f"{len(dates)} ({dates[:1]}…{dates[-1:]})"
+            )
+            raise GateInputError(
+                f"the {who} evaluation is not on the candidate's out-of-time window: {what}; "
+                "evaluate every model and baseline on the same rows"
+            )
+    return n, dates
+
+
+def _get(ev: Mapping[str, Any], *path: str) -> float | None:
+    d: Any = ev
+    for key in path:
+        if not isinstance(d, Mapping) or key not in d:
+            return None
+        d = d[key]
+    return _num(d)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _floor(name: str, value: float | None, threshold: float) -> Check:
+    passed = value is not None and value >= threshold
+    note = "" if value is not None else "undefined (e.g. the class is never predicted)"
+    return Check(name, passed, value, threshold, ">=", note=note)
+
+
+def _paired(
+    name: str,
+    a: pd.Series,
+    b: pd.Series,
+    settings: GateSettings,
+    a_label: str,
+    b_label: str,
+) -> tuple[bool, dict[str, Any], str]:
+    """Is ``a`` significantly above ``b``, day by day? (p < alpha and CI low > 0)."""
+    a_al, b_al = a.align(b, join="inner")
+    both = a_al.notna() & b_al.notna()
+    detail: dict[str, Any] = {
+        f"{a_label}_mean": _num(a_al[both].mean()) if both.any() else None,
+        f"{b_label}_mean": _num(b_al[both].mean()) if both.any() else None,
+    }
+    try:
+        test = paired_daily_test(
+            a_al,
+            b_al,
+            block_length=settings.block_length,
+            n_boot=settings.n_boot,
+            seed=settings.seed,
+            alpha=settings.alpha,
+        )
+    except ValueError as exc:
+        return False, detail, f"{name}: no test possible ({exc})"
+    detail.update(test)
+    significant = test["p_value"] < settings.alpha and test["ci_low"] > 0
+    return significant, to_jsonable(detail), ""
+
+
+def _rule_min_days(candidate: Mapping[str, Any], settings: GateSettings) -> RuleResult:
+    ic = _daily(candidate, "ic", "candidate")
+    bacc = _daily(candidate, "balanced_accuracy", "candidate")
+    ic_al, bacc_al = ic.align(bacc, join="inner")
+    n_days = int((ic_al.notna() & bacc_al.notna()).sum())
+    check = Check(
+        "n_days",
+        n_days >= settings.min_days,
+        float(n_days),
+        float(settings.min_days),
+        ">=",
+        note="test days with both a daily rank IC and a daily balanced accuracy",
+    )
+    return RuleResult(RULE_MIN_DAYS, check.passed, [check])
+
+
+def _rule_floors(candidate: Mapping[str, Any], settings: GateSettings) -> RuleResult:
+    if settings.profile == "honest":
+        checks = [
+            _floor("mean_ic", _get(candidate, "rank_ic", "mean_ic"), settings.min_mean_ic),
+            _floor(
+                "balanced_accuracy",
+                _get(candidate, "classification", "balanced_accuracy"),
+                settings.min_balanced_accuracy,
+            ),
+        ]
+        note = "honest profile: mean daily rank IC and balanced accuracy"
+    else:
+        checks = [
+            _floor(
+                "balanced_accuracy",
+                _get(candidate, "classification", "balanced_accuracy"),
+                settings.legacy_min_balanced_accuracy,
+            )
+        ]
+        for cls in ("BUY", "SELL"):
+            checks.append(
+                _floor(
+                    f"{cls}.precision",
+                    _get(candidate, "classification", "per_class", cls, "precision"),
+                    settings.legacy_min_precision,
+                )
+            )
+            checks.append(
+                _floor(
+                    f"{cls}.recall",
+                    _get(candidate, "classification", "per_class", cls, "recall"),
+                    settings.legacy_min_recall,
+                )
+            )
+        note = (
+            "legacy profile: the old 60 % accuracy / 55 % precision / 55 % recall targets, "
+            "applied to balanced accuracy and BUY/SELL precision and recall (never plain "
+            "accuracy), in place of the honest floors"
+        )
+    return RuleResult(RULE_FLOORS, all(c.passed for c in checks), checks, note)
+
+
+def _rule_baselines(
+    candidate: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Any]],
+    settings: GateSettings,
+) -> RuleResult:
+    names = list(settings.required_baselines) + [
+        b for b in baselines if b not in settings.required_baselines
+    ]
+    checks: list[Check] = []
+    for name in names:
+        if name not in baselines:
+            checks.append(
+                Check(
+                    f"{name}.present",
+                    False,
+                    None,
+                    None,
+                    "present",
+                    note=f"required baseline {name!r} was not evaluated; the candidate cannot "
+                    "be shown to beat it",
+                )
+            )
+            continue
+        for metric, label in _DAILY_METRICS:
+            cand = _daily(candidate, metric, "candidate")
+            base = _daily(baselines[name], metric, f"baseline {name!r}")
+            ok, detail, note = _paired(
+                f"{name}.{metric}", cand, base, settings, "candidate", "baseline"
+            )
+            checks.append(
+                Check(
+                    f"{name}.{metric}",
+                    ok,
+                    _num(detail.get("mean_diff")),
+                    0.0,
+                    "significantly >",
+                    detail,
+                    note or f"{label}: candidate − {name}",
+                )
+            )
+    note = (
+        f"one-sided paired test over days, p < {settings.alpha:g} and block-bootstrap CI "
+        "lower bound > 0, against every baseline on both daily metrics"
+    )
+    return RuleResult(RULE_BASELINES, all(c.passed for c in checks), checks, note)
+
+
+def _rule_production(
+    candidate: Mapping[str, Any],
+    production: Mapping[str, Any] | None,
+    settings: GateSettings,
+) -> RuleResult:
+    if production is None:
+        check = Check(
+            "no_production", True, None, None, "none", note="no production model to compare"
+        )
+        return RuleResult(
+            RULE_PRODUCTION, True, [check], "no production model: passes automatically"
+        )
+    checks: list[Check] = []
+    points = (
+        ("mean_ic", ("rank_ic", "mean_ic"), settings.production_ic_tolerance),
+        (
+            "balanced_accuracy",
+            ("classification", "balanced_accuracy"),
+            settings.production_balanced_accuracy_tolerance,
+        ),
+    )
+    for name, path, tol in points:
+        cand, prod = _get(candidate, *path), _get(production, *path)
+        if prod is None:  # production's figure is undefined: nothing to fall short of
+            passed, threshold = cand is not None, None
+        else:
+            threshold = prod - tol
+            passed = cand is not None and cand >= threshold
+        checks.append(
+            Check(
+                name,
+                passed,
+                cand,
+                threshold,
+                ">=",
+                {"candidate": cand, "production": prod, "tolerance": tol},
+                f"candidate ≥ production − {tol:g}",
+            )
+        )
+    for metric, label in _DAILY_METRICS:
+        cand_s = _daily(candidate, metric, "candidate")
+        prod_s = _daily(production, metric, "production")
+        worse, detail, note = _paired(
+            f"{metric}.significantly_worse", prod_s, cand_s, settings, "production", "candidate"
+        )
+        checks.append(
+            Check(
+                f"{metric}.not_significantly_worse",
+                not worse,
+                _num(detail.get("mean_diff")),
+                0.0,
+                "not significantly >",
+                detail,
+                note or f"{label}: production − candidate must not be significantly > 0",
+            )
+        )
+    note = "compared with the production model on the same window"
+    return RuleResult(RULE_PRODUCTION, all(c.passed for c in checks), checks, note)
+
+
+def _describe(check: Check) -> str:
+    if check.op in ("significantly >", "not significantly >"):
+        d = check.detail
+        if "p_value" not in d:
+            return check.note
+        return (
+            f"mean difference {d['mean_diff']:+.4f} over {d['n_days']} days, one-sided "
+            f"p={d['p_value']:.3g}, {1 - d['alpha']:.0%} block-bootstrap CI "
+            f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+        )
+    if check.op == ">=":
+        value = "undefined" if check.value is None else f"{check.value:.4g}"
+        bar = "—" if check.threshold is None else f"{check.threshold:.4g}"
+        return f"{value} (needs ≥ {bar})"
+    return check.note
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def decide(
+    candidate_eval: Mapping[str, Any],
+    baseline_evals: Mapping[str, Mapping[str, Any]],
+    production_eval: Mapping[str, Any] | None,
+    settings: GateSettings | None = None,
+) -> GateReport:
+    """Promote or reject one candidate for one (sector, horizon), with every number behind it.
+
+    All evaluations must come from ``metrics.evaluate(..., include_daily=True)`` on the same
+    rows (checked: row count, class supports and dates); otherwise :class:`GateInputError`,
+    because a comparison across different windows is no evidence at all.
+    """
+    settings = settings or GateSettings()
+    others: dict[str, Mapping[str, Any]] = {
+        f"baseline {name!r}": ev for name, ev in baseline_evals.items()
+    }
+    if production_eval is not None:
+        others["production"] = production_eval
+    n_rows, dates = _same_window(candidate_eval, others)
+    ic = _daily(candidate_eval, "ic", "candidate")
+    window = {
+        "first_date": dates[0] if dates else None,
+        "last_date": dates[-1] if dates else None,
+        "n_days": len(dates),
+        "n_ic_days": int(ic.notna().sum()),
+        "n_rows": n_rows,
+    }
+    rules = [
+        _rule_min_days(candidate_eval, settings),
+        _rule_floors(candidate_eval, settings),
+        _rule_baselines(candidate_eval, baseline_evals, settings),
+        _rule_production(candidate_eval, production_eval, settings),
+    ]
+    failed = next((r for r in rules if not r.passed), None)
+    if failed is None:
+        decision: Decision = "promote"
+        deciding_rule, deciding_check = ALL_PASSED, None
+        reason = ALL_PASSED
+        if production_eval is None:
+            reason += " (no production model: the production rule passed automatically)"
+    else:
+        decision = "reject"
+        check = failed.first_failure()
+        assert check is not None  # a failed rule has a failed check
+        deciding_rule, deciding_check = failed.name, check.name
+        reason = f"{failed.name}: {check.name} failed — {_describe(check)}"
+    return GateReport(
+        decision=decision,
+        deciding_rule=deciding_rule,
+        deciding_check=deciding_check,
+        reason=reason,
+        profile=settings.profile,
+        window=window,
+        rules=rules,
+        settings=settings.model_dump(mode="json"),
+    )
+
+
+def apply_decision(report: GateReport, registry: ModelRegistry, key: str, version: str) -> bool:
+    """Promote ``version`` of ``key`` only when the gate said so; return whether it did.
+
+    On reject the registry is not touched at all, so production stays what it was.
+    """
+    if report.decision != "promote":
+        log.info("gate rejected %s %s: %s", key, version, report.reason)
+        return False
+    registry.promote(key, version)
+    log.info("gate promoted %s %s (%s)", key, version, report.reason)
+    return True
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x).replace("|", "\\|")
+
+
+def render_markdown(report: GateReport) -> str:
+    """A human-readable report for the run log, the model card or a pull request."""
+    w = report.window
+    span = f"{w['first_date']} → {w['last_date']}"
+    lines = [
+        f"## Promotion gate: {report.decision.upper()}",
+        "",
+        f"- Profile: `{report.profile}`",
+        f"- Window: {span} ({w['n_days']} days, {w['n_rows']} rows)",
+        f"- Deciding rule: `{report.deciding_rule}`"
+        + (f" (check `{report.deciding_check}`)" if report.deciding_check else ""),
+        f"- Reason: {report.reason}",
+        "",
+    ]
+    for i, rule in enumerate(report.rules, 1):
+        lines.append(f"### {i}. `{rule.name}` — {'pass' if rule.passed else 'FAIL'}")
+        if rule.note:
+            lines += ["", rule.note]
+        lines += [
+            "",
+            "| check | pass | value | op | threshold | details |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in rule.checks:
+            details = _describe(c) if "p_value" in c.detail else c.note
+            lines.append(
+                f"| {_fmt(c.name)} | {'yes' if c.passed else '**no**'} | {_fmt(c.value)} | "
+                f"{_fmt(c.op)} | {_fmt(c.threshold)} | {_fmt(details)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

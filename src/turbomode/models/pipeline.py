@@ -1,0 +1,226 @@
+"""One training run end to end: Feast training set → Ray training → out-of-time evaluation
+beside baselines → registry → gate → promotion, and a report of every decision.
+
+This is the function behind ``turbomode train`` and the KFP training component; both stay
+thin. A candidate is always registered (so a refused model can be inspected), and becomes
+production only when the gate says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from turbomode import __version__
+from turbomode.config import Settings
+from turbomode.io import atomic_write_json, atomic_write_text
+from turbomode.logs import event
+from turbomode.metrics import job_metrics
+from turbomode.models import metrics as mx
+from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.gate import GateReport, apply_decision, decide, render_markdown
+from turbomode.models.registry import ModelRegistry
+from turbomode.models.train import (
+    TaskResult,
+    TrainTask,
+    all_tasks,
+    oot_window_start,
+    results_table,
+    train_all,
+    training_set,
+)
+
+log = logging.getLogger("turbomode.models.pipeline")
+
+
+@dataclass
+class TrainingRun:
+    run_id: str
+    results: list[TaskResult]
+    versions: dict[str, str] = field(default_factory=dict)
+    gates: dict[str, GateReport] = field(default_factory=dict)
+    report_paths: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        rows = []
+        for r in sorted(self.results, key=lambda r: (r.sector, r.horizon)):
+            gate = self.gates.get(r.key)
+            ic = r.evaluation["rank_ic"]["mean_ic"] if r.evaluation else None
+            bacc = r.evaluation["classification"]["balanced_accuracy"] if r.evaluation else None
+            rows.append(
+                {
+                    "key": r.key,
+                    "status": "ok" if r.ok else "failed",
+                    "rank_ic": ic,
+                    "balanced_accuracy": bacc,
+                    "decision": gate.decision if gate else "-",
+                    "rule": gate.deciding_rule if gate else (r.error or "-"),
+                    "version": self.versions.get(r.key, "-"),
+                    "seconds": round(r.seconds, 1),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def code_version() -> str:
+    """The package version and, inside a git checkout, the commit."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def production_evaluation(
+    registry: ModelRegistry, key: str, rows: pd.DataFrame, horizon: int, features: list[str]
+) -> dict[str, Any] | None:
+    """The production model's out-of-time evaluation on exactly the candidate's test rows."""
+    if registry.production(key) is None:
+        return None
+    path, _manifest = registry.load(key)
+    model = StackedEnsemble.load(path)
+    proba = model.predict_proba(rows[model.features])
+    label = rows[f"label_{horizon}"].to_numpy(dtype=np.int64)
+    return mx.evaluate(
+        label,
+        proba,
+        rows[f"fwd_ret_{horizon}"].to_numpy(),
+        rows["date"].to_numpy(),
+        include_daily=True,
+    )
+
+
+def window_rows(data: pd.DataFrame, task: TaskResult) -> pd.DataFrame:
+    label = f"label_{task.horizon}"
+    if task.test_start is None or task.test_end is None:
+        raise ValueError(f"{task.key}: no out-of-time window recorded")
+    rows = data[(data["sector"] == task.sector) & data[label].notna()]
+    rows = rows[
+        (rows["date"] >= pd.Timestamp(task.test_start))
+        & (rows["date"] <= pd.Timestamp(task.test_end))
+    ]
+    return rows.sort_values(["date", "symbol"]).reset_index(drop=True)
+
+
+def run_training(
+    settings: Settings,
+    sectors: Sequence[str] | None = None,
+    use_ray: bool = True,
+    on_done: Callable[[TaskResult], None] | None = None,
+    data: pd.DataFrame | None = None,
+) -> TrainingRun:
+    """Train, evaluate, register and gate every (sector, horizon) task."""
+    from turbomode.feature_store import FeatureLayout
+
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    features = FeatureLayout.from_registry().all
+    work = settings.data.data_dir / "runs" / run_id
+    registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
+    with job_metrics("train", settings.stores.pushgateway_url) as metrics:
+        data = training_set(settings) if data is None else data
+        tasks: list[TrainTask] = all_tasks(settings, sectors)
+        results = train_all(settings, data, features, work / "models", tasks, use_ray, on_done)
+        run = TrainingRun(run_id, results)
+        start = oot_window_start(data["date"], settings)
+        for r in results:
+            metrics.rows.labels(stage="ok" if r.ok else "failed").inc()
+            if not r.ok or r.evaluation is None or r.model_dir is None:
+                continue
+            rows = window_rows(data, r)
+            prod = production_evaluation(registry, r.key, rows, r.horizon, features)
+            report = decide(r.evaluation, r.baselines, prod, settings.gate)
+            files = {p.name: p for p in Path(r.model_dir).iterdir() if p.is_file()}
+            manifest = {
+                "run_id": run_id,
+                "sector": r.sector,
+                "horizon": r.horizon,
+                "features": features,
+                "train_range": [r.train_start, r.train_end],
+                "test_range": [r.test_start, r.test_end],
+                "oot_start": str(start.date()),
+                "data_hash": _data_hash(data, r.sector),
+                "parameters": settings.models.model_dump(mode="json"),
+                "code_version": code_version(),
+                "metrics": mx.to_jsonable(_headline(r)),
+                "gate": report.to_dict(),
+            }
+            version = registry.register(r.key, files, manifest)
+            run.versions[r.key] = version
+            run.gates[r.key] = report
+            apply_decision(report, registry, r.key, version)
+            metrics.rows.labels(stage=f"gate_{report.decision}").inc()
+        run.report_paths = write_run_report(run, settings)
+    event(
+        log,
+        "train.run",
+        run_id=run_id,
+        ok=sum(r.ok for r in results),
+        promoted=sum(g.promoted for g in run.gates.values()),
+    )
+    return run
+
+
+def _headline(r: TaskResult) -> dict[str, Any]:
+    """Metrics kept in the manifest (daily series stay in the run report)."""
+
+    def strip(ev: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in ev.items() if k != "daily"}
+
+    return {
+        "ensemble": strip(r.evaluation or {}),
+        "baselines": {k: strip(v) for k, v in r.baselines.items()},
+    }
+
+
+def _data_hash(data: pd.DataFrame, sector: str) -> str:
+    rows = data[data["sector"] == sector][["symbol", "date"]]
+    return f"{int(pd.util.hash_pandas_object(rows, index=False).sum()) & 0xFFFFFFFFFFFF:012x}"
+
+
+def write_run_report(run: TrainingRun, settings: Settings) -> dict[str, str]:
+    """The evaluation table (every task beside its baselines) and the gate decisions, as
+    JSON and Markdown under ``data/reports``; ``latest.*`` points at the newest run."""
+    directory = settings.data.data_dir / "reports"
+    table = results_table(run.results)
+    payload = {
+        "run_id": run.run_id,
+        "evaluation": mx.to_jsonable(table.to_dict(orient="records")),
+        "gates": {k: g.to_dict() for k, g in run.gates.items()},
+        "versions": run.versions,
+    }
+    md = [
+        f"# Training run {run.run_id}",
+        "",
+        "## Out-of-time evaluation beside baselines",
+        "",
+        mx.to_markdown(table.drop(columns=[c for c in ("error",) if c in table])),
+        "",
+        "## Gate decisions",
+        "",
+        mx.to_markdown(run.summary()),
+        "",
+    ]
+    md += [render_markdown(g) for g in run.gates.values()]
+    paths = {}
+    for name in (run.run_id, "latest"):
+        atomic_write_json(payload, directory / f"train_{name}.json")
+        atomic_write_text("\n".join(md), directory / f"train_{name}.md")
+    paths["json"] = str(directory / f"train_{run.run_id}.json")
+    paths["markdown"] = str(directory / f"train_{run.run_id}.md")
+    return paths

@@ -1,0 +1,280 @@
+"""Train every (sector, horizon) ensemble: one task each, in parallel on Ray.
+
+The training set comes from Feast point-in-time (features as they were on each date) joined
+to horizon labels. Each task fits a :class:`StackedEnsemble` on rows before an out-of-time
+window (purged by the horizon), then scores the window beside the baselines on the same rows.
+One failing task is reported and never sinks the others. ``use_ray=False`` runs the same
+tasks one after another in this process (the benchmark's baseline, and a debugging aid).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from turbomode.config import GICS_SECTORS, Settings
+from turbomode.errors import TurboModeError
+from turbomode.logs import event
+from turbomode.models import metrics as mx
+from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.validation import out_of_time_split
+
+log = logging.getLogger("turbomode.models.train")
+MOMENTUM_FEATURE = "ret_5"
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    sector: str
+    horizon: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.sector}/{self.horizon}d"
+
+
+@dataclass
+class TaskResult:
+    """What one (sector, horizon) task produced, or why it failed."""
+
+    sector: str
+    horizon: int
+    ok: bool
+    error: str | None = None
+    model_dir: str | None = None
+    n_train: int = 0
+    n_test: int = 0
+    test_start: str | None = None
+    test_end: str | None = None
+    train_start: str | None = None
+    train_end: str | None = None
+    evaluation: dict[str, Any] | None = None
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.sector}/{self.horizon}d"
+
+
+def all_tasks(settings: Settings, sectors: Sequence[str] | None = None) -> list[TrainTask]:
+    """11 sectors × the configured horizons (33 by default)."""
+    chosen = list(sectors) if sectors is not None else list(GICS_SECTORS)
+    unknown = [s for s in chosen if s not in GICS_SECTORS]
+    if unknown:
+        raise TurboModeError(f"unknown sector(s) {unknown}; expected GICS names {GICS_SECTORS}")
+    return [TrainTask(s, h) for s in chosen for h in settings.labels.horizons]
+
+
+def training_set(settings: Settings, profile: str | None = None) -> pd.DataFrame:
+    """Labels from the clean store joined point-in-time to features through Feast."""
+    from turbomode import feature_store as fs
+    from turbomode.data.ingest import load_clean
+    from turbomode.labels import make_labels
+
+    md = load_clean(settings)
+    labels = make_labels(md.prices, settings.labels)
+    labels["sector"] = labels["symbol"].map(md.universe.sector_map())
+    store = fs.open_store(settings, profile)  # type: ignore[arg-type]
+    keep = [c for c in labels.columns if c.startswith(("label_", "fwd_ret_"))]
+    entities = labels[["symbol", "date", "sector", *keep]]
+    entities = entities[entities[[c for c in keep if c.startswith("label_")]].notna().any(axis=1)]
+    return fs.training_frame(store, entities.reset_index(drop=True))
+
+
+def oot_window_start(dates: pd.Series, settings: Settings) -> pd.Timestamp:
+    """The configured out-of-time start, or the date leaving ``test_fraction`` of days after it."""
+    if settings.models.test_start:
+        return pd.Timestamp(settings.models.test_start)
+    days = np.sort(pd.to_datetime(dates).unique())
+    return pd.Timestamp(days[int(len(days) * (1 - settings.models.test_fraction))])
+
+
+def train_one(
+    task: TrainTask,
+    rows: pd.DataFrame,
+    features: list[str],
+    settings: Settings,
+    out_dir: str,
+    test_start: str,
+    threads: int = 1,
+) -> TaskResult:
+    """Fit one ensemble on rows before the out-of-time window and score the window."""
+    t0 = time.perf_counter()
+    label, ret = f"label_{task.horizon}", f"fwd_ret_{task.horizon}"
+    data = rows[rows[label].notna()].sort_values(["date", "symbol"]).reset_index(drop=True)
+    if data.empty:
+        raise TurboModeError(f"{task.key}: no labelled rows")
+    dates = data["date"].to_numpy()
+    train_idx, test_idx = out_of_time_split(dates, task.horizon, pd.Timestamp(test_start))
+    tr, te = data.iloc[train_idx], data.iloc[test_idx]
+    y_tr = tr[label].to_numpy(dtype=np.int64)
+    y_te = te[label].to_numpy(dtype=np.int64)
+    ens = StackedEnsemble(
+        features, task.horizon, settings.models, threads=threads, device=settings.compute.device
+    ).fit(tr[features], y_tr, tr["date"].to_numpy())
+    proba = ens.predict_proba(te[features])
+    fwd, d_te = te[ret].to_numpy(), te["date"].to_numpy()
+    evaluation = mx.evaluate(y_te, proba, fwd, d_te, include_daily=True)
+    past = te[MOMENTUM_FEATURE].to_numpy() if MOMENTUM_FEATURE in te else np.zeros(len(te))
+    baselines = {
+        "majority": mx.evaluate(
+            y_te, mx.majority_baseline(y_tr, len(te)), fwd, d_te, include_daily=True
+        ),
+        "prior": mx.evaluate(y_te, mx.prior_baseline(y_tr, len(te)), fwd, d_te, include_daily=True),
+        "momentum": mx.evaluate(y_te, mx.momentum_baseline(past), fwd, d_te, include_daily=True),
+    }
+    model_dir = Path(out_dir) / task.sector.replace(" ", "_") / f"{task.horizon}d"
+    ens.save(model_dir)
+    return TaskResult(
+        sector=task.sector,
+        horizon=task.horizon,
+        ok=True,
+        model_dir=str(model_dir),
+        n_train=len(tr),
+        n_test=len(te),
+        train_start=str(pd.Timestamp(tr["date"].min()).date()),
+        train_end=str(pd.Timestamp(tr["date"].max()).date()),
+        test_start=str(pd.Timestamp(te["date"].min()).date()),
+        test_end=str(pd.Timestamp(te["date"].max()).date()),
+        evaluation=evaluation,
+        baselines=baselines,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _run_task(
+    task: TrainTask,
+    rows: pd.DataFrame,
+    features: list[str],
+    settings: Settings,
+    out_dir: str,
+    test_start: str,
+    threads: int,
+) -> TaskResult:
+    """train_one with failures turned into a result, so one task never sinks the others."""
+    t0 = time.perf_counter()
+    try:
+        return train_one(task, rows, features, settings, out_dir, test_start, threads)
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return TaskResult(
+            task.sector, task.horizon, ok=False, error=detail, seconds=time.perf_counter() - t0
+        )
+
+
+def train_all(
+    settings: Settings,
+    data: pd.DataFrame,
+    features: list[str],
+    out_dir: Path | str,
+    tasks: Sequence[TrainTask] | None = None,
+    use_ray: bool = True,
+    on_done: Callable[[TaskResult], None] | None = None,
+) -> list[TaskResult]:
+    """Run every task; results come back in completion order through ``on_done``."""
+    tasks = list(tasks) if tasks is not None else all_tasks(settings)
+    start = str(oot_window_start(data["date"], settings).date())
+    by_sector = {s: g.reset_index(drop=True) for s, g in data.groupby("sector")}
+    empty = data.iloc[0:0]
+    threads = max(1, int(settings.compute.cpus_per_task))
+    done = on_done or (lambda _r: None)
+    results: list[TaskResult] = []
+    event(log, "train.start", tasks=len(tasks), ray=use_ray, test_start=start)
+    if not use_ray:
+        for task in tasks:
+            r = _run_task(
+                task,
+                by_sector.get(task.sector, empty),
+                features,
+                settings,
+                str(out_dir),
+                start,
+                threads,
+            )
+            results.append(r)
+            done(r)
+        return results
+
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if settings.compute.ray_address:
+            ray.init(address=settings.compute.ray_address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(
+            num_cpus=settings.compute.cpus_per_task,
+            num_gpus=settings.compute.gpus_per_task,
+            max_retries=0,
+        )(_run_task)
+        refs = {ray.put(v): k for k, v in by_sector.items()}
+        sector_ref = {k: r for r, k in refs.items()}
+        empty_ref = ray.put(empty)
+        features_ref, settings_ref = ray.put(features), ray.put(settings)
+        pending = {
+            remote.remote(
+                task,
+                sector_ref.get(task.sector, empty_ref),
+                features_ref,
+                settings_ref,
+                str(out_dir),
+                start,
+                threads,
+            ): task
+            for task in tasks
+        }
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(ready[0])
+            try:
+                r = ray.get(ready[0])
+            except Exception as exc:
+                r = TaskResult(task.sector, task.horizon, ok=False, error=f"worker failed: {exc}")
+            results.append(r)
+            done(r)
+    finally:
+        if started_here:
+            ray.shutdown()
+    event(log, "train.done", ok=sum(r.ok for r in results), failed=sum(not r.ok for r in results))
+    return results
+
+
+def results_table(results: Sequence[TaskResult]) -> pd.DataFrame:
+    """One row per task and model/baseline: the headline out-of-time metrics."""
+    rows = []
+    for r in sorted(results, key=lambda r: (r.sector, r.horizon)):
+        if not r.ok or r.evaluation is None:
+            rows.append(
+                {"sector": r.sector, "horizon": r.horizon, "model": "FAILED", "error": r.error}
+            )
+            continue
+        for name, ev in {"ensemble": r.evaluation, **r.baselines}.items():
+            cls, ic = ev["classification"], ev["rank_ic"]
+            rows.append(
+                {
+                    "sector": r.sector,
+                    "horizon": r.horizon,
+                    "model": name,
+                    "balanced_accuracy": cls["balanced_accuracy"],
+                    "roc_auc_macro": cls["roc_auc_macro"],
+                    "log_loss": cls["log_loss"],
+                    "rank_ic": ic["mean_ic"],
+                    "icir": ic["icir"],
+                    "ic_t": ic["t_stat"],
+                    "top_decile_buy_precision": ev["top_decile"]["top"]["precision_buy"]
+                    if ev["top_decile"].get("top")
+                    else None,
+                }
+            )
+    return pd.DataFrame(rows)

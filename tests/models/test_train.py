@@ -1,0 +1,138 @@
+"""Training orchestration: the Feast training set, one task end to end, and Ray running a
+failing task without losing the others."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from turbomode.config import Settings
+from turbomode.data.ingest import ingest
+from turbomode.feature_store import FeatureLayout, build
+from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.train import (
+    TrainTask,
+    all_tasks,
+    oot_window_start,
+    results_table,
+    train_all,
+    training_set,
+)
+
+from .test_ensemble import FAST
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    s = Settings(
+        data={"data_dir": tmp_path_factory.mktemp("train")},
+        synthetic={"n_symbols": 22, "n_days": 400},
+        models=FAST.model_dump(),
+    )
+    ingest(s)
+    build(s, "local")
+    return s
+
+
+@pytest.fixture(scope="module")
+def data(settings: Settings) -> pd.DataFrame:
+    return training_set(settings)
+
+
+def test_training_set_is_labels_joined_point_in_time(
+    settings: Settings, data: pd.DataFrame
+) -> None:
+    names = FeatureLayout.from_registry().all
+    assert {"symbol", "date", "sector", "label_1", "fwd_ret_5", *names} <= set(data.columns)
+    assert data["sector"].notna().all()
+    assert not data.duplicated(["symbol", "date"]).any()
+    # Features are exactly the offline rows of the same date: the join moved nothing in time.
+    feats = pd.read_parquet(settings.data.data_dir / "feast" / "offline" / "stock_features.parquet")
+    feats["date"] = feats["event_timestamp"].dt.tz_localize(None).astype("datetime64[ns]")
+    row = data.sample(1, random_state=0).iloc[0]
+    src = feats[(feats["symbol"] == row["symbol"]) & (feats["date"] == row["date"])].iloc[0]
+    assert np.float32(row["rsi_14"]) == pytest.approx(src["rsi_14"], nan_ok=True)
+
+
+def test_tasks_and_test_window(settings: Settings, data: pd.DataFrame) -> None:
+    assert len(all_tasks(Settings())) == 33
+    with pytest.raises(Exception, match="unknown sector"):
+        all_tasks(settings, ["Tech"])
+    start = oot_window_start(data["date"], settings)
+    share = (data["date"].drop_duplicates() >= start).mean()
+    assert share == pytest.approx(0.2, abs=0.01)
+
+
+@pytest.mark.slow
+def test_ray_runs_a_failing_task_without_losing_the_others(
+    settings: Settings, data: pd.DataFrame, tmp_path: Path
+) -> None:
+    names = FeatureLayout.from_registry().all
+    tasks = [
+        TrainTask("Energy", 1),
+        TrainTask("Utilities", 5),
+        TrainTask("Materials", 2),
+    ]
+    broken = data[data["sector"] != "Materials"]  # Materials has no rows: its task fails
+    seen: list[str] = []
+    results = train_all(
+        settings, broken, names, tmp_path, tasks, use_ray=True, on_done=lambda r: seen.append(r.key)
+    )
+    by_key = {r.key: r for r in results}
+    assert sorted(seen) == sorted(t.key for t in tasks)
+    assert not by_key["Materials/2d"].ok and "no labelled rows" in by_key["Materials/2d"].error
+    for key in ("Energy/1d", "Utilities/5d"):
+        r = by_key[key]
+        assert r.ok, r.error
+        assert r.n_train > 0 and r.n_test > 0 and r.train_end < r.test_start
+        assert set(r.baselines) == {"majority", "prior", "momentum"}
+        model = StackedEnsemble.load(r.model_dir)
+        assert model.horizon == int(key[-2])
+    table = results_table(results)
+    assert set(table["model"]) == {"ensemble", "majority", "prior", "momentum", "FAILED"}
+
+
+def test_sequential_mode_gives_the_same_models(
+    settings: Settings, data: pd.DataFrame, tmp_path: Path
+) -> None:
+    names = FeatureLayout.from_registry().all
+    task = [TrainTask("Energy", 1)]
+    a = train_all(settings, data, names, tmp_path / "a", task, use_ray=False)[0]
+    b = train_all(settings, data, names, tmp_path / "b", task, use_ray=False)[0]
+    assert a.ok and b.ok
+    rows = data[data["sector"] == "Energy"][names].head(50)
+    np.testing.assert_array_equal(
+        StackedEnsemble.load(a.model_dir).predict_proba(rows),
+        StackedEnsemble.load(b.model_dir).predict_proba(rows),
+    )
+
+
+def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
+    settings: Settings, data: pd.DataFrame, tmp_path: Path
+) -> None:
+    from turbomode.models.pipeline import run_training
+    from turbomode.models.registry import ModelRegistry
+
+    s = settings.model_copy(deep=True)
+    s.stores.model_registry_uri = str(tmp_path / "registry")
+    s.data.data_dir = tmp_path / "data"
+    s.labels.horizons = [1]
+    run = run_training(s, ["Energy", "Utilities"], use_ray=False, data=data)
+    registry = ModelRegistry(s.stores.model_registry_uri, family="turbomode")
+    assert set(run.versions) == {"Energy/1d", "Utilities/1d"}
+    for key, version in run.versions.items():
+        manifest = registry.manifest(key, version)
+        assert manifest["gate"]["decision"] == run.gates[key].decision
+        assert manifest["features"] and manifest["run_id"] == run.run_id
+        assert manifest["train_range"][1] < manifest["test_range"][0]
+        expected = version if run.gates[key].promoted else None
+        assert registry.production(key) == expected
+    latest = s.data.data_dir / "reports" / "train_latest.md"
+    assert "Out-of-time evaluation beside baselines" in latest.read_text()
+    assert set(run.summary()["decision"]) <= {"promote", "reject"}
