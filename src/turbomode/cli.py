@@ -58,6 +58,20 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _progress(transient: bool) -> Progress:
+    """A progress bar on stderr (stdout stays for tables and JSON); off when not a terminal."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=transient,
+        disable=not err.is_terminal,
+    )
+
+
 def _fail(exc: BaseException) -> None:
     err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
@@ -118,16 +132,7 @@ def ingest(
         name = source.value if source else (settings.data.source if path is None else "parquet")
         src = get_source(settings, name, path)
         wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as progress:
+        with _progress(transient=True) as progress:
             task = progress.add_task(f"ingest ({name})", total=len(STEPS))
 
             def step(label: str) -> None:
@@ -309,15 +314,7 @@ def train(
     try:
         settings = _settings()
         total = len(all_tasks(settings, sector))
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=err,
-            disable=not err.is_terminal,
-        ) as progress:
+        with _progress(transient=False) as progress:
             bar = progress.add_task("training", total=total)
 
             def done(r: Any) -> None:
