@@ -33,6 +33,7 @@ from turbomode.models.metrics import (
     evaluate,
     majority_baseline,
     momentum_baseline,
+    paired_daily_test,
     prior_baseline,
 )
 from turbomode.models.registry import ModelRegistry
@@ -133,13 +134,80 @@ def test_good_candidate_is_promoted_over_the_baselines_without_production(
     for c in checks:  # the numbers behind every pass are there and say what the rule says
         assert c.passed and c.detail["p_value"] < 0.05 and c.detail["ci_low"] > 0
         assert c.detail["n_days"] == 120
-        assert c.value == pytest.approx(c.detail["candidate_mean"] - c.detail["baseline_mean"])
+        kind = "pooled" if c.name.endswith("balanced_accuracy") else "mean"
+        assert c.value == pytest.approx(
+            c.detail[f"candidate_{kind}"] - c.detail[f"baseline_{kind}"]
+        )
+    # balanced accuracy is compared pooled: the figures are those of `classification`
+    bacc = _check(report, RULE_BASELINES, "majority.balanced_accuracy")
+    assert bacc.detail["test"] == "pooled_block_bootstrap"
+    assert bacc.detail["candidate_pooled"] == good["classification"]["balanced_accuracy"]
+    assert (
+        bacc.detail["baseline_pooled"]
+        == baselines["majority"]["classification"]["balanced_accuracy"]
+    )
     # a constant score has daily IC 0 by metrics' convention and is compared as-is
     assert _check(report, RULE_BASELINES, "majority.ic").detail["baseline_mean"] == 0.0
     assert _check(report, RULE_BASELINES, "majority.ic").value == pytest.approx(
         good["rank_ic"]["mean_ic"]
     )
     assert _check(report, RULE_FLOORS, "mean_ic").value == good["rank_ic"]["mean_ic"]
+
+
+def test_small_sector_candidate_beats_always_hold_on_pooled_balanced_accuracy() -> None:
+    """Regression: with 7 names a day, many days lack a class, so always-HOLD's *daily*
+    balanced accuracy averages far above its pooled 1/3 and a real edge looked like a loss.
+
+    Returns share a market factor (1.5× the stock-specific part), as in one GICS sector, so
+    on strong days every name is BUY/HOLD or SELL/HOLD. The candidate ranks on the stock-
+    specific part (rank IC ≈ 0.13) and reaches pooled balanced accuracy ≈ 0.38.
+    """
+    n_dates, n_names = 300, 7
+    rng = np.random.default_rng(0)
+    dates = np.repeat(pd.bdate_range("2023-01-02", periods=n_dates), n_names)
+    market = np.repeat(rng.normal(size=n_dates), n_names)
+    own = rng.normal(size=n_dates * n_names)
+    r = 0.01 * (1.5 * market + own)
+    cut = 0.524 * r.std()  # ±0.524σ: 40 % HOLD
+    y = np.where(r > cut, 2, np.where(r < -cut, 0, 1))
+    z = 0.1 * market + 0.2 * own + np.sqrt(1 - 0.05) * rng.normal(size=len(y))
+    n = len(y)
+
+    def ev(proba: np.ndarray) -> dict[str, Any]:
+        return evaluate(y, proba, r, dates, include_daily=True)
+
+    cand = ev(proba_from_latent(z))
+    base = {
+        "majority": ev(majority_baseline(y, n)),
+        "prior": ev(prior_baseline(y, n)),
+        "momentum": ev(momentum_baseline(rng.normal(size=n))),
+    }
+    assert 0.35 < (y == 1).mean() < 0.45
+
+    def daily(e: dict[str, Any]) -> pd.Series:
+        return pd.Series(e["daily"]["balanced_accuracy"])
+
+    hold = base["majority"]
+    assert hold["classification"]["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert daily(hold).mean() > 0.37  # the bias: days without a BUY or SELL score 1/2 or 1
+    cls = cand["classification"]
+    assert 0.37 < cls["balanced_accuracy"] < 0.39
+    assert cand["rank_ic"]["mean_ic"] > 0.1 and cand["rank_ic"]["t_stat"] > 4
+    # the old comparison of daily means saw no edge (here even a loss) over always-HOLD
+    old = paired_daily_test(daily(cand), daily(hold))
+    assert old["mean_diff"] < 0 and not (old["p_value"] < 0.05 and old["ci_low"] > 0)
+
+    report = decide(cand, base, None, GateSettings())
+    assert report.decision == "promote", report.reason
+    for name in ("majority", "prior"):  # the prior's argmax is HOLD too
+        c = _check(report, RULE_BASELINES, f"{name}.balanced_accuracy")
+        assert c.passed and c.detail["test"] == "pooled_block_bootstrap"
+        assert c.detail["baseline_pooled"] == pytest.approx(1 / 3)
+        assert c.detail["candidate_pooled"] == cls["balanced_accuracy"]
+        assert c.value == pytest.approx(cls["balanced_accuracy"] - 1 / 3)
+        assert c.detail["ci_low"] > 0 and c.detail["p_value"] <= 0.05
+        assert c.detail["n_days"] == n_dates
+    assert "pooled" in report.rule(RULE_BASELINES).note
 
 
 def test_rejected_when_production_is_clearly_better_on_the_same_window(
@@ -176,6 +244,9 @@ def test_a_significantly_worse_candidate_fails_even_inside_the_tolerance(
     same = decide(good, baselines, good, GateSettings())
     assert same.decision == "promote"
     assert all(c.passed for c in same.rule(RULE_PRODUCTION).checks)
+    bacc = _check(same, RULE_PRODUCTION, "balanced_accuracy.not_significantly_worse")
+    assert bacc.detail["test"] == "pooled_block_bootstrap"
+    assert bacc.value == 0.0 and bacc.detail["p_value"] == 1.0  # identical: no difference
     assert "no production" not in same.reason
 
 
@@ -319,6 +390,9 @@ def test_evaluations_on_different_rows_are_refused(
     no_daily = evaluate(panel.y, proba_from_latent(panel.latent(0.3, 1)), panel.r, panel.dates)
     with pytest.raises(GateInputError, match="include_daily=True"):
         decide(no_daily, baselines, None, GateSettings())
+    no_counts = {**good, "daily": {k: v for k, v in good["daily"].items() if k != "class_counts"}}
+    with pytest.raises(GateInputError, match="class counts"):
+        decide(no_counts, baselines, None, GateSettings())
 
 
 # --------------------------------------------------------------------------- registry

@@ -14,11 +14,14 @@ from turbomode.models.metrics import (
     classification_metrics,
     comparison_table,
     daily_balanced_accuracy,
+    daily_class_counts,
     evaluate,
     ic_summary,
     majority_baseline,
     momentum_baseline,
     paired_daily_test,
+    paired_pooled_bootstrap,
+    pooled_balanced_accuracy,
     prior_baseline,
     rank_ic,
     score_from_proba,
@@ -236,6 +239,44 @@ def test_daily_balanced_accuracy_hand_case() -> None:
     assert daily_balanced_accuracy(y, np.eye(3)[pred], dates).equals(s)
 
 
+def test_daily_class_counts_hand_case() -> None:
+    dates = pd.to_datetime(["2024-01-02"] * 4 + ["2024-01-03"] * 3)
+    y = np.array([0, 0, 2, 2, 1, 1, 1])
+    pred = np.array([0, 1, 2, 2, 1, 1, 0])
+    c = daily_class_counts(y, pred, dates)
+    assert list(c.columns) == [
+        "support_SELL",
+        "support_HOLD",
+        "support_BUY",
+        "correct_SELL",
+        "correct_HOLD",
+        "correct_BUY",
+    ]
+    assert c.to_numpy().tolist() == [[2, 0, 2, 1, 0, 2], [0, 3, 0, 0, 2, 0]]
+    assert daily_class_counts(y, np.eye(3)[pred], dates).equals(c)
+    # pooled: SELL 1/2, HOLD 2/3, BUY 2/2 — not the mean of the daily 0.75 and 2/3
+    assert pooled_balanced_accuracy(c) == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+
+
+def test_evaluate_class_counts_rebuild_pooled_balanced_accuracy() -> None:
+    rng = np.random.default_rng(4)
+    dates = np.repeat(pd.bdate_range("2024-01-01", periods=30), 7)
+    n = len(dates)
+    y = rng.integers(0, 3, n)
+    proba = rng.dirichlet([1, 1, 1], n)
+    out = evaluate(y, proba, rng.normal(size=n), dates, include_daily=True)
+    counts = out["daily"]["class_counts"]
+    assert list(counts) == list(out["daily"]["balanced_accuracy"])  # the same 30 days
+    assert counts["2024-01-01"] == {
+        "support": np.bincount(y[:7], minlength=3).tolist(),
+        "correct": np.bincount(y[:7][proba[:7].argmax(1) == y[:7]], minlength=3).tolist(),
+    }
+    _plain(counts)
+    assert pooled_balanced_accuracy(counts) == pytest.approx(
+        out["classification"]["balanced_accuracy"]
+    )
+
+
 def test_evaluate_is_plain_json() -> None:
     rng = np.random.default_rng(2)
     dates = np.repeat(pd.bdate_range("2024-01-01", periods=20), 12)
@@ -339,6 +380,106 @@ def test_paired_test_aligns_series_and_checks_input() -> None:
         paired_daily_test([1.0, np.nan], [0.0, 0.0])
     same = paired_daily_test([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
     assert same["mean_diff"] == 0.0 and same["p_value"] == 0.5
+
+
+# hand case for the pooled test: two days, support and correct counts per class (SELL, HOLD,
+# BUY). Pooled support [3, 3, 3]; a gets [2, 1, 2] right → 5/9, b [0, 3, 0] → 1/3.
+SUP = [[2, 1, 0], [1, 2, 3]]
+A_COR = [[1, 1, 0], [1, 0, 2]]
+B_COR = [[0, 1, 0], [0, 2, 0]]
+
+
+def _table(sup: list[list[int]], cor: list[list[int]]) -> dict[str, dict[str, list[int]]]:
+    days = pd.bdate_range("2024-01-01", periods=len(sup)).date
+    return {
+        d.isoformat(): {"support": s, "correct": c} for d, s, c in zip(days, sup, cor, strict=True)
+    }
+
+
+def test_pooled_bootstrap_hand_case() -> None:
+    a, b = _table(SUP, A_COR), _table(SUP, B_COR)
+    # one block of both days (circular): every resample is the whole window
+    whole = paired_pooled_bootstrap(a, b, block_length=2, n_boot=50)
+    assert whole["test"] == "pooled_block_bootstrap" and whole["n_days"] == 2
+    assert whole["a_value"] == pytest.approx(5 / 9) and whole["b_value"] == pytest.approx(1 / 3)
+    assert whole["mean_diff"] == pytest.approx(2 / 9)  # not 0.75+5/9 − (0.5+1/3), halved
+    assert whole["ci_low"] == pytest.approx(2 / 9) and whole["ci_high"] == pytest.approx(2 / 9)
+    assert whole["p_value"] == 0.0 == whole["bootstrap_share_le_zero"]
+    # single days: day 1 alone 0.75 − 0.5 (no BUY that day: left out for both), day 2 alone
+    # 5/9 − 1/3, a mix of both 2/9; every resample is one of these
+    days = paired_pooled_bootstrap(a, b, block_length=1, n_boot=400, seed=3)
+    assert 2 / 9 - 1e-12 <= days["ci_low"] <= days["ci_high"] <= 0.25 + 1e-12
+    assert days["ci_high"] == pytest.approx(0.25) and days["p_value"] == 0.0
+    # the same numbers from an n_days × 2 × 3 array and from a daily_class_counts frame
+    arr_a, arr_b = np.stack([SUP, A_COR], axis=1), np.stack([SUP, B_COR], axis=1)
+    assert paired_pooled_bootstrap(arr_a, arr_b, block_length=1, n_boot=400, seed=3) == days
+    frame = pd.DataFrame(
+        np.hstack([SUP, A_COR]),
+        index=pd.bdate_range("2024-01-01", periods=2),
+        columns=daily_class_counts([0], [0], ["2024-01-01"]).columns,
+    )
+    assert paired_pooled_bootstrap(frame, arr_b, block_length=1, n_boot=400, seed=3) == days
+
+
+def test_pooled_bootstrap_class_absent_from_the_window() -> None:
+    sup = [[2, 1, 0], [1, 1, 0]]  # no BUY at all: balanced accuracy over SELL and HOLD
+    r = paired_pooled_bootstrap(
+        _table(sup, [[1, 1, 0], [1, 0, 0]]), _table(sup, [[0, 1, 0], [0, 1, 0]]), block_length=2
+    )
+    assert r["a_value"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert r["b_value"] == pytest.approx((0 + 1) / 2)
+    assert r["mean_diff"] == pytest.approx(1 / 12)
+
+
+def test_pooled_bootstrap_of_identical_models_is_zero_and_not_significant() -> None:
+    rng = np.random.default_rng(6)
+    dates = np.repeat(pd.bdate_range("2024-01-01", periods=80), 9)
+    y = rng.integers(0, 3, len(dates))
+    counts = daily_class_counts(y, rng.integers(0, 3, len(dates)), dates)
+    r = paired_pooled_bootstrap(counts, counts)
+    assert r["mean_diff"] == 0.0 and r["ci_low"] == 0.0 == r["ci_high"]
+    assert r["p_value"] == 1.0  # every resampled difference is ≤ 0: nothing to see
+
+
+def test_pooled_bootstrap_matches_explicit_resampling_and_is_seeded() -> None:
+    rng = np.random.default_rng(9)
+    n_days, names = 23, 8  # 23 days: the last block of 5 is cut to 3
+    dates = np.repeat(pd.bdate_range("2024-01-01", periods=n_days), names)
+    y = rng.integers(0, 3, len(dates))
+    ca = daily_class_counts(y, np.where(rng.random(len(y)) < 0.5, y, 1), dates).to_numpy()
+    cb = daily_class_counts(y, rng.integers(0, 3, len(y)), dates).to_numpy()
+    r = paired_pooled_bootstrap(ca.reshape(-1, 2, 3), cb.reshape(-1, 2, 3), n_boot=300, seed=7)
+    assert r == paired_pooled_bootstrap(ca.reshape(-1, 2, 3), cb.reshape(-1, 2, 3), 5, 300, 7)
+
+    starts = np.random.default_rng(7).integers(0, n_days, size=(300, 5))
+    idx = (starts[:, :, None] + np.arange(5)).reshape(300, -1)[:, :n_days] % n_days
+
+    def bacc(c: np.ndarray) -> np.ndarray:
+        s = c[idx].sum(axis=1)
+        return (s[:, 3:] / s[:, :3]).mean(axis=1)  # every class present in every resample
+
+    boot = bacc(ca) - bacc(cb)
+    assert [r["ci_low"], r["ci_high"]] == pytest.approx(np.quantile(boot, [0.025, 0.975]))
+    assert r["p_value"] == pytest.approx((boot <= 0).mean())
+    assert r["std_diff"] == pytest.approx(boot.std(ddof=1))
+
+
+def test_pooled_bootstrap_checks_input() -> None:
+    a = _table(SUP, A_COR)
+    with pytest.raises(ValueError, match="different class supports"):
+        paired_pooled_bootstrap(a, _table([[2, 1, 0], [1, 2, 4]], B_COR))
+    with pytest.raises(ValueError, match="different days"):
+        paired_pooled_bootstrap(a, dict(list(_table(SUP * 2, B_COR * 2).items())[1:3]))
+    with pytest.raises(ValueError, match="correct ≤ support"):
+        paired_pooled_bootstrap(a, _table(SUP, [[3, 1, 0], [0, 2, 0]]))
+    with pytest.raises(ValueError, match="n_days × 2"):
+        paired_pooled_bootstrap(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="at least 2 days"):
+        paired_pooled_bootstrap(dict(list(a.items())[:1]), dict(list(a.items())[:1]))
+    with pytest.raises(ValueError, match="without rows"):
+        paired_pooled_bootstrap(_table([[0, 0, 0], [1, 1, 1]], [[0, 0, 0], [1, 1, 1]]), a)
+    with pytest.raises(ValueError, match="block_length"):
+        paired_pooled_bootstrap(a, a, block_length=0)
 
 
 # --------------------------------------------------------------------------- reporting

@@ -8,10 +8,23 @@ they are reported (the first failing one decides):
 1. ``min_days`` — enough test days for a daily test to mean anything.
 2. ``floors`` — absolute quality: mean rank IC and balanced accuracy (profile ``honest``), or the
    legacy targets applied to balanced accuracy and BUY/SELL precision/recall (``legacy``).
-3. ``beats_baselines`` — better than every baseline on daily rank IC *and* daily balanced
-   accuracy: one-sided paired test p < alpha *and* block-bootstrap CI lower bound > 0.
-4. ``not_worse_than_production`` — no point drop beyond a tolerance, and no significant drop;
-   passes (and says so) when there is no production model.
+3. ``beats_baselines`` — better than every baseline on daily rank IC (one-sided paired test
+   p < alpha *and* block-bootstrap CI lower bound > 0) *and* on pooled balanced accuracy
+   (paired block bootstrap over days: CI lower bound > 0 *and* share of resampled
+   differences ≤ 0 at most alpha).
+4. ``not_worse_than_production`` — no point drop beyond a tolerance, and no significant drop
+   (the same two tests, production − candidate); passes (and says so) when there is no
+   production model.
+
+Why balanced accuracy is tested pooled: models are trained per sector, so a day has only
+~7–70 names and often lacks a class. A day's balanced accuracy averages recall over the
+classes present that day, so a constant predictor (always HOLD: the majority baseline, and the
+prior baseline's argmax) scores 1/2 on a day without BUYs and 1 on an all-HOLD day; its mean
+daily balanced accuracy sits well above its pooled 1/3, and real candidates with pooled 0.38
+and rank IC t > 4 were rejected against it. The pooled figure (the one reported in
+``classification``) has no such bias, so the bootstrap resamples days but sums their per-class
+counts (:func:`turbomode.models.metrics.paired_pooled_bootstrap`). Daily rank IC is a
+correlation within each day, unbiased per day, and stays a day-by-day test.
 
 Absolute requirements come before comparisons so the deciding rule names the most basic
 shortfall: a candidate with IC 0.003 is "below the IC floor", which says more than "not
@@ -31,7 +44,12 @@ import pandas as pd
 
 from turbomode.config import GateSettings
 from turbomode.errors import TurboModeError
-from turbomode.models.metrics import CLASS_NAMES, paired_daily_test, to_jsonable
+from turbomode.models.metrics import (
+    CLASS_NAMES,
+    paired_daily_test,
+    paired_pooled_bootstrap,
+    to_jsonable,
+)
 from turbomode.models.registry import ModelRegistry
 
 __all__ = [
@@ -58,10 +76,11 @@ RULE_PRODUCTION = "not_worse_than_production"
 ALL_PASSED = "all rules passed"
 
 Decision = Literal["promote", "reject"]
-_DAILY_METRICS: tuple[tuple[str, str], ...] = (
+_METRICS: tuple[tuple[str, str], ...] = (
     ("ic", "daily rank IC"),
-    ("balanced_accuracy", "daily balanced accuracy"),
+    ("balanced_accuracy", "pooled balanced accuracy"),
 )
+_POOLED = "pooled_block_bootstrap"
 
 
 class GateInputError(TurboModeError, ValueError):
@@ -175,6 +194,17 @@ def _daily(ev: Mapping[str, Any], metric: str, who: str) -> pd.Series:
     return pd.Series(values, dtype=float).sort_index()
 
 
+def _counts(ev: Mapping[str, Any], who: str) -> Mapping[str, Any]:
+    daily = ev.get("daily")
+    counts = daily.get("class_counts") if isinstance(daily, Mapping) else None
+    if not isinstance(counts, Mapping):
+        raise GateInputError(
+            f"the {who} evaluation has no daily class counts (needed for pooled balanced "
+            "accuracy); evaluate it with metrics.evaluate(..., include_daily=True)"
+        )
+    return counts
+
+
 def _signature(ev: Mapping[str, Any], who: str) -> tuple[int, tuple[int, ...], tuple[str, ...]]:
     """Rows, class supports and dates: equal for evaluations made on the same rows."""
     try:
@@ -260,6 +290,56 @@ def _paired(
     return significant, to_jsonable(detail), ""
 
 
+def _pooled(
+    name: str,
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    settings: GateSettings,
+    a_label: str,
+    b_label: str,
+) -> tuple[bool, dict[str, Any], str]:
+    """Is ``a``'s pooled balanced accuracy significantly above ``b``'s? (CI low > 0 and
+    bootstrap share ≤ 0 at most alpha)."""
+    try:
+        test = paired_pooled_bootstrap(
+            a,
+            b,
+            block_length=settings.block_length,
+            n_boot=settings.n_boot,
+            seed=settings.seed,
+            alpha=settings.alpha,
+        )
+    except ValueError as exc:
+        return False, {}, f"{name}: no test possible ({exc})"
+    detail: dict[str, Any] = {
+        f"{a_label}_pooled": test.pop("a_value"),
+        f"{b_label}_pooled": test.pop("b_value"),
+        **test,
+    }
+    significant = test["ci_low"] > 0 and test["p_value"] <= settings.alpha
+    return significant, to_jsonable(detail), ""
+
+
+def _compare(
+    metric: str,
+    name: str,
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    settings: GateSettings,
+    labels: tuple[tuple[str, str], tuple[str, str]],
+) -> tuple[bool, dict[str, Any], str]:
+    """One metric, a above b: daily IC day by day, balanced accuracy pooled.
+
+    ``labels`` is ((a's label, a's role for input errors), (b's ...)).
+    """
+    (a_label, a_who), (b_label, b_who) = labels
+    if metric == "balanced_accuracy":
+        return _pooled(name, _counts(a, a_who), _counts(b, b_who), settings, a_label, b_label)
+    return _paired(
+        name, _daily(a, metric, a_who), _daily(b, metric, b_who), settings, a_label, b_label
+    )
+
+
 def _rule_min_days(candidate: Mapping[str, Any], settings: GateSettings) -> RuleResult:
     ic = _daily(candidate, "ic", "candidate")
     bacc = _daily(candidate, "balanced_accuracy", "candidate")
@@ -341,11 +421,14 @@ def _rule_baselines(
                 )
             )
             continue
-        for metric, label in _DAILY_METRICS:
-            cand = _daily(candidate, metric, "candidate")
-            base = _daily(baselines[name], metric, f"baseline {name!r}")
-            ok, detail, note = _paired(
-                f"{name}.{metric}", cand, base, settings, "candidate", "baseline"
+        for metric, label in _METRICS:
+            ok, detail, note = _compare(
+                metric,
+                f"{name}.{metric}",
+                candidate,
+                baselines[name],
+                settings,
+                (("candidate", "candidate"), ("baseline", f"baseline {name!r}")),
             )
             checks.append(
                 Check(
@@ -359,8 +442,11 @@ def _rule_baselines(
                 )
             )
     note = (
-        f"one-sided paired test over days, p < {settings.alpha:g} and block-bootstrap CI "
-        "lower bound > 0, against every baseline on both daily metrics"
+        f"against every baseline: daily rank IC by a one-sided paired test over days "
+        f"(p < {settings.alpha:g} and block-bootstrap CI lower bound > 0); balanced accuracy "
+        f"pooled over the window by a paired block bootstrap over days (CI lower bound > 0 "
+        f"and share of resampled differences ≤ 0 at most {settings.alpha:g}), because daily "
+        "balanced accuracy favours constant predictors on days missing a class"
     )
     return RuleResult(RULE_BASELINES, all(c.passed for c in checks), checks, note)
 
@@ -404,11 +490,14 @@ def _rule_production(
                 f"candidate ≥ production − {tol:g}",
             )
         )
-    for metric, label in _DAILY_METRICS:
-        cand_s = _daily(candidate, metric, "candidate")
-        prod_s = _daily(production, metric, "production")
-        worse, detail, note = _paired(
-            f"{metric}.significantly_worse", prod_s, cand_s, settings, "production", "candidate"
+    for metric, label in _METRICS:
+        worse, detail, note = _compare(
+            metric,
+            f"{metric}.significantly_worse",
+            production,
+            candidate,
+            settings,
+            (("production", "production"), ("candidate", "candidate")),
         )
         checks.append(
             Check(
@@ -430,6 +519,12 @@ def _describe(check: Check) -> str:
         d = check.detail
         if "p_value" not in d:
             return check.note
+        if d.get("test") == _POOLED:
+            return (
+                f"pooled difference {d['mean_diff']:+.4f} over {d['n_days']} days, bootstrap "
+                f"share ≤ 0 = {d['p_value']:.3g}, {1 - d['alpha']:.0%} block-bootstrap CI "
+                f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+            )
         return (
             f"mean difference {d['mean_diff']:+.4f} over {d['n_days']} days, one-sided "
             f"p={d['p_value']:.3g}, {1 - d['alpha']:.0%} block-bootstrap CI "

@@ -8,6 +8,12 @@ of ``score = P(BUY) − P(SELL)``, top/bottom-decile hit rates and BUY calibrati
 layout, so every number is computed the same way for model and baseline, and
 :func:`paired_daily_test` says whether a difference in daily metrics is more than noise.
 
+Balanced accuracy is compared pooled, not as a mean of daily values
+(:func:`paired_pooled_bootstrap` on the per-day class counts of :func:`daily_class_counts`):
+a day's balanced accuracy averages recall over the classes present *that day*, so with a few
+names per day a constant predictor scores 1/2 or 1 on days missing a class and its daily mean
+sits well above its pooled 1/3. Daily rank IC has no such bias and is tested day by day.
+
 Conventions: ``y_true`` holds 0 SELL / 1 HOLD / 2 BUY; ``proba`` columns are SELL, HOLD, BUY.
 Every result is plain Python (float, int, str, None for undefined), so it serializes as JSON.
 """
@@ -29,11 +35,14 @@ __all__ = [
     "classification_metrics",
     "comparison_table",
     "daily_balanced_accuracy",
+    "daily_class_counts",
     "evaluate",
     "ic_summary",
     "majority_baseline",
     "momentum_baseline",
     "paired_daily_test",
+    "paired_pooled_bootstrap",
+    "pooled_balanced_accuracy",
     "predict_labels",
     "prior_baseline",
     "rank_ic",
@@ -366,7 +375,9 @@ def evaluate(
     """Every metric above on one set of rows (JSON-serializable).
 
     ``include_daily`` adds the daily IC and daily balanced accuracy ({ISO date: value}) that
-    :func:`paired_daily_test` needs when comparing against a baseline later.
+    :func:`paired_daily_test` needs when comparing against a baseline later, and the per-day
+    class counts ({ISO date: {"support": [SELL, HOLD, BUY], "correct": [...]}}) from which
+    :func:`paired_pooled_bootstrap` rebuilds pooled balanced accuracy on any set of days.
     """
     y = _labels(y_true)
     p = _proba(proba, len(y))
@@ -381,10 +392,18 @@ def evaluate(
         "calibration": calibration(y, p, bins=bins),
     }
     if include_daily:
-        bacc = daily_balanced_accuracy(y, np.argmax(p, axis=1), dates)
+        pred = np.argmax(p, axis=1)
+        bacc = daily_balanced_accuracy(y, pred, dates)
+        counts = daily_class_counts(y, pred, dates)
+        support = counts[[f"support_{c}" for c in CLASS_NAMES]].to_numpy().tolist()
+        correct = counts[[f"correct_{c}" for c in CLASS_NAMES]].to_numpy().tolist()
         out["daily"] = {
             "ic": dict(zip(_iso(daily.index), map(_num, daily), strict=True)),
             "balanced_accuracy": dict(zip(_iso(bacc.index), map(_num, bacc), strict=True)),
+            "class_counts": {
+                d: {"support": [int(v) for v in sup], "correct": [int(v) for v in cor]}
+                for d, sup, cor in zip(_iso(counts.index), support, correct, strict=True)
+            },
         }
     return out
 
@@ -410,6 +429,29 @@ def daily_balanced_accuracy(y_true: ArrayLike, pred: ArrayLike, dates: ArrayLike
     out = recall.groupby(level="date").mean()
     out.index.name = "date"
     return out.rename("balanced_accuracy").astype(float)
+
+
+def daily_class_counts(y_true: ArrayLike, pred: ArrayLike, dates: ArrayLike) -> pd.DataFrame:
+    """Per date and class: rows of that class (``support_<C>``) and how many of them were
+    predicted as it (``correct_<C>``).
+
+    Sums of these over any set of days give that set's pooled recalls, hence its pooled
+    balanced accuracy, which is what a bootstrap over days must resample (averaging daily
+    balanced accuracies is biased, see the module docstring). ``pred`` as in
+    :func:`daily_balanced_accuracy`.
+    """
+    y = _labels(y_true)
+    pr = np.asarray(pred)
+    pr = predict_labels(pr) if pr.ndim == 2 else _labels(pr)
+    if len(pr) != len(y):
+        raise ValueError(f"pred has {len(pr)} rows, y_true has {len(y)}")
+    d = _dates(dates, len(y))
+    onehot = np.eye(N_CLASSES, dtype=np.int64)[y]
+    cols = [f"support_{c}" for c in CLASS_NAMES] + [f"correct_{c}" for c in CLASS_NAMES]
+    data = np.hstack([onehot, onehot * (pr == y)[:, None]])
+    out = pd.DataFrame(data, index=d, columns=cols).groupby(level=0).sum()
+    out.index.name = "date"
+    return out.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -541,6 +583,145 @@ def paired_daily_test(
         "n_boot": n_boot,
         "seed": seed,
         "bootstrap_share_le_zero": float((boot <= 0).mean()),
+    }
+
+
+CountTable = Mapping[str, Mapping[str, Any]] | pd.DataFrame | ArrayLike
+
+
+def _count_arrays(
+    counts: CountTable, who: str
+) -> tuple[list[str] | None, NDArray[np.int64], NDArray[np.int64]]:
+    """(dates or None, support, correct), each n_days × 3, from any accepted count table."""
+    dates: list[str] | None = None
+    if isinstance(counts, pd.DataFrame):
+        dates = _iso(counts.index)
+        support = counts[[f"support_{c}" for c in CLASS_NAMES]].to_numpy()
+        correct = counts[[f"correct_{c}" for c in CLASS_NAMES]].to_numpy()
+    elif isinstance(counts, Mapping):
+        dates = sorted(str(k) for k in counts)
+        try:
+            support = np.array([counts[d]["support"] for d in dates], dtype=np.float64)
+            correct = np.array([counts[d]["correct"] for d in dates], dtype=np.float64)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{who} counts must map date → {{'support': [...], 'correct': [...]}} ({exc})"
+            ) from None
+    else:
+        arr = np.asarray(counts, dtype=np.float64)
+        if arr.ndim != 3 or arr.shape[1:] != (2, N_CLASSES):
+            raise ValueError(
+                f"{who} counts must be n_days × 2 (support, correct) × 3, got {arr.shape}"
+            )
+        support, correct = arr[:, 0], arr[:, 1]
+    support = np.asarray(support, dtype=np.float64).reshape(-1, N_CLASSES)
+    correct = np.asarray(correct, dtype=np.float64).reshape(-1, N_CLASSES)
+    if not (np.isfinite(support).all() and np.isfinite(correct).all()):
+        raise ValueError(f"{who} counts contain NaN or infinite values")
+    if (support != np.round(support)).any() or (correct != np.round(correct)).any():
+        raise ValueError(f"{who} counts must be whole numbers")
+    if (correct < 0).any() or (correct > support).any():
+        raise ValueError(f"{who} counts need 0 ≤ correct ≤ support for every class and day")
+    if len(support) and (support.sum(axis=1) == 0).any():
+        raise ValueError(f"{who} counts have a day without rows")
+    return dates, support.astype(np.int64), correct.astype(np.int64)
+
+
+def _pooled_bacc(support: NDArray[Any], correct: NDArray[Any]) -> NDArray[np.float64]:
+    """Mean recall over the classes with support (last axis = class); rows are samples."""
+    present = support > 0
+    recall = np.divide(correct, support, out=np.zeros(support.shape), where=present)
+    out: NDArray[np.float64] = recall.sum(axis=-1) / present.sum(axis=-1)
+    return out
+
+
+def pooled_balanced_accuracy(counts: CountTable) -> float:
+    """Balanced accuracy of all rows behind a per-day count table (equals
+    :func:`classification_metrics`' figure on the same rows)."""
+    _, support, correct = _count_arrays(counts, "the")
+    if not len(support):
+        raise ValueError("no days to pool")
+    return float(_pooled_bacc(support.sum(axis=0), correct.sum(axis=0)))
+
+
+def paired_pooled_bootstrap(
+    a_counts: CountTable,
+    b_counts: CountTable,
+    block_length: int = 5,
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Is a's (candidate) *pooled* balanced accuracy greater than b's (baseline)?
+
+    Both count tables (``evaluate(...)["daily"]["class_counts"]``, a
+    :func:`daily_class_counts` frame, or an n_days × 2 × 3 array of support and correct) must
+    cover the same days and rows: equal dates and supports, else ValueError. The observed
+    difference is pooled BA(a) − pooled BA(b), with BA the mean over classes of
+    Σ correct / Σ support; a class without support (in the window or in a resample) is left
+    out for both, since the supports are shared. A circular block bootstrap over days (blocks
+    of ``block_length``, the same resampled days for both models: paired, seeded, drawn as
+    :func:`paired_daily_test` draws them) gives the (1 − alpha) percentile CI and
+    ``p_value`` = share of resampled differences ≤ 0 (one-sided, H1: a > b). ``mean_diff``
+    holds the observed pooled difference so results read like :func:`paired_daily_test`'s.
+    """
+    if block_length < 1:
+        raise ValueError(f"block_length must be ≥ 1, got {block_length}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be ≥ 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    a_dates, a_sup, a_cor = _count_arrays(a_counts, "a")
+    b_dates, b_sup, b_cor = _count_arrays(b_counts, "b")
+    if a_dates is not None and b_dates is not None and a_dates != b_dates:
+        raise ValueError(
+            f"count tables cover different days ({len(a_dates)} vs {len(b_dates)}): "
+            "compare models on the same rows"
+        )
+    if a_sup.shape != b_sup.shape or (a_sup != b_sup).any():
+        raise ValueError("count tables have different class supports: not the same rows")
+    n = len(a_sup)
+    if n < 2:
+        raise ValueError(f"need at least 2 days, got {n}")
+
+    a_value = float(_pooled_bacc(a_sup.sum(axis=0), a_cor.sum(axis=0)))
+    b_value = float(_pooled_bacc(b_sup.sum(axis=0), b_cor.sum(axis=0)))
+    diff = a_value - b_value
+
+    rng = np.random.default_rng(seed)
+    length = min(block_length, n)
+    n_blocks = -(-n // length)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))
+    # per-day (support, correct a, correct b); block sums for every start via a circular
+    # cumulative sum: a resample is n_blocks − 1 full blocks plus one cut to fill n days
+    table = np.concatenate([a_sup, a_cor, b_cor], axis=1)
+    cum = np.vstack([np.zeros((1, table.shape[1]), np.int64), np.cumsum(np.tile(table, (2, 1)), 0)])
+    first = np.arange(n)
+    last_len = n - (n_blocks - 1) * length
+    full = cum[first + length] - cum[first]
+    cut = cum[first + last_len] - cum[first]
+    boot_sum = full[starts[:, :-1]].sum(axis=1) + cut[starts[:, -1]]
+    sup = boot_sum[:, :N_CLASSES]
+    boot = _pooled_bacc(sup, boot_sum[:, N_CLASSES : 2 * N_CLASSES]) - _pooled_bacc(
+        sup, boot_sum[:, 2 * N_CLASSES :]
+    )
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    share = float((boot <= 0).mean())
+    return {
+        "test": "pooled_block_bootstrap",
+        "n_days": n,
+        "a_value": a_value,
+        "b_value": b_value,
+        "mean_diff": diff,
+        "std_diff": float(boot.std(ddof=1)) if n_boot > 1 else 0.0,
+        "p_value": share,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "alpha": alpha,
+        "block_length": length,
+        "n_boot": n_boot,
+        "seed": seed,
+        "bootstrap_share_le_zero": share,
     }
 
 
