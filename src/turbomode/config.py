@@ -259,7 +259,7 @@ class ModelSettings(BaseModel):
     )
     random_forest: dict[str, Any] = Field(
         default_factory=lambda: {
-            "n_estimators": 60,
+            "n_estimators": 40,
             "max_depth": 8,
             "min_samples_leaf": 50,
             "max_samples": 0.5,
@@ -268,8 +268,8 @@ class ModelSettings(BaseModel):
     )
     meta: dict[str, Any] = Field(
         default_factory=lambda: {
-            "n_estimators": 100,
-            "learning_rate": 0.05,
+            "n_estimators": 60,
+            "learning_rate": 0.08,
             "num_leaves": 7,
             "min_child_samples": 200,
         }
