@@ -28,24 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load(data: Path, years: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """Last ``years`` of prices, the market frame on the adjusted basis, and sectors."""
-    px = pd.read_parquet(data / "prices.parquet")
-    end = pd.Timestamp(px["date"].max())
-    start = (end - pd.DateOffset(years=years)).strftime("%Y-%m-%d")
-    px = px[px["date"] > start].reset_index(drop=True)
-    px["date"] = pd.to_datetime(px["date"])
-    px["volume"] = px["volume"].astype("float64")
-    mk = pd.read_parquet(data / "market.parquet")
-    mk = mk[mk["date"] > str(int(start[:4]) - 2)].reset_index(drop=True)  # two years of warm-up
-    factor = mk["adj_close"] / mk["close"]
-    for c in ("open", "high", "low"):
-        mk[c] = mk[c] * factor
-    mk["close"] = mk["adj_close"]
-    mk = mk.drop(columns="adj_close")
-    mk["date"] = pd.to_datetime(mk["date"])
-    mk["volume"] = mk["volume"].astype("float64")
-    cons = pd.read_csv(data / "constituents.csv")
-    return px, mk, dict(zip(cons["symbol"], cons["sector"], strict=True))
+    """Last ``years`` of prices, the market frame on the adjusted basis (two more years of
+    warm-up), and sectors."""
+    from turbomode.data.sources.files import read_frames
+
+    end = pd.Timestamp(pd.read_parquet(data / "prices.parquet", columns=["date"])["date"].max())
+    start = end - pd.DateOffset(years=years) + pd.Timedelta(days=1)
+    return read_frames(data, start, f"{start.year - 2}-01-01")
 
 
 def _maxrss_mb() -> float:

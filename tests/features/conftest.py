@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from turbomode.data.sources.files import read_frames
+
 SECTORS3 = ("Information Technology", "Financials", "Energy")
 ETF3 = {"Information Technology": "XLK", "Financials": "XLF", "Energy": "XLE"}
 
@@ -65,19 +67,4 @@ def load_real(
     data_dir: Path, symbols: list[str] | None = None, start: str = "2017-06-28"
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     """Prices, adjusted market frame and sectors from ../shared/data (read in place)."""
-    filters = [("date", ">=", start)]
-    if symbols is not None:
-        filters.append(("symbol", "in", symbols))
-    px = pd.read_parquet(data_dir / "prices.parquet", filters=filters)
-    px["date"] = pd.to_datetime(px["date"])
-    px["volume"] = px["volume"].astype("float64")
-    mk = pd.read_parquet(data_dir / "market.parquet", filters=[("date", ">=", "2015-01-01")])
-    factor = mk["adj_close"] / mk["close"]
-    for c in ("open", "high", "low"):
-        mk[c] = mk[c] * factor
-    mk["close"] = mk["adj_close"]
-    mk = mk.drop(columns="adj_close")
-    mk["date"] = pd.to_datetime(mk["date"])
-    mk["volume"] = mk["volume"].astype("float64")
-    cons = pd.read_csv(data_dir / "constituents.csv")
-    return px, mk, dict(zip(cons["symbol"], cons["sector"], strict=True))
+    return read_frames(data_dir, start, "2015-01-01", symbols)

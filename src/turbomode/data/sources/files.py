@@ -150,3 +150,23 @@ class FileSource(MarketDataSource):
             # only for symbols explicitly asked for.
             skipped = {}
         return MarketData(prices, market, universe, source=self.name, skipped=skipped)
+
+
+def read_frames(
+    directory: Path | str,
+    start: DateLike,
+    market_start: DateLike,
+    symbols: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Prices from ``start``, adjusted market series from ``market_start`` (an earlier date
+    gives market indicators their warm-up) and symbol → sector, from a data directory, with
+    canonical dtypes and no validation: for benchmarks and reference tests that need raw rows.
+    """
+    directory = Path(directory)
+    px = read_long(directory / "prices.parquet", symbols, start)
+    mk = rebase_adjusted(read_long(directory / "market.parquet", None, market_start))
+    for frame in (px, mk):
+        frame["date"] = pd.to_datetime(frame["date"])
+        frame["volume"] = frame["volume"].astype("float64")
+    cons = pd.read_csv(directory / "constituents.csv")
+    return px, mk, dict(zip(cons["symbol"], cons["sector"], strict=True))
