@@ -134,8 +134,15 @@ class LabelSettings(BaseModel):
 
     horizons: list[Horizon] = Field(default_factory=lambda: list(DEFAULT_HORIZONS))
     mode: Literal["atr", "fixed"] = "atr"
+    relative_to: Literal["none", "sector"] = Field(
+        default="sector",
+        description=(
+            "sector: the label compares the forward return minus the equal-weighted mean of "
+            "its sector that day (what the stock adds beyond its sector); none: the raw return."
+        ),
+    )
     atr_multiple: dict[int, float] = Field(
-        default_factory=lambda: {1: 0.3, 2: 0.5, 5: 0.75},
+        default_factory=lambda: {1: 0.25, 2: 0.35, 5: 0.5},
         description="mode=atr: BUY when the forward return ≥ k × ATR% (SELL ≤ −k × ATR%).",
     )
     fixed_threshold: dict[int, float] = Field(
@@ -162,6 +169,50 @@ class SignalSettings(BaseModel):
     decay_factor: float = Field(default=0.3, ge=0, le=1)
     capacity_per_class_side: int = Field(default=20, ge=1)
     shorts_enabled: bool = True
+    threshold_mode: Literal["fixed", "quantile"] = Field(
+        default="fixed",
+        description=(
+            "fixed: entry at entry_probability; quantile: entry at the top threshold_quantile "
+            "of tonight's P(BUY) / P(SELL) across the universe, never below threshold_floor."
+        ),
+    )
+    threshold_quantile: float = Field(default=0.95, gt=0, lt=1)
+    threshold_floor: float = Field(default=0.40, gt=0, lt=1)
+
+
+class RiskSettings(BaseModel):
+    """Adaptive stop and target: stop distance = ATR(14) × sector × confidence × horizon
+    multipliers; target = stop distance × ``reward_risk``; partial exits at 1R, 2R, 3R."""
+
+    sector_multiplier: dict[str, float] = Field(
+        default_factory=lambda: {
+            "Information Technology": 1.3,
+            "Financials": 1.1,
+            "Health Care": 1.1,
+            "Industrials": 1.0,
+            "Energy": 1.2,
+            "Consumer Discretionary": 1.2,
+            "Consumer Staples": 0.9,
+            "Utilities": 0.8,
+            "Materials": 1.0,
+            "Real Estate": 0.9,
+            "Communication Services": 1.1,
+        }
+    )
+    confidence_range: tuple[float, float] = (0.5, 0.9)
+    confidence_modifier_range: tuple[float, float] = (0.8, 1.2)
+    horizon_multiplier: dict[int, float] = Field(default_factory=lambda: {1: 1.0, 2: 1.5, 5: 2.0})
+    reward_risk: float = Field(default=2.5, gt=0)
+    partial_1r_fraction: float = Field(
+        default=0.5, ge=0, le=1, description="Share of the initial size taken at +1R."
+    )
+    partial_2r_fraction: float = Field(
+        default=0.25, ge=0, le=1, description="Share of the initial size taken at +2R."
+    )
+    hold_days: dict[int, int] = Field(
+        default_factory=lambda: {1: 1, 2: 2, 5: 5},
+        description="Bars a position is held at most, per horizon, before it expires.",
+    )
 
 
 class StoreSettings(BaseModel):
@@ -231,22 +282,29 @@ class ModelSettings(BaseModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     lightgbm: dict[str, Any] = Field(
         default_factory=lambda: {
-            "n_estimators": 60,
-            "learning_rate": 0.08,
+            "n_estimators": 40,
+            "learning_rate": 0.1,
             "num_leaves": 15,
             "min_child_samples": 100,
+            "max_bin": 63,
             "subsample": 0.8,
             "subsample_freq": 1,
             "colsample_bytree": 0.5,
         }
     )
     catboost: dict[str, Any] = Field(
-        default_factory=lambda: {"iterations": 60, "learning_rate": 0.15, "depth": 4, "rsm": 0.4}
+        default_factory=lambda: {
+            "iterations": 40,
+            "learning_rate": 0.2,
+            "depth": 4,
+            "rsm": 0.4,
+            "border_count": 64,
+        }
     )
     xgb_hist: dict[str, Any] = Field(
         default_factory=lambda: {
-            "n_estimators": 60,
-            "learning_rate": 0.08,
+            "n_estimators": 40,
+            "learning_rate": 0.1,
             "max_depth": 4,
             "subsample": 0.8,
             "colsample_bytree": 0.5,
@@ -255,11 +313,11 @@ class ModelSettings(BaseModel):
         }
     )
     xgb_linear: dict[str, Any] = Field(
-        default_factory=lambda: {"n_estimators": 50, "learning_rate": 0.3, "reg_lambda": 1.0}
+        default_factory=lambda: {"n_estimators": 20, "learning_rate": 0.5, "reg_lambda": 1.0}
     )
     random_forest: dict[str, Any] = Field(
         default_factory=lambda: {
-            "n_estimators": 40,
+            "n_estimators": 25,
             "max_depth": 8,
             "min_samples_leaf": 50,
             "max_samples": 0.5,
@@ -272,6 +330,7 @@ class ModelSettings(BaseModel):
             "learning_rate": 0.08,
             "num_leaves": 7,
             "min_child_samples": 200,
+            "max_bin": 63,
         }
     )
 
@@ -354,6 +413,7 @@ class Settings(BaseSettings):
     universe: UniverseSettings = Field(default_factory=UniverseSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
     stores: StoreSettings = Field(default_factory=StoreSettings)
     features: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
     yfinance: YFinanceSettings = Field(default_factory=YFinanceSettings)

@@ -12,12 +12,19 @@ Thresholds, per horizon h:
 * ``mode="fixed"`` (the legacy rule): ±``fixed_threshold[h]`` (10 %), which leaves almost every
   1-day row HOLD.
 
+``relative_to="sector"`` (the default) applies the thresholds to the forward return minus the
+equal-weighted mean forward return of the stock's sector on the same date: a model trained per
+sector ranks stocks within it, and the raw 2- and 5-day returns are dominated by market and
+sector moves no stock feature can call. ``fwd_ret_{h}`` stays the raw return (the daily rank IC
+within a sector is the same either way).
+
 Rows whose forward window runs past the data (the last h bars of a symbol) or whose ATR is
 still warming up are unlabeled: NaN return, <NA> label. Labels are never inputs to features.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -43,11 +50,13 @@ def make_labels(
     prices: pd.DataFrame,
     settings: LabelSettings | None = None,
     mode: Literal["atr", "fixed"] | None = None,
+    sectors: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Forward returns and labels for every (symbol, date) row of ``prices``.
 
     Returns symbol, date, ``atr_pct_label`` (ATR%(14) at t, the threshold basis) and, per
     horizon h, ``fwd_ret_{h}`` (float64) and ``label_{h}`` (Int8: 0 SELL, 1 HOLD, 2 BUY).
+    ``sectors`` (symbol → sector) is required when ``settings.relative_to == "sector"``.
     """
     settings = settings or LabelSettings()
     mode = mode or settings.mode
@@ -59,20 +68,34 @@ def make_labels(
         raise ValueError(f"label mode {mode!r} has no threshold for horizon(s) {missing}")
 
     p = prepare_prices(prices)
+    sector: pd.Series | None = None
+    if settings.relative_to == "sector":
+        if sectors is None:
+            raise ValueError(
+                "labels.relative_to='sector' needs the symbol → sector map (sectors=...)"
+            )
+        sector = p["symbol"].map(sectors)
+        unknown = sorted(p.loc[sector.isna(), "symbol"].unique())
+        if unknown:
+            raise ValueError(f"no sector for symbol(s) {unknown[:10]} (labels.relative_to)")
     layout = Layout.from_frame(p)
     o, h, lo, c = (layout.to_bars(p[f].to_numpy()) for f in PRICE_FIELDS)
     with np.errstate(divide="ignore", invalid="ignore"):
-        atr_pct = ind.atr(h, lo, c, ATR_WINDOW) / c
+        atr_pct = layout.from_bars(ind.atr(h, lo, c, ATR_WINDOW) / c)
         entry = ind.shift(o, -1)
         out = pd.DataFrame({"symbol": p["symbol"], "date": p["date"]})
-        out["atr_pct_label"] = layout.from_bars(atr_pct)
+        out["atr_pct_label"] = atr_pct
         for hz in settings.horizons:
-            fwd = ind.shift(c, -hz) / entry - 1.0
+            fwd = layout.from_bars(ind.shift(c, -hz) / entry - 1.0)
+            basis = fwd
+            if sector is not None:
+                peer_mean = pd.Series(fwd).groupby([p["date"].to_numpy(), sector.to_numpy()])
+                basis = fwd - peer_mean.transform("mean").to_numpy()
             thr = table[hz] * atr_pct if mode == "atr" else np.full_like(fwd, table[hz])
-            known = ~(np.isnan(fwd) | np.isnan(thr))
-            lab = np.where(fwd >= thr, BUY, np.where(fwd <= -thr, SELL, HOLD))
-            coded = layout.from_bars(np.where(known, lab, np.nan))
-            out[f"fwd_ret_{hz}"] = np.where(layout.from_bars(known), layout.from_bars(fwd), np.nan)
+            known = ~(np.isnan(basis) | np.isnan(thr))
+            lab = np.where(basis >= thr, BUY, np.where(basis <= -thr, SELL, HOLD))
+            out[f"fwd_ret_{hz}"] = np.where(known, fwd, np.nan)
+            coded = np.where(known, lab, np.nan)
             out[f"label_{hz}"] = pd.Series(coded, index=out.index).astype("Int8")
     return out
 

@@ -92,6 +92,29 @@ def test_learns_a_real_signal_and_round_trips_identically(tmp_path: Path) -> Non
     assert back.features == names and back.horizon == 1
 
 
+def test_a_loaded_ensemble_predicts_on_the_threads_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files keep no thread count; without pinning, a loaded model predicts on every core."""
+    X, y, dates, names = panel(seed=5)
+    StackedEnsemble(names, horizon=1, settings=FAST).fit(X, y, dates).save(tmp_path / "m")
+    back = StackedEnsemble.load(tmp_path / "m", threads=3)
+    assert back.base_["lightgbm"].threads == 3 and back.meta_.threads == 3
+    for name in ("xgb_hist", "xgb_linear", "random_forest"):
+        assert back.base_[name].get_params()["n_jobs"] == 3, name
+    seen: list[object] = []
+    cat = type(back.base_["catboost"])
+    original = cat.predict_proba
+
+    def spy(self, X, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("thread_count"))
+        return original(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(cat, "predict_proba", spy)
+    back.predict_proba(X.iloc[:10])
+    assert seen == [3]
+
+
 def test_bad_input_is_named() -> None:
     X, y, dates, names = panel(n_days=120)
     with pytest.raises(TrainingDataError, match=r"lack class\(es\) \[2\]"):

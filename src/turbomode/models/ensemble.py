@@ -82,6 +82,9 @@ def _make(name: str, params: dict[str, Any], threads: int, device: str, seed: in
         from catboost import CatBoostClassifier
 
         extra = {"task_type": "GPU"} if device == "cuda" else {"thread_count": threads}
+        if device == "cuda":
+            # CatBoost's GPU mode takes feature subsampling (rsm) only for pairwise losses.
+            params = {k: v for k, v in params.items() if k != "rsm"}
         return CatBoostClassifier(
             loss_function="MultiClass",
             random_seed=seed,
@@ -107,9 +110,14 @@ def _make(name: str, params: dict[str, Any], threads: int, device: str, seed: in
     raise ValueError(f"unknown model {name!r}; expected one of {BASE_MODELS} or 'meta'")
 
 
-def _proba3(model: Any, X: np.ndarray) -> np.ndarray:
+def _proba3(model: Any, X: np.ndarray, threads: int = -1) -> np.ndarray:
     """n × 3 probabilities whatever subset of classes the model was trained on."""
-    p = np.asarray(model.predict_proba(X), dtype=np.float64)
+    kwargs: dict[str, Any] = {}
+    if threads > 0 and type(model).__module__.startswith("catboost"):
+        # CatBoost predicts on every core unless told per call (a fitted model refuses new
+        # parameters), so the ensemble's thread count is passed here.
+        kwargs["thread_count"] = threads
+    p = np.asarray(model.predict_proba(X, **kwargs), dtype=np.float64)
     classes = np.asarray(getattr(model, "classes_", np.arange(p.shape[1]))).astype(int)
     out = np.zeros((len(X), N_CLASSES))
     out[:, classes] = p
@@ -148,7 +156,9 @@ class StackedEnsemble:
         return model
 
     def _predict_base(self, name: str, model: Any, X: np.ndarray) -> np.ndarray:
-        return _proba3(model, self.scaler_.transform(X) if name == "xgb_linear" else X)
+        return _proba3(
+            model, self.scaler_.transform(X) if name == "xgb_linear" else X, self.threads
+        )
 
     def fit(
         self, X: pd.DataFrame | np.ndarray, y: Sequence[int] | np.ndarray, dates: Any
@@ -267,7 +277,7 @@ class StackedEnsemble:
     @classmethod
     def load(cls, directory: Path | str, threads: int = 1) -> StackedEnsemble:
         """Load what :meth:`save` wrote (no pickle: native formats and skops' allow-list)."""
-        from turbomode.models.persistence import load_model
+        from turbomode.models.persistence import load_model, set_threads
 
         directory = Path(directory)
         spec = json.loads((directory / ENSEMBLE_FILE).read_text())
@@ -277,8 +287,11 @@ class StackedEnsemble:
             settings=ModelSettings(**spec["settings"]),
             threads=threads,
         )
-        ens.base_ = {n: load_model(directory / spec["files"][n]) for n in spec["base_models"]}
-        ens.meta_ = load_model(directory / spec["files"]["meta"])
+        ens.base_ = {
+            n: set_threads(load_model(directory / spec["files"][n]), threads)
+            for n in spec["base_models"]
+        }
+        ens.meta_ = set_threads(load_model(directory / spec["files"]["meta"]), threads)
         ens.scaler_ = Standardizer(
             mean=np.asarray(spec["scaler"]["mean"]), std=np.asarray(spec["scaler"]["std"])
         )

@@ -81,8 +81,9 @@ def training_set(settings: Settings, profile: str | None = None) -> pd.DataFrame
     from turbomode.labels import make_labels
 
     md = load_clean(settings)
-    labels = make_labels(md.prices, settings.labels)
-    labels["sector"] = labels["symbol"].map(md.universe.sector_map())
+    sectors = md.universe.sector_map()
+    labels = make_labels(md.prices, settings.labels, sectors=sectors)
+    labels["sector"] = labels["symbol"].map(sectors)
     store = fs.open_store(settings, profile)  # type: ignore[arg-type]
     keep = [c for c in labels.columns if c.startswith(("label_", "fwd_ret_"))]
     entities = labels[["symbol", "date", "sector", *keep]]
