@@ -1,0 +1,44 @@
+"""Risk management of the nightly scan: adaptive stop/target levels and position management."""
+
+from turbomode.risk.levels import (
+    Levels,
+    RiskInputError,
+    confidence_modifier,
+    levels,
+    levels_at,
+    levels_frame,
+    stop_distance,
+)
+from turbomode.risk.positions import (
+    entry_skip_reason,
+    manage_day,
+    open_position,
+    record_signal,
+    record_signal_event,
+    replay,
+    should_exit_on_signal,
+    signal_exit,
+)
+from turbomode.risk.types import EventKind, Position, PositionEvent, PositionState
+
+__all__ = [
+    "EventKind",
+    "Levels",
+    "Position",
+    "PositionEvent",
+    "PositionState",
+    "RiskInputError",
+    "confidence_modifier",
+    "entry_skip_reason",
+    "levels",
+    "levels_at",
+    "levels_frame",
+    "manage_day",
+    "open_position",
+    "record_signal",
+    "record_signal_event",
+    "replay",
+    "should_exit_on_signal",
+    "signal_exit",
+    "stop_distance",
+]
