@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 ## The pipeline on the default synthetic data: ingest → features into Feast → online store →
-## train, evaluate and gate all 33 sector × horizon ensembles on Ray.
+## train, evaluate and gate all 33 sector × horizon ensembles on Ray → tonight's signals.
 run: setup
 	$(BIN)/turbomode ingest
 	$(BIN)/turbomode features build
 	$(BIN)/turbomode features materialize
 	$(BIN)/turbomode train
+	$(BIN)/turbomode scan
 
 ## Lint, type-check and the whole test suite.
 test: setup lint

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from turbomode import __version__, logs
 from turbomode.cli_models import models_app
+from turbomode.cli_tune import tune_command
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
 
@@ -34,6 +35,7 @@ app.add_typer(universe_app, name="universe")
 app.add_typer(config_app, name="config")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+app.command("tune")(tune_command)
 
 console = Console()
 err = Console(stderr=True)
@@ -356,6 +358,79 @@ def evaluate(
         table.drop(columns=[c for c in ("error",) if c in table]), f"Run {payload['run_id']}"
     )
     console.print(f"markdown: {path.with_suffix('.md')}")
+
+
+@app.command()
+def scan(
+    date: Annotated[
+        str | None, typer.Option("--date", help="Scan date, YYYY-MM-DD (default: newest bar).")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="Signals shown per cap class and side.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print latest_scan.json.")] = False,
+) -> None:
+    """Tonight's signals: online features → production ensembles → signal rules, stop and
+    target → positions → the signals store, latest_scan.json and a CSV."""
+    import pandas as pd
+
+    from turbomode.signals.scan import run_scan
+
+    try:
+        settings = _settings()
+        day = pd.Timestamp(date).date() if date else None
+        with _progress(transient=True) as progress:
+            task = progress.add_task("scan", total=None)
+            result = run_scan(
+                settings,
+                scan_date=day,
+                on_stage=lambda s: progress.update(task, description=f"scan: {s}"),
+            )
+    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(Path(result.files["json"]).read_text())
+        return
+    _print_scan(result, settings, top)
+
+
+def _print_scan(result: Any, settings: Settings, top: int) -> None:
+    """Top signals per cap class and side with stop, target and age; the sector overview."""
+    from turbomode.signals.rules import signals_to_frame
+
+    console.print(
+        f"[bold]Scan {result.scan_date}[/]: {result.n_scored}/{result.n_symbols} symbols "
+        f"scored, {len(result.failures)} skipped, {len(result.fresh)} fresh signals, "
+        f"{len(result.active)} active, {len(result.events)} position events "
+        f"(entry thresholds BUY ≥ {result.thresholds['buy']:.3f}, "
+        f"SELL ≥ {result.thresholds['sell']:.3f}; {result.seconds:.1f} s)"
+    )
+    for key in result.missing_models:
+        console.print(f"[yellow]no production model[/] for {escape(key)}: no signals from it")
+    frame = signals_to_frame(result.active, result.scan_date, settings.signals)
+    if frame.empty:
+        console.print("No active signals tonight.")
+    else:
+        frame = frame.sort_values("effective_confidence", ascending=False)
+        for (cap, side), rows in frame.groupby(["cap_class", "side"], sort=True):
+            table = Table(title=f"{side} — {cap} cap (top {min(top, len(rows))} of {len(rows)})")
+            for col in ("symbol", "sector", "h", "conf", "eff", "age", "close", "stop", "target"):
+                table.add_column(col)
+            for r in rows.head(top).itertuples():
+                table.add_row(
+                    str(r.symbol),
+                    str(r.sector),
+                    f"{r.horizon}d",
+                    f"{r.confidence:.3f}",
+                    f"{r.effective_confidence:.3f}",
+                    f"{r.age_days}d {r.age_bucket}",
+                    f"{r.close:.2f}",
+                    f"{r.stop:.2f}",
+                    f"{r.target:.2f}",
+                )
+            console.print(table)
+    if len(result.sectors):
+        _print_frame(result.sectors, "Sectors")
+    console.print(f"written: {result.files['json']}, {result.files['csv']}")
 
 
 def _print_frame(frame: Any, title: str) -> None:

@@ -1,0 +1,565 @@
+"""The nightly scan: production models → tonight's signals, risk levels and the book.
+
+For scan date D (the newest bar in the clean store, after its close):
+
+1. **Book.** Positions as they stood before D's run (:meth:`SignalStore.positions_before`, so
+   a re-run for D starts from the same book and replaces D's run).
+2. **Act on last night.** Decisions made from the close of the previous scan act on bar D,
+   never on the close that produced them: signal exits decided last night fill at D's open;
+   last night's fresh signals open positions at D's open (inside the ±entry range, one
+   position per symbol, the most confident horizon). Then every open position lives through
+   bar D (stop, partial exits, target, trailing stop, expiry; :mod:`turbomode.risk.positions`).
+3. **Score.** Every symbol's newest feature vector from Feast's online store → the production
+   ensemble of its (sector, horizon) from the registry (an LRU cache keeps all 33 loaded) →
+   P(SELL), P(HOLD), P(BUY). One batch per (sector, horizon). A symbol without features,
+   without a bar on D, or whose sector has no production model at all is logged with the
+   reason and skipped; the run completes and counts successes and failures. A sector with
+   no production model gets no signals: the summary says so instead of inventing them.
+4. **Rules.** Entry thresholds (fixed, or a top quantile with a floor), ATR stop/target
+   (:mod:`turbomode.risk.levels`), one signal per (symbol, horizon), decay and capacity
+   (:mod:`turbomode.signals.rules`), the sector overview.
+5. **Exits by signal.** Tonight's call is recorded on each open position; one that passes
+   hysteresis and persistence is marked to exit at the next bar's open.
+6. **Store.** One transaction (:meth:`SignalStore.write_scan`), then ``latest_scan.json``
+   (atomic) and a CSV of the active signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from turbomode.config import Settings
+from turbomode.errors import TurboModeError
+from turbomode.io import atomic_path, atomic_write_json
+from turbomode.labels import CLASS_NAMES
+from turbomode.logs import event
+from turbomode.models.ensemble import StackedEnsemble
+from turbomode.risk.levels import levels_frame
+from turbomode.risk.positions import (
+    manage_day,
+    open_position,
+    record_signal_event,
+    should_exit_on_signal,
+    signal_exit,
+)
+from turbomode.risk.types import Position, PositionEvent
+from turbomode.signals import rules
+from turbomode.signals.store import SignalStore
+from turbomode.signals.types import Signal
+
+log = logging.getLogger("turbomode.signals.scan")
+ATR_FEATURE = "atr_14"
+SELL_I, HOLD_I, BUY_I = 0, 1, 2
+
+
+class ScanError(TurboModeError):
+    """The scan cannot run at all (no clean store, no online features, no date)."""
+
+
+def model_key(sector: str, horizon: int) -> str:
+    """The registry key of a (sector, horizon) ensemble, as ``turbomode train`` writes it."""
+    return f"{sector}/{horizon}d"
+
+
+class ModelCache:
+    """Production ensembles by registry key, least recently used evicted beyond ``maxsize``.
+
+    Entries are keyed by (key, version), so a promotion or rollback between scans loads the
+    new production model instead of serving a stale one; loading it drops the key's other
+    versions, so a superseded model cannot hold a slot and evict a live one.
+    """
+
+    def __init__(self, registry: Any, maxsize: int = 33, threads: int = 1) -> None:
+        self.registry = registry
+        self.maxsize = maxsize
+        self.threads = threads
+        self._models: OrderedDict[tuple[str, str], StackedEnsemble] = OrderedDict()
+
+    def get(self, key: str) -> tuple[StackedEnsemble, str] | None:
+        """The production ensemble of ``key`` and its version, or None without production."""
+        version = self.registry.production(key)
+        if version is None:
+            return None
+        slot = (key, version)
+        model = self._models.get(slot)
+        if model is None:
+            directory, _ = self.registry.load(key, version)
+            model = StackedEnsemble.load(directory, threads=self.threads)
+            for stale in [s for s in self._models if s[0] == key]:
+                del self._models[stale]
+            self._models[slot] = model
+            while len(self._models) > self.maxsize:
+                self._models.popitem(last=False)
+        self._models.move_to_end(slot)
+        return model, version
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+@dataclass
+class ScanResult:
+    """Everything one scan decided; what the CLI prints and the dashboard shows."""
+
+    scan_date: date
+    run_id: int
+    n_symbols: int
+    scores: pd.DataFrame
+    fresh: list[Signal]
+    active: list[Signal]
+    selection: rules.SelectionResult
+    failures: dict[str, str]
+    missing_models: list[str]
+    positions: dict[str, Position]
+    events: list[PositionEvent]
+    sectors: pd.DataFrame
+    thresholds: dict[str, float]
+    pending_exits: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_scored(self) -> int:
+        return self.n_symbols - len(self.failures)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_universe(
+    vectors: pd.DataFrame,
+    members: pd.DataFrame,
+    bars: pd.DataFrame,
+    models: ModelCache,
+    horizons: Sequence[int],
+) -> tuple[pd.DataFrame, dict[str, str], list[str], dict[str, str]]:
+    """Probabilities for every (symbol, horizon) with a production model, batched per
+    (sector, horizon).
+
+    ``vectors``: symbol + model features (online store); ``members``: symbol, sector,
+    cap_class; ``bars``: symbol, open, high, low, close of the scan date. Returns the scores
+    (the columns :func:`rules.entry_candidates` needs), failures by symbol, registry keys
+    without a production model, and the versions used by key.
+    """
+    frame = members[["symbol", "sector", "cap_class"]].merge(vectors, on="symbol", how="left")
+    frame = frame.merge(bars[["symbol", "close"]], on="symbol", how="left")
+    feature_cols = [c for c in vectors.columns if c != "symbol"]
+    failures: dict[str, str] = {}
+    no_features = frame[feature_cols].isna().all(axis=1).to_numpy()
+    for sym in frame.loc[no_features, "symbol"]:
+        failures[sym] = "no features in the online store"
+    no_bar = ~no_features & frame["close"].isna().to_numpy()
+    for sym in frame.loc[no_bar, "symbol"]:
+        failures[sym] = "no price bar on the scan date"
+    no_atr = ~no_features & ~no_bar & ~(frame[ATR_FEATURE].to_numpy() > 0)
+    for sym in frame.loc[no_atr, "symbol"]:
+        failures[sym] = f"no usable {ATR_FEATURE} (warm-up or bad data): no stop can be set"
+    ok = frame.loc[~(no_features | no_bar | no_atr)].reset_index(drop=True)
+
+    parts: list[pd.DataFrame] = []
+    missing: list[str] = []
+    versions: dict[str, str] = {}
+    modelled: set[str] = set()
+    groups = [
+        (str(sector), int(horizon), rows)
+        for sector, rows in ok.groupby("sector", sort=True)
+        for horizon in sorted(set(horizons))
+    ]
+    for sector, horizon, rows in groups:
+        key = model_key(sector, horizon)
+        try:
+            found = models.get(key)
+        except Exception as exc:  # a damaged artifact: that model is out, the scan goes on
+            event(log, "scan.model_failed", key=key, error=str(exc))
+            found = None
+            missing.append(f"{key} (failed to load: {exc})")
+        if found is None:
+            if not any(m.startswith(key) for m in missing):
+                missing.append(key)
+            continue
+        model, version = found
+        try:
+            proba = model.predict_proba(rows[model.features])
+        except Exception as exc:  # e.g. a model trained on other features: out, scan goes on
+            event(log, "scan.model_failed", key=key, error=str(exc))
+            missing.append(f"{key} (failed to predict: {exc})")
+            continue
+        versions[key] = version
+        parts.append(
+            pd.DataFrame(
+                {
+                    "symbol": rows["symbol"].to_numpy(),
+                    "sector": sector,
+                    "cap_class": rows["cap_class"].to_numpy(),
+                    "horizon": horizon,
+                    "p_buy": proba[:, BUY_I],
+                    "p_hold": proba[:, HOLD_I],
+                    "p_sell": proba[:, SELL_I],
+                    "close": rows["close"].to_numpy(dtype=float),
+                    "atr": rows[ATR_FEATURE].to_numpy(dtype=float),
+                    "model_version": version,
+                }
+            )
+        )
+        modelled.update(rows["symbol"])
+    for sym, sector in ok.loc[~ok["symbol"].isin(modelled), ["symbol", "sector"]].itertuples(
+        index=False
+    ):
+        failures[sym] = f"no production model for {sector} (any horizon)"
+    columns = [*rules.SCORE_COLUMNS, "model_version"]
+    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    bad = rules.invalid_probability_mask(scores) if len(scores) else pd.Series(dtype=bool)
+    for sym in scores.loc[bad, "symbol"] if len(scores) else []:
+        failures[sym] = "model returned invalid probabilities"
+    scores = scores.loc[~bad].reset_index(drop=True) if len(scores) else scores
+    return scores, failures, missing, versions
+
+
+def thresholds(scores: pd.DataFrame, settings: Settings) -> dict[str, float]:
+    """Tonight's entry thresholds: fixed, or the top quantile of tonight's probabilities."""
+    sig = settings.signals
+    if sig.threshold_mode == "fixed" or scores.empty:
+        return {"buy": sig.entry_probability, "sell": sig.entry_probability}
+    return {
+        side: rules.threshold_for_quantile(
+            scores[f"p_{side}"].to_numpy(), sig.threshold_quantile, sig.threshold_floor
+        )
+        for side in ("buy", "sell")
+    }
+
+
+def fresh_signals(
+    scores: pd.DataFrame, scan_date: date, settings: Settings, limits: dict[str, float]
+) -> list[Signal]:
+    """Entry candidates with stop, target and levels, as Signal records."""
+    if scores.empty:
+        return []
+    cand = rules.entry_candidates(
+        scores, settings.signals, buy_threshold=limits["buy"], sell_threshold=limits["sell"]
+    )
+    if cand.empty:
+        return []
+    lv = levels_frame(cand, settings.risk)
+    cand = pd.concat([cand, lv[["stop", "target", "stop_distance"]]], axis=1)
+    versions = {
+        (str(sector), int(horizon)): str(version)
+        for sector, horizon, version in zip(
+            cand["sector"].tolist(),
+            cand["horizon"].tolist(),
+            cand["model_version"].tolist(),
+            strict=True,
+        )
+    }
+    return rules.signals_from_frame(cand, scan_date, versions)
+
+
+# --------------------------------------------------------------------------- the book
+
+
+def _bar(bars: pd.DataFrame, symbol: str) -> tuple[float, float, float, float] | None:
+    """(open, high, low, close) with high/low widened to cover open and close: validation
+    accepts bars a rounding error outside their range (adjusted prices often are, by 1e-15),
+    and position management would refuse such a bar and sink the whole scan."""
+    if symbol not in bars.index:
+        return None
+    o, h, lo, c = map(float, np.asarray(bars.loc[symbol, ["open", "high", "low", "close"]]))
+    return o, max(h, o, c), min(lo, o, c), c
+
+
+def _history_signals(store: SignalStore, scan_date: date) -> list[Signal]:
+    """The active set recorded by the run of ``scan_date``."""
+    hist = store.signal_history(since=scan_date)
+    if hist.empty:
+        return []
+    hist = hist[pd.to_datetime(hist["scan_date"]).dt.date == scan_date]
+    cols = list(rules.SIGNAL_FIELDS)
+    frame = hist[cols].copy()
+    frame["signal_date"] = pd.to_datetime(frame["signal_date"]).dt.date
+    out = []
+    for rec in frame.to_dict(orient="records"):
+        values = {str(k): v for k, v in rec.items()}
+        values["horizon"] = int(values["horizon"])
+        out.append(Signal(**values))
+    return out
+
+
+def manage_book(
+    book: dict[str, Position],
+    bars: pd.DataFrame,
+    scan_date: date,
+    entries: Sequence[Signal],
+    pending_exits: Sequence[str],
+    settings: Settings,
+) -> tuple[dict[str, Position], list[PositionEvent]]:
+    """Act on last night's decisions at bar D's open, then live through bar D.
+
+    Only a symbol flat at D's open (signal exits fill first) takes a new position: one still
+    held at the open and closed later in bar D (stop, target, expiry) would otherwise hold
+    two positions at once.
+    """
+    book = {k: replace(v, recent_signals=list(v.recent_signals)) for k, v in book.items()}
+    events: list[PositionEvent] = []
+    for sym in pending_exits:
+        pos, bar = book.get(sym), _bar(bars, sym)
+        if pos is not None and pos.state != "flat" and bar is not None:
+            book[sym], ev = signal_exit(pos, scan_date, bar[0])
+            events += ev
+    held_at_open = {sym for sym, pos in book.items() if pos.state != "flat"}
+    for sym, pos in list(book.items()):
+        bar = _bar(bars, sym)
+        if pos.state == "flat" or bar is None:
+            continue
+        book[sym], ev = manage_day(pos, scan_date, *bar, settings.risk)
+        events += ev
+    best: dict[str, Signal] = {}
+    for s in entries:
+        if s.symbol not in best or s.confidence > best[s.symbol].confidence:
+            best[s.symbol] = s
+    for sym, sig in sorted(best.items()):
+        current = book.get(sym, Position(symbol=sym))
+        bar = _bar(bars, sym)
+        if sym in held_at_open or current.state != "flat" or bar is None:
+            continue
+        opened, ev = open_position(sig, scan_date, bar[0], settings.risk)
+        if not ev:
+            continue
+        opened.version = current.version
+        opened.recent_signals = list(current.recent_signals)
+        opened.persistence = current.persistence
+        managed, ev2 = manage_day(opened, scan_date, *bar, settings.risk, bars_held=1)
+        book[sym] = managed
+        events += ev + ev2
+    return book, events
+
+
+def record_calls(
+    book: dict[str, Position],
+    scores: pd.DataFrame,
+    scan_date: date,
+    settings: Settings,
+    limits: dict[str, float],
+) -> tuple[dict[str, Position], list[PositionEvent], list[str]]:
+    """Tonight's call (BUY / SELL / HOLD at tonight's entry thresholds) on each open
+    position's horizon, and the positions whose exit passed hysteresis and persistence: they
+    exit at the next bar's open."""
+    events: list[PositionEvent] = []
+    exits: list[str] = []
+    if scores.empty:
+        return book, events, exits
+    probs = {
+        (str(sym), int(h)): (float(pb), float(ps))
+        for sym, h, pb, ps in zip(
+            scores["symbol"].tolist(),
+            scores["horizon"].tolist(),
+            scores["p_buy"].tolist(),
+            scores["p_sell"].tolist(),
+            strict=True,
+        )
+    }
+    for sym, pos in list(book.items()):
+        if pos.state == "flat" or pos.horizon is None or (sym, pos.horizon) not in probs:
+            continue
+        p_buy, p_sell = probs[(sym, pos.horizon)]
+        buy_ok, sell_ok = p_buy >= limits["buy"], p_sell >= limits["sell"]
+        call = "HOLD"
+        if buy_ok and (not sell_ok or p_buy > p_sell):
+            call = "BUY"
+        elif sell_ok and (not buy_ok or p_sell > p_buy):
+            call = "SELL"
+        pos, ev = record_signal_event(pos, scan_date, call, p_buy, p_sell, settings.signals)
+        book[sym] = pos
+        events += ev
+        if should_exit_on_signal(pos, p_buy, p_sell, settings.signals):
+            exits.append(sym)
+    return book, events, sorted(exits)
+
+
+# --------------------------------------------------------------------------- the scan
+
+
+def run_scan(
+    settings: Settings,
+    store: SignalStore | None = None,
+    models: ModelCache | None = None,
+    scan_date: date | None = None,
+    vectors: pd.DataFrame | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> ScanResult:
+    """Scan the universe for ``scan_date`` (default: the newest bar) and record it."""
+    from turbomode import feature_store as fs
+    from turbomode.data.ingest import load_clean
+    from turbomode.metrics import job_metrics
+    from turbomode.models.registry import ModelRegistry
+
+    stage = on_stage or (lambda _s: None)
+    t0 = time.perf_counter()
+    with job_metrics("scan", settings.stores.pushgateway_url) as metrics:
+        stage("loading the clean store")
+        md = load_clean(settings)
+        prices = md.prices
+        day = pd.Timestamp(scan_date) if scan_date else pd.Timestamp(prices["date"].max())
+        todays = prices[prices["date"] == day]
+        if todays.empty:
+            raise ScanError(f"no prices on the scan date {day.date()} in the clean store")
+        bars = todays.set_index("symbol")[["open", "high", "low", "close"]]
+        members = md.universe.members[["symbol", "sector", "cap_class"]]
+        symbols = sorted(members["symbol"])
+        if vectors is None:
+            stage("reading features from the online store")
+            vectors = fs.online_vectors(fs.open_store(settings), symbols)
+        if models is None:
+            registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
+            models = ModelCache(registry, threads=max(1, int(settings.compute.cpus_per_task)))
+        stage("scoring")
+        scores, failures, missing, versions = score_universe(
+            vectors, members, bars.reset_index(), models, settings.labels.horizons
+        )
+        limits = thresholds(scores, settings)
+        fresh = fresh_signals(scores, day.date(), settings, limits)
+
+        stage("managing the book")
+        store = store or SignalStore(settings.stores.signals_url)
+        store.migrate()
+        runs = store.runs()
+        earlier = (
+            sorted(d for d in pd.to_datetime(runs["scan_date"]).dt.date if d < day.date())
+            if len(runs)
+            else []
+        )
+        prev = store.run(earlier[-1]) if earlier else None
+        existing = _history_signals(store, prev.scan_date) if prev else []
+        entries = [s for s in existing if prev and s.signal_date == prev.scan_date]
+        pending = list(prev.summary.get("pending_exits", [])) if prev else []
+        before = store.positions_before(day.date())
+        book, events = manage_book(before, bars, day.date(), entries, pending, settings)
+        book, call_events, exits = record_calls(book, scores, day.date(), settings, limits)
+        events += call_events
+
+        selection = rules.select_active(existing, fresh, day.date(), settings.signals)
+        active = selection.active
+        sectors = rules.sector_overview(active, day.date(), settings.signals)
+        changed = sorted({e.symbol for e in events})
+        summary = {
+            "thresholds": limits,
+            "threshold_mode": settings.signals.threshold_mode,
+            "n_fresh": len(fresh),
+            "n_active": len(active),
+            "missing_models": missing,
+            "pending_exits": exits,
+            "sectors_without_models": sorted(
+                {m.split("/")[0] for m in missing} - {str(s) for s in scores["sector"].unique()}
+                if len(scores)
+                else {m.split("/")[0] for m in missing}
+            ),
+            "n_events": len(events),
+        }
+        stage("writing the signals store")
+        run_id = store.write_scan(
+            day.date(),
+            active,
+            failures=failures,
+            positions=[book[s] for s in changed],
+            events=events,
+            summary=summary,
+            model_versions=versions,
+            n_symbols=len(symbols),
+        )
+        result = ScanResult(
+            scan_date=day.date(),
+            run_id=run_id,
+            n_symbols=len(symbols),
+            scores=scores,
+            fresh=fresh,
+            active=active,
+            selection=selection,
+            failures=failures,
+            missing_models=missing,
+            positions=book,
+            events=events,
+            sectors=sectors,
+            thresholds=limits,
+            pending_exits=exits,
+        )
+        result.files = write_outputs(result, settings)
+        result.seconds = time.perf_counter() - t0
+        metrics.rows.labels(stage="scored").inc(result.n_scored)
+        metrics.rows.labels(stage="failed").inc(len(failures))
+        metrics.rows.labels(stage="signals").inc(len(active))
+    event(
+        log,
+        "scan.done",
+        scan_date=str(result.scan_date),
+        run_id=run_id,
+        scored=result.n_scored,
+        failed=len(failures),
+        fresh=len(fresh),
+        active=len(active),
+        events=len(events),
+        seconds=round(result.seconds, 2),
+    )
+    for sym, reason in sorted(failures.items()):
+        event(log, "scan.skipped", symbol=sym, reason=reason)
+    return result
+
+
+def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
+    """The JSON the dashboard and downstream jobs read (``latest_scan.json``)."""
+    frame = rules.signals_to_frame(result.active, result.scan_date, settings.signals)
+    if len(frame):
+        frame["signal_date"] = frame["signal_date"].dt.date.astype(str)
+    open_positions = [
+        {
+            "symbol": p.symbol,
+            "state": p.state,
+            "horizon": p.horizon,
+            "entry_date": str(p.entry_date),
+            "entry_price": p.entry_price,
+            "stop": p.stop,
+            "target": p.target,
+            "size": p.size,
+        }
+        for p in sorted(result.positions.values(), key=lambda p: p.symbol)
+        if p.state != "flat"
+    ]
+    return {
+        "scan_date": str(result.scan_date),
+        "run_id": result.run_id,
+        "n_symbols": result.n_symbols,
+        "n_scored": result.n_scored,
+        "n_failed": len(result.failures),
+        "thresholds": result.thresholds,
+        "missing_models": result.missing_models,
+        "signals": frame.replace({np.nan: None}).to_dict(orient="records"),
+        "sectors": result.sectors.replace({np.nan: None}).to_dict(orient="records"),
+        "positions": open_positions,
+        "pending_exits": result.pending_exits,
+        "failures": result.failures,
+        "labels": CLASS_NAMES,
+    }
+
+
+def write_outputs(result: ScanResult, settings: Settings) -> dict[str, str]:
+    """``latest_scan.json`` and the night's CSV, each written atomically."""
+    out_dir = Path(settings.data.data_dir) / "scans"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = scan_document(result, settings)
+    latest = out_dir / "latest_scan.json"
+    atomic_write_json(doc, out_dir / f"scan_{result.scan_date}.json")
+    atomic_write_json(doc, latest)
+    csv = out_dir / f"signals_{result.scan_date}.csv"
+    # The columns are given so a night without signals still writes a header: an empty file
+    # would make pandas.read_csv and most CSV readers downstream fail.
+    columns = rules.signals_to_frame([], result.scan_date, settings.signals).columns
+    with atomic_path(csv) as tmp:
+        pd.DataFrame(doc["signals"], columns=columns).to_csv(tmp, index=False)
+    return {"json": str(latest), "csv": str(csv)}
