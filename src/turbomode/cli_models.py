@@ -7,15 +7,14 @@ comes from ``settings.stores.model_registry_uri`` (``TURBOMODE_STORES__MODEL_REG
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.config import load_settings
+from turbomode.cli_common import fail, settings_from
 from turbomode.errors import TurboModeError
 from turbomode.models.registry import ModelRegistry
 
@@ -35,15 +34,7 @@ FamilyOption = Annotated[
 
 
 def _registry(ctx: typer.Context, family: str) -> ModelRegistry:
-    # When mounted under the main app, honour its --config; standalone, the environment.
-    config = ctx.find_root().params.get("config")
-    settings = load_settings(Path(config) if config else None)
-    return ModelRegistry(settings.stores.model_registry_uri, family=family)
-
-
-def _fail(exc: BaseException) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
+    return ModelRegistry(settings_from(ctx).stores.model_registry_uri, family=family)
 
 
 _EXPECTED = (TurboModeError, ValueError, OSError)
@@ -59,7 +50,7 @@ def list_models(ctx: typer.Context, family: FamilyOption = "turbomode") -> None:
             versions = registry.list_versions(key)
             rows.append((key, registry.production(key), len(versions), versions[-1:]))
     except _EXPECTED as exc:
-        _fail(exc)
+        fail(exc)
     if not rows:
         console.print(f"no models in {escape(registry.root)} (family {escape(family)})")
         return
@@ -97,7 +88,7 @@ def show(
         meta = registry.manifest(key, version)
         production = registry.production(key)
     except _EXPECTED as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         console.print_json(json.dumps(meta, default=str))
         return
@@ -145,7 +136,7 @@ def promote(
         before = registry.production(key)
         registry.promote(key, version)
     except _EXPECTED as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"{escape(key)}: production {before or '—'} → {version}")
 
 
@@ -161,5 +152,5 @@ def rollback(
         before = registry.production(key)
         after = registry.rollback(key)
     except _EXPECTED as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"{escape(key)}: production {before} → {after} (rolled back)")

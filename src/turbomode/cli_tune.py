@@ -9,35 +9,20 @@ best parameters are written as a config file for ``turbomode --config FILE train
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from turbomode.config import GICS_SECTORS, Settings, load_settings
+from turbomode.cli_common import fail, settings_from
+from turbomode.config import GICS_SECTORS
 from turbomode.errors import TurboModeError
 from turbomode.models.ensemble import BASE_MODELS
 
 console = Console()
 err = Console(stderr=True)
 SHOWN_TRIALS = 5
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    # Mounted under the main app: honour its --config and --data-dir; standalone: environment.
-    params = ctx.find_root().params
-    config, data_dir = params.get("config"), params.get("data_dir")
-    settings = load_settings(Path(config) if config else None)
-    if data_dir is not None:
-        settings.data.data_dir = Path(data_dir)
-    return settings
-
-
-def _fail(exc: BaseException) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
 
 
 def _models(chosen: list[str] | None) -> list[str]:
@@ -79,7 +64,7 @@ def tune_command(
     from turbomode.models.tune import ray_session, tune_task, write_params
 
     try:
-        settings = _settings(ctx)
+        settings = settings_from(ctx)
         if sector not in GICS_SECTORS:
             raise TurboModeError(f"unknown sector {sector!r}; expected one of {GICS_SECTORS}")
         if horizon not in settings.labels.horizons:
@@ -116,7 +101,7 @@ def tune_command(
         target = out or settings.data.data_dir / "tuning" / f"{slug}_{horizon}d.yaml"
         path = write_params(results, target, settings)
     except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     for r in results:
         first, last = r.folds[0], r.folds[-1]
         table = Table(

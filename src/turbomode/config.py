@@ -215,6 +215,25 @@ class RiskSettings(BaseModel):
     )
 
 
+class OutcomeSettings(BaseModel):
+    """The feedback loop: how a signal's outcome is judged, and when retraining fires."""
+
+    rule: Literal["label", "legacy"] = Field(
+        default="label",
+        description="label: correct when the realized class under the labeling rule equals "
+        "the side, over the signal's horizon; legacy: hold legacy_hold_days, BUY correct at "
+        ">= legacy_buy_return, SELL correct when the return stays below it.",
+    )
+    legacy_hold_days: int = Field(default=14, ge=1)
+    legacy_buy_return: float = Field(default=0.10)
+    min_new_samples: int = Field(
+        default=100, ge=1, description="New training samples needed before a retrain runs."
+    )
+    lookback_days: int = Field(
+        default=60, ge=20, description="Bars read before the oldest pending signal (ATR warm-up)."
+    )
+
+
 class StoreSettings(BaseModel):
     """Store URLs: embedded defaults locally, servers on a cluster."""
 
@@ -414,6 +433,7 @@ class Settings(BaseSettings):
     labels: LabelSettings = Field(default_factory=LabelSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
     stores: StoreSettings = Field(default_factory=StoreSettings)
     features: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
     yfinance: YFinanceSettings = Field(default_factory=YFinanceSettings)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway
+from prometheus_client import CollectorRegistry, Counter, Gauge, pushadd_to_gateway
 
 from turbomode.logs import event
 
@@ -43,11 +43,18 @@ class JobMetrics:
         )
 
     def push(self, gateway: str | None) -> bool:
-        """Push to the gateway; a monitoring outage must never fail the job itself."""
+        """Push to the gateway; a monitoring outage must never fail the job itself.
+
+        POST (pushadd) replaces only the metrics this push carries, and a failed run does not
+        carry ``last_success``: the gateway keeps the previous success time, so a "no success
+        in 26 h" alert counts from the last success, not from the last failure.
+        """
         if not gateway:
             return False
         try:
-            push_to_gateway(gateway, job=f"turbomode_{self.job}", registry=self.registry, timeout=5)
+            pushadd_to_gateway(
+                gateway, job=f"turbomode_{self.job}", registry=self.registry, timeout=5
+            )
         except OSError as exc:
             event(log, "metrics.push_failed", logging.WARNING, gateway=gateway, error=str(exc))
             return False
@@ -63,6 +70,7 @@ def job_metrics(job: str, gateway: str | None) -> Iterator[JobMetrics]:
         yield metrics
     except BaseException:
         metrics.success.set(0)
+        metrics.registry.unregister(metrics.last_success)
         raise
     else:
         metrics.success.set(1)

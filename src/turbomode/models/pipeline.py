@@ -124,8 +124,14 @@ def run_training(
     use_ray: bool = True,
     on_done: Callable[[TaskResult], None] | None = None,
     data: pd.DataFrame | None = None,
+    promote: bool = True,
 ) -> TrainingRun:
-    """Train, evaluate, register and gate every (sector, horizon) task."""
+    """Train, evaluate, register and gate every (sector, horizon) task.
+
+    ``promote=False`` registers and gates but moves no production pointer: the caller
+    applies the decisions (:func:`apply_decisions`) once every task is done, as the retrainer
+    does so that a failure mid-run leaves production untouched.
+    """
     from turbomode.feature_store import FeatureLayout
 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -163,7 +169,8 @@ def run_training(
             version = registry.register(r.key, files, manifest)
             run.versions[r.key] = version
             run.gates[r.key] = report
-            apply_decision(report, registry, r.key, version)
+            if promote:
+                apply_decision(report, registry, r.key, version)
             metrics.rows.labels(stage=f"gate_{report.decision}").inc()
         run.report_paths = write_run_report(run, settings)
     event(
@@ -174,6 +181,15 @@ def run_training(
         promoted=sum(g.promoted for g in run.gates.values()),
     )
     return run
+
+
+def apply_decisions(run: TrainingRun, registry: ModelRegistry) -> list[str]:
+    """Promote every version its gate accepted; return the keys promoted."""
+    return [
+        key
+        for key, report in sorted(run.gates.items())
+        if apply_decision(report, registry, key, run.versions[key])
+    ]
 
 
 def _headline(r: TaskResult) -> dict[str, Any]:

@@ -467,6 +467,27 @@ class ModelRegistry:
         except Exception:  # the promotion stands; pruning retries after the next one
             log.warning("pruning %s failed after promoting %s", key, version, exc_info=True)
 
+    def restore(self, key: str, version: str | None) -> None:
+        """Put production of ``key`` back to ``version`` as recorded earlier (None: it had no
+        production then). What an interrupted retrain calls to leave production exactly as it
+        was; a no-op when the pointer already says so."""
+        old = self._read_pointer(key)
+        current = None if old is None else str(old["version"])
+        if current == version:
+            return
+        if version is None:
+            self.fs.rm_file(self._pointer_path(key))
+            log.info("restored %s to no production version (was %s)", key, current)
+            return
+        if version not in self.list_versions(key):
+            raise VersionNotFoundError(f"cannot restore {key!r} to {version}: it is gone")
+        self.verify(key, version)
+        chain = [] if old is None else [current, *old.get("previous", [])]
+        previous = list(dict.fromkeys(v for v in chain if v and v != version))[: self.keep]
+        event = {"action": "restore", "version": version, "from": current, "at": _now()}
+        self._write_pointer(key, version, previous, event, old)
+        log.info("restored %s to %s (was %s)", key, version, current)
+
     def rollback(self, key: str) -> str:
         """Step production back to the previous version; return that version."""
         old = self._read_pointer(key)

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from turbomode.config import Settings
+from turbomode.data.sources.base import MarketData
 from turbomode.errors import TurboModeError
 from turbomode.io import atomic_path, atomic_write_json
 from turbomode.labels import CLASS_NAMES
@@ -394,8 +395,13 @@ def run_scan(
     scan_date: date | None = None,
     vectors: pd.DataFrame | None = None,
     on_stage: Callable[[str], None] | None = None,
+    market: MarketData | None = None,
 ) -> ScanResult:
-    """Scan the universe for ``scan_date`` (default: the newest bar) and record it."""
+    """Scan the universe for ``scan_date`` (default: the newest bar) and record it.
+
+    ``market`` (default: the clean store) and ``vectors`` (default: the online store) let
+    replay hand in a simulated day's data.
+    """
     from turbomode import feature_store as fs
     from turbomode.data.ingest import load_clean
     from turbomode.metrics import job_metrics
@@ -405,7 +411,7 @@ def run_scan(
     t0 = time.perf_counter()
     with job_metrics("scan", settings.stores.pushgateway_url) as metrics:
         stage("loading the clean store")
-        md = load_clean(settings)
+        md = market if market is not None else load_clean(settings)
         prices = md.prices
         day = pd.Timestamp(scan_date) if scan_date else pd.Timestamp(prices["date"].max())
         todays = prices[prices["date"] == day]
@@ -438,6 +444,9 @@ def run_scan(
         )
         prev = store.run(earlier[-1]) if earlier else None
         existing = _history_signals(store, prev.scan_date) if prev else []
+        if existing:  # a signal whose outcome is recorded has left the active set
+            done = store.resolved_keys(since=min(s.signal_date for s in existing))
+            existing = [s for s in existing if (s.symbol, s.horizon, s.signal_date) not in done]
         entries = [s for s in existing if prev and s.signal_date == prev.scan_date]
         pending = list(prev.summary.get("pending_exits", [])) if prev else []
         before = store.positions_before(day.date())

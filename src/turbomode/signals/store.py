@@ -239,14 +239,81 @@ training_samples = sa.Table(
     sa.CheckConstraint("side IN ('BUY', 'SELL')", name="side"),
     sa.CheckConstraint("label IN (0, 1, 2)", name="label"),
     sa.CheckConstraint("outcome IS NULL OR outcome IN ('win', 'loss', 'flat')", name="outcome"),
+    # Feature vector at signal time ({name: value}), read point-in-time from the offline store.
+    sa.Column("features", sa.JSON, nullable=True),
 )
+
+# One row per issued signal: pending until its hold period is over and its prices are known.
+signal_outcomes = sa.Table(
+    "signal_outcomes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("sector", sa.String(64), nullable=False),
+    sa.Column("cap_class", sa.String(16), nullable=False),
+    sa.Column("horizon", sa.Integer, nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("signal_date", sa.Date, nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("close", sa.Float, nullable=False),
+    sa.Column("stop", sa.Float, nullable=False),
+    sa.Column("target", sa.Float, nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=False),
+    sa.Column("hold_days", sa.Integer, nullable=False),
+    sa.Column("rule", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("entry_date", sa.Date, nullable=True),
+    sa.Column("entry_price", sa.Float, nullable=True),
+    sa.Column("exit_date", sa.Date, nullable=True),
+    sa.Column("exit_price", sa.Float, nullable=True),
+    sa.Column("realized_return", sa.Float, nullable=True),
+    sa.Column("side_return", sa.Float, nullable=True),
+    sa.Column("mfe", sa.Float, nullable=True),
+    sa.Column("mae", sa.Float, nullable=True),
+    sa.Column("first_hit", sa.String(8), nullable=True),
+    sa.Column("label", sa.Integer, nullable=True),
+    sa.Column("correct", sa.Boolean, nullable=True),
+    sa.Column("resolved_at", _TS, nullable=True),
+    sa.Column("sampled", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("symbol", "horizon", "signal_date"),
+    sa.CheckConstraint("side IN ('BUY', 'SELL')", name="side"),
+    sa.CheckConstraint("status IN ('pending', 'resolved')", name="status"),
+)
+
+retrain_runs = sa.Table(
+    "retrain_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", _TS, nullable=False),
+    sa.Column("finished_at", _TS, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("n_new_samples", sa.Integer, nullable=False),
+    sa.Column("max_sample_id", sa.Integer, nullable=False),
+    # {registry key: production version or null} when the run started: what a crash restores.
+    sa.Column("pointers_before", sa.JSON, nullable=False),
+    sa.Column("report", sa.JSON, nullable=False),
+    sa.CheckConstraint(
+        "status IN ('running', 'promoted', 'kept', 'skipped', 'failed', 'aborted')",
+        name="status",
+    ),
+)
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(c.name for c in signal_outcomes.columns)
+RETRAIN_COLUMNS: tuple[str, ...] = tuple(c.name for c in retrain_runs.columns)
 
 SIGNAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Signal))
 POSITION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Position))
 EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PositionEvent))
 TRAINING_KEY = ("symbol", "horizon", "signal_date")
 TRAINING_REQUIRED = (*TRAINING_KEY, "sector", "side", "confidence", "entry_price", "label")
-TRAINING_OPTIONAL = ("exit_price", "exit_date", "realized_return", "outcome", "created_at")
+TRAINING_OPTIONAL = (
+    "exit_price",
+    "exit_date",
+    "realized_return",
+    "outcome",
+    "created_at",
+    "features",
+)
 TRAINING_COLUMNS = ("id", *TRAINING_REQUIRED, *TRAINING_OPTIONAL)
 
 
@@ -986,6 +1053,170 @@ class SignalStore:
             timestamps=("created_at",),
         )
 
+    # ---- the outcome loop -------------------------------------------------------------------
+
+    def register_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Add issued signals as pending outcomes; ones already known are left as they are
+        (a re-run registers nothing twice). Returns how many were new."""
+        if not rows:
+            return 0
+        key = ("symbol", "horizon", "signal_date")
+        clean: list[dict[str, Any]] = []
+        for r in rows:
+            row: dict[str, Any] = {c: r.get(c) for c in OUTCOME_COLUMNS if c != "id"}
+            row.update(status="pending", sampled=False)
+            clean.append(row)
+        with self._write() as conn:
+            lo = min(r["signal_date"] for r in clean)
+            known = {
+                tuple(k)
+                for k in conn.execute(
+                    sa.select(*[signal_outcomes.c[c] for c in key]).where(
+                        signal_outcomes.c.signal_date >= lo
+                    )
+                )
+            }
+            new = [r for r in clean if tuple(r[c] for c in key) not in known]
+            if new:
+                conn.execute(signal_outcomes.insert(), new)
+        return len(new)
+
+    def outcomes(self, status: str | None = None) -> pd.DataFrame:
+        """Outcome rows (all, or one status), oldest signal first."""
+        q = sa.select(*[signal_outcomes.c[c] for c in OUTCOME_COLUMNS])
+        if status is not None:
+            q = q.where(signal_outcomes.c.status == status)
+        q = q.order_by(
+            signal_outcomes.c.signal_date, signal_outcomes.c.symbol, signal_outcomes.c.horizon
+        )
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(q).mappings())
+        return _frame(
+            rows,
+            OUTCOME_COLUMNS,
+            dates=("signal_date", "entry_date", "exit_date"),
+            timestamps=("resolved_at",),
+        )
+
+    def record_outcomes(
+        self, resolved: Sequence[Mapping[str, Any]], pending: Mapping[int, str]
+    ) -> int:
+        """One transaction: resolved outcomes written (only rows still pending, so a second
+        run changes nothing), their signals leave the active table, and the reason a pending
+        one waits is updated. Returns how many were resolved now."""
+        now = _now()
+        done = 0
+        with self._write() as conn:
+            for r in resolved:
+                values = {k: v for k, v in r.items() if k in OUTCOME_COLUMNS and k != "id"}
+                values.update(status="resolved", reason=None, resolved_at=now)
+                res = conn.execute(
+                    signal_outcomes.update()
+                    .where(signal_outcomes.c.id == int(r["id"]))
+                    .where(signal_outcomes.c.status == "pending")
+                    .values(**values)
+                )
+                if res.rowcount:
+                    done += 1
+                    conn.execute(
+                        signals_t.delete()
+                        .where(signals_t.c.symbol == r["symbol"])
+                        .where(signals_t.c.horizon == int(r["horizon"]))
+                        .where(signals_t.c.signal_date == r["signal_date"])
+                    )
+            for oid, reason in pending.items():
+                conn.execute(
+                    signal_outcomes.update()
+                    .where(signal_outcomes.c.id == int(oid))
+                    .where(signal_outcomes.c.status == "pending")
+                    .values(reason=reason)
+                )
+        return done
+
+    def resolved_keys(self, since: date | None = None) -> set[tuple[str, int, date]]:
+        """(symbol, horizon, signal_date) of every resolved signal: no longer active."""
+        c = signal_outcomes.c
+        q = sa.select(c.symbol, c.horizon, c.signal_date).where(c.status == "resolved")
+        if since is not None:
+            q = q.where(c.signal_date >= _as_date(since, "since"))
+        with self.engine.connect() as conn:
+            return {(str(s), int(h), d) for s, h, d in conn.execute(q)}
+
+    def add_samples_from_outcomes(
+        self, samples: Sequence[Mapping[str, Any]], outcome_ids: Sequence[int]
+    ) -> int:
+        """One transaction: the samples are inserted (a key already present is skipped, never
+        duplicated) and their outcomes marked sampled. Returns how many samples were new."""
+        clean = [_training_row(r, i) for i, r in enumerate(samples)]
+        now = _now()
+        for r in clean:
+            r["created_at"] = r.get("created_at") or now
+        with self._write() as conn:
+            new = 0
+            for r in clean:
+                exists = conn.execute(
+                    sa.select(training_samples.c.id).where(
+                        sa.and_(*[training_samples.c[k] == r[k] for k in TRAINING_KEY])
+                    )
+                ).first()
+                if exists is None:
+                    conn.execute(training_samples.insert(), [r])
+                    new += 1
+            if outcome_ids:
+                conn.execute(
+                    signal_outcomes.update()
+                    .where(signal_outcomes.c.id.in_([int(i) for i in outcome_ids]))
+                    .values(sampled=True)
+                )
+        return new
+
+    def samples_after(self, sample_id: int) -> pd.DataFrame:
+        """Training samples with id > ``sample_id`` (new since a retrain), oldest first."""
+        q = (
+            sa.select(*[training_samples.c[c] for c in TRAINING_COLUMNS])
+            .where(training_samples.c.id > int(sample_id))
+            .order_by(training_samples.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(q).mappings())
+        return _frame(
+            rows, TRAINING_COLUMNS, dates=("signal_date", "exit_date"), timestamps=("created_at",)
+        )
+
+    def start_retrain(
+        self, pointers_before: Mapping[str, str | None], n_new_samples: int, max_sample_id: int
+    ) -> int:
+        """Record a retrain as running, with the production pointers it may change."""
+        with self._write() as conn:
+            res = conn.execute(
+                retrain_runs.insert().values(
+                    started_at=_now(),
+                    status="running",
+                    n_new_samples=int(n_new_samples),
+                    max_sample_id=int(max_sample_id),
+                    pointers_before=dict(pointers_before),
+                    report={},
+                )
+            )
+            assert res.inserted_primary_key is not None
+            return int(res.inserted_primary_key[0])
+
+    def finish_retrain(self, run_id: int, status: str, report: Mapping[str, Any]) -> None:
+        """Close a retrain run with its outcome and report."""
+        with self._write() as conn:
+            conn.execute(
+                retrain_runs.update()
+                .where(retrain_runs.c.id == int(run_id))
+                .values(status=status, finished_at=_now(), report=_jsonable(report, "report"))
+            )
+
+    def retrain_runs(self) -> pd.DataFrame:
+        """Every retrain run, oldest first."""
+        q = sa.select(*[retrain_runs.c[c] for c in RETRAIN_COLUMNS]).order_by(retrain_runs.c.id)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(q).mappings())
+        return _frame(rows, RETRAIN_COLUMNS, timestamps=("started_at", "finished_at"))
+
 
 def _training_row(record: Mapping[Any, Any], i: int) -> dict[str, Any]:
     where = f"training sample {i}"
@@ -1016,6 +1247,13 @@ def _training_row(record: Mapping[Any, Any], i: int) -> dict[str, Any]:
     out["outcome"] = (
         None if _is_missing(outcome) else _one_of(outcome, OUTCOMES, f"{where}: outcome")
     )
+    feats = record.get("features")
+    if feats is None or (isinstance(feats, float) and math.isnan(feats)):
+        out["features"] = None
+    elif isinstance(feats, Mapping):
+        out["features"] = {str(k): None if _is_missing(v) else float(v) for k, v in feats.items()}
+    else:
+        raise InvalidRecordError(f"{where}: features must be a {{name: value}} mapping")
     created = record.get("created_at")
     if not _is_missing(created):
         if not isinstance(created, datetime):

@@ -1,0 +1,31 @@
+"""What the sub-command modules share: settings from the root command, and error exits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from turbomode.config import Settings, load_settings
+
+err = Console(stderr=True)
+
+
+def settings_from(ctx: typer.Context) -> Settings:
+    """Mounted under the main app: honour its --config and --data-dir; standalone: the
+    environment."""
+    params = ctx.find_root().params
+    config, data_dir = params.get("config"), params.get("data_dir")
+    settings = load_settings(Path(config) if config else None)
+    if data_dir is not None:
+        settings.data.data_dir = Path(data_dir)
+    return settings
+
+
+def fail(exc: BaseException) -> NoReturn:
+    """Print the error (it names the problem) and exit 2, without a traceback."""
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code=2)

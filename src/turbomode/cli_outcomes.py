@@ -1,0 +1,166 @@
+"""``turbomode outcomes track|samples``, ``turbomode retrain`` and ``turbomode replay``.
+
+Thin adapters over :mod:`turbomode.outcomes`: the daily tracker, the weekly sample generator,
+the monthly retrainer, and the replay that drives all of them over history.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from turbomode.cli_common import err, fail, settings_from
+from turbomode.errors import TurboModeError
+
+outcomes_app = typer.Typer(
+    help="The feedback loop: outcomes of issued signals and training samples.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+_EXPECTED = (TurboModeError, ValueError, OSError)
+
+
+def _day(value: str | None, what: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value).date()
+    except ValueError as exc:
+        raise ValueError(f"{what}: not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+@outcomes_app.command("track")
+def track(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None, typer.Option("--date", help="Track as of this day (default: newest bar).")
+    ] = None,
+) -> None:
+    """Record the outcome of every signal whose hold period has ended (daily)."""
+    from turbomode.outcomes.track import track_outcomes
+
+    try:
+        res = track_outcomes(settings_from(ctx), as_of=_day(as_of, "--date"))
+    except _EXPECTED as exc:
+        fail(exc)
+    hits = res.resolved["correct"].mean() if res.n_resolved else float("nan")
+    console.print(
+        f"[bold]Outcomes as of {res.as_of}[/]: {res.registered} newly issued signal(s) "
+        f"registered, {res.n_resolved} resolved (hit rate {hits:.3f}), "
+        f"{len(res.pending)} pending"
+    )
+    for reason, n in sorted(res.reasons().items()):
+        console.print(f"  pending — {escape(reason)}: {n}")
+
+
+@outcomes_app.command("samples")
+def samples(ctx: typer.Context) -> None:
+    """Turn resolved outcomes into training samples with their signal-time features (weekly)."""
+    from turbomode.outcomes.samples import generate_samples
+
+    try:
+        res = generate_samples(settings_from(ctx))
+    except _EXPECTED as exc:
+        fail(exc)
+    console.print(
+        f"[bold]Training samples[/]: {res.added} added from {res.candidates} resolved "
+        f"outcome(s); {len(res.without_features)} without features at signal time"
+    )
+    for m in res.without_features[:10]:
+        console.print(f"  no features: {escape(m)}")
+
+
+def retrain_command(
+    ctx: typer.Context,
+    min_samples: Annotated[
+        int | None,
+        typer.Option("--min-samples", help="New samples needed (default: settings)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Retrain even with fewer new samples.")
+    ] = False,
+    no_ray: Annotated[bool, typer.Option("--no-ray", help="Train in this process.")] = False,
+) -> None:
+    """Retrain on history plus new samples, gate, then promote or keep (monthly)."""
+    from turbomode.outcomes.retrain import retrain
+
+    try:
+        res = retrain(settings_from(ctx), min_samples=min_samples, use_ray=not no_ray, force=force)
+    except _EXPECTED as exc:
+        fail(exc)
+    if res.recovered:
+        console.print(f"restored production after interrupted retrain(s) {res.recovered}")
+    if res.status == "skipped":
+        console.print(f"[bold]Retrain skipped[/]: {escape(str(res.report['reason']))}")
+        return
+    console.print(
+        f"[bold]Retrain {res.run_id}: {res.status}[/] — {res.n_new_samples} new samples; "
+        f"promoted {len(res.promoted)}, kept production for {len(res.refused)}"
+    )
+    table = Table(title="Gate decisions")
+    for col in ("model", "decision", "rule"):
+        table.add_column(col)
+    for key, d in res.report["decisions"].items():
+        table.add_row(key, d["decision"], d["rule"])
+    console.print(table)
+    console.print(f"report: {res.report_path}")
+
+
+def replay_command(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--start", help="First simulated day (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--end", help="Last simulated day (YYYY-MM-DD).")],
+    work: Annotated[
+        Path | None,
+        typer.Option("--work", help="Fresh directory for the replay's own stores."),
+    ] = None,
+    sector: Annotated[
+        list[str] | None, typer.Option("--sector", help="Limit to a sector (repeatable).")
+    ] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Train on Ray (default: in process).")] = False,
+    train_days: Annotated[
+        int | None,
+        typer.Option("--train-days", help="Rolling training window in trading days (all)."),
+    ] = None,
+) -> None:
+    """Drive scan → outcomes → weekly samples → monthly retrain day by day over history."""
+    from turbomode.models import metrics as mx
+    from turbomode.outcomes.replay import run_replay
+
+    try:
+        settings = settings_from(ctx)
+        s, e = _day(start, "--start"), _day(end, "--end")
+        assert s is not None and e is not None
+        if e < s:
+            raise ValueError(f"--end {e} is before --start {s}")
+        work_dir = work or settings.data.data_dir / "replays" / f"{s}_{e}"
+        month = {"m": ""}
+
+        def on_day(d: date, stage: str) -> None:
+            if stage != "scan" or d.strftime("%Y-%m") != month["m"]:
+                month["m"] = d.strftime("%Y-%m")
+                err.print(f"replay {d}: {stage}")
+
+        res = run_replay(
+            settings,
+            s,
+            e,
+            work_dir,
+            sectors=sector,
+            use_ray=ray,
+            on_day=on_day,
+            train_days=train_days,
+        )
+    except _EXPECTED as exc:
+        fail(exc)
+    console.print(mx.to_markdown(res.months))
+    console.print(f"written: {res.files['markdown']}, {res.files['json']}")

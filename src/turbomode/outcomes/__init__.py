@@ -1,0 +1,1 @@
+"""The feedback loop: outcomes of issued signals, training samples, retraining, replay."""

@@ -1,0 +1,158 @@
+"""The retrainer: waits for enough samples, promotes a candidate that beats production,
+keeps production when the candidate loses, and leaves production exactly as it was when it
+fails mid-way or is killed (the next run restores the recorded pointers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.models.test_ensemble import FAST
+from turbomode.config import Settings
+from turbomode.data.ingest import ingest, load_clean
+from turbomode.feature_store import FeatureLayout
+from turbomode.features.engine import build_features
+from turbomode.labels import make_labels
+from turbomode.models import pipeline
+from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.registry import ModelRegistry
+from turbomode.outcomes.retrain import retrain
+from turbomode.signals.store import SignalStore
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+SECTOR = "Information Technology"
+KEY = f"{SECTOR}/1d"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, pd.DataFrame]:
+    """A synthetic market with the planted 1-day reversal; training rows of one sector."""
+    tmp = tmp_path_factory.mktemp("retrain")
+    s = Settings(
+        data={"data_dir": tmp},
+        synthetic={"n_symbols": 60, "n_days": 700, "signal_strength": 0.3},
+        labels={"horizons": [1]},
+        models=FAST.model_dump(),
+        gate={"n_boot": 300},
+    )
+    ingest(s)
+    md = load_clean(s)
+    sectors = md.universe.sector_map()
+    feats = build_features(md.prices, md.market, sectors).frame
+    labels = make_labels(md.prices, s.labels, sectors=sectors)
+    labels["sector"] = labels["symbol"].map(sectors)
+    data = labels[labels["label_1"].notna()].merge(feats, on=["symbol", "date"])
+    data = data[data["sector"] == SECTOR].sort_values(["date", "symbol"]).reset_index(drop=True)
+    return s, data
+
+
+def shuffled(data: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """The same rows with labels and returns permuted: nothing left to learn."""
+    out = data.copy()
+    perm = np.random.default_rng(seed).permutation(len(out))
+    out["label_1"] = out["label_1"].to_numpy()[perm]
+    out["fwd_ret_1"] = out["fwd_ret_1"].to_numpy()[perm]
+    return out
+
+
+@pytest.fixture
+def env(
+    world: tuple[Settings, pd.DataFrame], tmp_path: Path
+) -> Iterator[tuple[Settings, SignalStore, ModelRegistry]]:
+    base, _ = world
+    s = base.model_copy(
+        update={
+            "stores": base.stores.model_copy(
+                update={
+                    "signals_url": f"sqlite:///{tmp_path / 'signals.db'}",
+                    "model_registry_uri": str(tmp_path / "models"),
+                }
+            ),
+            "data": base.data.model_copy(update={"data_dir": tmp_path}),
+        }
+    )
+    store = SignalStore(s.stores.signals_url)
+    store.migrate()
+    yield s, store, ModelRegistry(s.stores.model_registry_uri, family="turbomode")
+    store.dispose()
+
+
+def production_from(data: pd.DataFrame, registry: ModelRegistry, tmp: Path) -> str:
+    """Fit on ``data`` and make it the production model of KEY."""
+    names = FeatureLayout.from_registry().all
+    ens = StackedEnsemble(names, 1, FAST).fit(
+        data[names], data["label_1"].to_numpy(dtype=np.int64), data["date"].to_numpy()
+    )
+    ens.save(tmp / "prod")
+    version = registry.register(KEY, {p.name: p for p in (tmp / "prod").iterdir()}, {})
+    registry.promote(KEY, version)
+    return version
+
+
+def test_waits_for_enough_new_samples(env: Any, world: Any) -> None:
+    s, store, registry = env
+    res = retrain(s, store, data=world[1], min_samples=5, use_ray=False, sectors=[SECTOR])
+    assert res.status == "skipped" and "0 new, 5 needed" in res.report["reason"]
+    assert registry.production(KEY) is None
+    assert store.retrain_runs()["status"].tolist() == ["skipped"]
+
+
+@pytest.mark.slow
+def test_promotes_a_candidate_that_beats_production(env: Any, world: Any, tmp_path: Path) -> None:
+    s, store, registry = env
+    _, data = world
+    old = production_from(shuffled(data), registry, tmp_path)
+    res = retrain(s, store, data=data, force=True, use_ray=False, sectors=[SECTOR])
+    assert res.status == "promoted", res.report["decisions"]
+    assert res.promoted == [KEY] and registry.production(KEY) not in (None, old)
+    assert res.report["production_before"] == {KEY: old}
+    assert Path(res.report_path or "").read_text().startswith(f"# Retrain {res.run_id}: promoted")
+
+
+@pytest.mark.slow
+def test_keeps_production_when_the_candidate_is_worse(env: Any, world: Any, tmp_path: Path) -> None:
+    s, store, registry = env
+    _, data = world
+    good = production_from(data, registry, tmp_path)
+    res = retrain(s, store, data=shuffled(data), force=True, use_ray=False, sectors=[SECTOR])
+    assert res.status == "kept" and res.refused == [KEY]
+    assert registry.production(KEY) == good
+    assert res.report["decisions"][KEY]["decision"] == "reject"
+
+
+@pytest.mark.slow
+def test_a_failure_midway_leaves_production_as_it_was(
+    env: Any, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, store, registry = env
+    _, data = world
+    old = production_from(shuffled(data), registry, tmp_path)
+
+    def promote_then_die(run: pipeline.TrainingRun, reg: ModelRegistry) -> list[str]:
+        reg.promote(KEY, run.versions[KEY])  # the pointer moved ...
+        raise RuntimeError("node lost")  # ... and the job died before finishing
+
+    monkeypatch.setattr(pipeline, "apply_decisions", promote_then_die)
+    with pytest.raises(RuntimeError, match="node lost"):
+        retrain(s, store, data=data, force=True, use_ray=False, sectors=[SECTOR])
+    assert registry.production(KEY) == old
+    run = store.retrain_runs().iloc[-1]
+    assert run["status"] == "failed" and run["report"]["restored"] == [KEY]
+
+
+def test_a_killed_run_is_undone_by_the_next(env: Any, world: Any, tmp_path: Path) -> None:
+    s, store, registry = env
+    _, data = world
+    old = production_from(shuffled(data), registry, tmp_path)
+    store.start_retrain({KEY: old, "Energy/1d": None}, 10, 10)  # killed after this ...
+    newer = production_from(data, registry, tmp_path / "x")  # ... and one promotion
+    assert registry.production(KEY) == newer
+    res = retrain(s, store, data=data, min_samples=1000, use_ray=False, sectors=[SECTOR])
+    assert res.recovered == [1] and res.status == "skipped"
+    assert registry.production(KEY) == old and registry.production("Energy/1d") is None
+    assert store.retrain_runs()["status"].tolist() == ["aborted", "skipped"]

@@ -1,0 +1,81 @@
+"""Training samples: features as of the signal date (never a later row), the realized label,
+no sample twice, and an outcome without features left for a later run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.outcomes.test_track import DAYS, SECTORS, book, legacy, prices
+from turbomode.outcomes.samples import frame_lookup, generate_samples, samples_as_training_rows
+from turbomode.outcomes.track import track_outcomes
+from turbomode.signals.store import SignalStore
+
+NAMES = ["day_index", "noise"]
+
+
+def features(drop: tuple[str, int] | None = None) -> pd.DataFrame:
+    """One row per (symbol, day): ``day_index`` is the day's position, so a sample carrying a
+    later row's features would show it."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (sym, d, float(i), float(rng.normal()))
+        for i, d in enumerate(DAYS)
+        for sym in SECTORS
+        if drop is None or (sym, i) != drop
+    ]
+    return pd.DataFrame(rows, columns=["symbol", "date", *NAMES])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SignalStore]:
+    s = SignalStore(f"sqlite:///{tmp_path / 'signals.db'}")
+    s.migrate()
+    book(s)
+    track_outcomes(legacy(), s, prices(), SECTORS, as_of=DAYS[30].date())
+    yield s
+    s.dispose()
+
+
+def test_samples_carry_signal_time_features_and_the_realized_label(store: SignalStore) -> None:
+    res = generate_samples(legacy(), store, lookup=frame_lookup(features(), NAMES), names=NAMES)
+    assert (res.candidates, res.added, res.without_features) == (2, 2, [])
+    got = store.training_samples().set_index("symbol")
+    assert set(got.index) == {"AAA", "BBB"}
+    for sym in ("AAA", "BBB"):
+        assert got.loc[sym, "features"]["day_index"] == 20.0  # the signal day's row, not later
+    out = store.outcomes().set_index("symbol")
+    assert got.loc["AAA", "label"] == out.loc["AAA", "label"]
+    assert got.loc["AAA", "outcome"] == "loss" and got.loc["BBB", "outcome"] == "win"
+    assert got.loc["BBB", "realized_return"] == pytest.approx(out.loc["BBB", "realized_return"])
+    assert out.loc[["AAA", "BBB"], "sampled"].all() and not out.loc["CCC", "sampled"]
+
+
+def test_no_sample_twice(store: SignalStore) -> None:
+    lookup = frame_lookup(features(), NAMES)
+    generate_samples(legacy(), store, lookup=lookup, names=NAMES)
+    again = generate_samples(legacy(), store, lookup=lookup, names=NAMES)
+    assert (again.candidates, again.added) == (0, 0)
+    assert len(store.training_samples()) == 2
+
+
+def test_an_outcome_without_features_waits(store: SignalStore) -> None:
+    res = generate_samples(
+        legacy(), store, lookup=frame_lookup(features(drop=("AAA", 20)), NAMES), names=NAMES
+    )
+    assert res.added == 1 and res.without_features == [f"AAA {DAYS[20].date()}"]
+    assert not store.outcomes().set_index("symbol").loc["AAA", "sampled"]
+    later = generate_samples(legacy(), store, lookup=frame_lookup(features(), NAMES), names=NAMES)
+    assert later.added == 1 and len(store.training_samples()) == 2
+
+
+def test_samples_in_the_training_set_shape(store: SignalStore) -> None:
+    generate_samples(legacy(), store, lookup=frame_lookup(features(), NAMES), names=NAMES)
+    rows = samples_as_training_rows(store.training_samples(), NAMES)
+    assert list(rows["date"]) == [DAYS[20], DAYS[20]]
+    assert rows["label_1"].notna().all() and "label_2" not in rows
+    assert (rows["day_index"] == 20.0).all()
