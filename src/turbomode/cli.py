@@ -17,6 +17,8 @@ from rich.table import Table
 
 from turbomode import __version__, logs
 from turbomode.cli_models import models_app
+from turbomode.cli_outcomes import outcomes_app, replay_command, retrain_command
+from turbomode.cli_pipelines import pipelines_app
 from turbomode.cli_tune import tune_command
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
@@ -36,6 +38,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
 app.command("tune")(tune_command)
+app.add_typer(outcomes_app, name="outcomes")
+app.command("retrain")(retrain_command)
+app.command("replay")(replay_command)
+app.add_typer(pipelines_app, name="pipelines")
 
 console = Console()
 err = Console(stderr=True)
@@ -394,9 +400,7 @@ def scan(
 
 
 def _print_scan(result: Any, settings: Settings, top: int) -> None:
-    """Top signals per cap class and side with stop, target and age; the sector overview."""
-    from turbomode.signals.rules import signals_to_frame
-
+    """Tonight's run in one line, then the signal tables."""
     console.print(
         f"[bold]Scan {result.scan_date}[/]: {result.n_scored}/{result.n_symbols} symbols "
         f"scored, {len(result.failures)} skipped, {len(result.fresh)} fresh signals, "
@@ -404,9 +408,20 @@ def _print_scan(result: Any, settings: Settings, top: int) -> None:
         f"(entry thresholds BUY ≥ {result.thresholds['buy']:.3f}, "
         f"SELL ≥ {result.thresholds['sell']:.3f}; {result.seconds:.1f} s)"
     )
-    for key in result.missing_models:
+    from turbomode.signals.scan import scan_document
+
+    _print_signals(scan_document(result, settings), top)
+    console.print(f"written: {result.files['json']}, {result.files['csv']}")
+
+
+def _print_signals(doc: dict[str, Any], top: int) -> None:
+    """Top signals per cap class and side with stop, target and age; the sector overview —
+    from a scan document (``latest_scan.json``)."""
+    import pandas as pd
+
+    for key in doc["missing_models"]:
         console.print(f"[yellow]no production model[/] for {escape(key)}: no signals from it")
-    frame = signals_to_frame(result.active, result.scan_date, settings.signals)
+    frame = pd.DataFrame(doc["signals"])
     if frame.empty:
         console.print("No active signals tonight.")
     else:
@@ -428,9 +443,32 @@ def _print_scan(result: Any, settings: Settings, top: int) -> None:
                     f"{r.target:.2f}",
                 )
             console.print(table)
-    if len(result.sectors):
-        _print_frame(result.sectors, "Sectors")
-    console.print(f"written: {result.files['json']}, {result.files['csv']}")
+    if doc["sectors"]:
+        _print_frame(pd.DataFrame(doc["sectors"]), "Sectors")
+
+
+@app.command()
+def signals(
+    top: Annotated[int, typer.Option("--top", help="Signals shown per cap class and side.")] = 5,
+) -> None:
+    """Print the latest scan's signals (``latest_scan.json``) without scanning again."""
+    import json
+
+    try:
+        path = _settings().data.data_dir / "scans" / "latest_scan.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no scan yet at {path}: run `turbomode scan` first")
+        doc = json.loads(path.read_text())
+    except (TurboModeError, OSError, ValueError) as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"[bold]Scan {doc['scan_date']}[/]: {doc['n_scored']}/{doc['n_symbols']} symbols "
+        f"scored, {doc['n_failed']} skipped, {len(doc['signals'])} active signals "
+        f"(entry thresholds BUY ≥ {doc['thresholds']['buy']:.3f}, "
+        f"SELL ≥ {doc['thresholds']['sell']:.3f})"
+    )
+    _print_signals(doc, top)
 
 
 def _print_frame(frame: Any, title: str) -> None:
