@@ -94,12 +94,23 @@ def production_from(data: pd.DataFrame, registry: ModelRegistry, tmp: Path) -> s
     return version
 
 
-def test_waits_for_enough_new_samples(env: Any, world: Any) -> None:
+def test_waits_for_enough_new_samples(env: Any, world: Any, tmp_path: Path) -> None:
     s, store, registry = env
+    old = production_from(world[1], registry, tmp_path)
     res = retrain(s, store, data=world[1], min_samples=5, use_ray=False, sectors=[SECTOR])
     assert res.status == "skipped" and "0 new, 5 needed" in res.report["reason"]
-    assert registry.production(KEY) is None
+    assert registry.production(KEY) == old
     assert store.retrain_runs()["status"].tolist() == ["skipped"]
+
+
+@pytest.mark.slow
+def test_a_task_without_production_is_retrained_on_schedule(env: Any, world: Any) -> None:
+    """No production model → no signals → no samples: waiting for samples would never end."""
+    s, store, registry = env
+    res = retrain(s, store, data=world[1], min_samples=5, use_ray=False, sectors=[SECTOR])
+    assert res.status in ("promoted", "kept") and res.report["mode"].startswith("cold start")
+    assert list(res.report["decisions"]) == [KEY]
+    assert store.retrain_runs()["max_sample_id"].tolist() == [0]  # samples not consumed
 
 
 @pytest.mark.slow

@@ -125,12 +125,14 @@ def run_training(
     on_done: Callable[[TaskResult], None] | None = None,
     data: pd.DataFrame | None = None,
     promote: bool = True,
+    keys: Sequence[str] | None = None,
 ) -> TrainingRun:
     """Train, evaluate, register and gate every (sector, horizon) task.
 
     ``promote=False`` registers and gates but moves no production pointer: the caller
     applies the decisions (:func:`apply_decisions`) once every task is done, as the retrainer
-    does so that a failure mid-run leaves production untouched.
+    does so that a failure mid-run leaves production untouched. ``keys`` limits the run to
+    those (sector, horizon) tasks.
     """
     from turbomode.feature_store import FeatureLayout
 
@@ -140,7 +142,9 @@ def run_training(
     registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
     with job_metrics("train", settings.stores.pushgateway_url) as metrics:
         data = training_set(settings) if data is None else data
-        tasks: list[TrainTask] = all_tasks(settings, sectors)
+        tasks: list[TrainTask] = [
+            t for t in all_tasks(settings, sectors) if keys is None or t.key in set(keys)
+        ]
         results = train_all(settings, data, features, work / "models", tasks, use_ray, on_done)
         run = TrainingRun(run_id, results)
         start = oot_window_start(data["date"], settings)

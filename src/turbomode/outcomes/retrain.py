@@ -139,18 +139,27 @@ def retrain(
         done = runs[runs["status"].isin(DONE)] if len(runs) else runs
         last_id = int(done["max_sample_id"].max()) if len(done) else 0
         new = store.samples_after(last_id)
-        if len(new) < need and not force:
-            report: dict[str, Any] = {
-                "reason": f"waiting for samples: {len(new)} new, {need} needed"
-            }
-            run_id = store.start_retrain({}, len(new), last_id)
-            store.finish_retrain(run_id, "skipped", report)
-            event(log, "retrain.skipped", new_samples=len(new), needed=need)
-            return RetrainResult("skipped", run_id, len(new), recovered=recovered, report=report)
-
         keys = [t.key for t in all_tasks(settings, sectors)]
         before = production_pointers(registry, keys)
-        max_id = int(new["id"].max()) if len(new) else last_id
+        # A task without any production model issues no signals, so it would never earn the
+        # samples that trigger a retrain: it is retrained on schedule (cold start) until a
+        # candidate passes the gate; the others wait for their samples.
+        cold = [k for k, v in before.items() if v is None]
+        only: list[str] | None = None
+        if len(new) < need and not force:
+            if not cold:
+                report: dict[str, Any] = {
+                    "reason": f"waiting for samples: {len(new)} new, {need} needed"
+                }
+                run_id = store.start_retrain({}, len(new), last_id)
+                store.finish_retrain(run_id, "skipped", report)
+                event(log, "retrain.skipped", new_samples=len(new), needed=need)
+                return RetrainResult(
+                    "skipped", run_id, len(new), recovered=recovered, report=report
+                )
+            only = cold
+        # A cold-start run does not consume the samples: they still count toward the next.
+        max_id = last_id if only is not None else int(new["id"].max()) if len(new) else last_id
         run_id = store.start_retrain(before, len(new), max_id)
         try:
             from turbomode.models.train import training_set
@@ -161,7 +170,7 @@ def retrain(
             rows = samples_as_training_rows(everything, names)
             merged, counts = merge_samples(history, rows, settings.labels.horizons)
             run = run_training(
-                settings, sectors=sectors, data=merged, use_ray=use_ray, promote=False
+                settings, sectors=sectors, data=merged, use_ray=use_ray, promote=False, keys=only
             )
             promoted = apply_decisions(run, registry)
         except BaseException as exc:
@@ -175,6 +184,7 @@ def retrain(
         failed = sorted(r.key for r in run.results if not r.ok)
         status = "promoted" if promoted else "kept"
         report = {
+            "mode": "cold start (tasks without production)" if only is not None else "samples",
             "training_run": run.run_id,
             "new_samples": len(new),
             "samples_used": len(everything),
