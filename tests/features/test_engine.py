@@ -176,7 +176,7 @@ def test_labels_never_enter_features(synth, full: pd.DataFrame) -> None:
     prices, market, sectors = synth
     settings = LabelSettings()
     assert not set(label_columns(settings.horizons)) & set(REGISTRY.names())
-    labels = make_labels(prices, settings)
+    labels = make_labels(prices, settings, sectors=sectors)
     with_labels = prices.merge(labels, on=["symbol", "date"])
     res = build_features(with_labels, market, sectors, dtype=np.float64)
     assert not set(label_columns(settings.horizons)) & set(res.frame.columns)

@@ -1,0 +1,1 @@
+"""Tests of the deployment: the Helm chart, the container images and the tools that check them."""
