@@ -79,3 +79,30 @@ def test_samples_in_the_training_set_shape(store: SignalStore) -> None:
     assert list(rows["date"]) == [DAYS[20], DAYS[20]]
     assert rows["label_1"].notna().all() and "label_2" not in rows
     assert (rows["day_index"] == 20.0).all()
+
+
+@pytest.mark.integration
+def test_feast_lookup_is_the_point_in_time_row(tmp_path: Path) -> None:
+    """The production lookup (Feast's offline store) returns the row of the signal date."""
+    import warnings
+
+    from turbomode import feature_store as fs
+    from turbomode.config import Settings
+    from turbomode.data.sources.synthetic import generate_market
+    from turbomode.features.engine import build_features
+    from turbomode.outcomes.samples import feast_lookup
+
+    md = generate_market(Settings(synthetic={"n_symbols": 22, "n_days": 320}).synthetic)
+    feats = build_features(md.prices, md.market, md.universe.sector_map()).frame
+    settings = Settings(data={"data_dir": tmp_path})
+    fs.write_offline_tables(feats, settings)
+    fs.apply(settings, "local")
+    names = fs.FeatureLayout.from_registry().all
+    entities = feats[["symbol", "date"]].sample(50, random_state=2).reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        got = feast_lookup(settings)(entities)
+    want = frame_lookup(feats, names)(entities)
+    np.testing.assert_array_equal(
+        got[names].to_numpy(dtype=np.float32), want[names].to_numpy(dtype=np.float32)
+    )
