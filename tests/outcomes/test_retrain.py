@@ -111,6 +111,7 @@ def test_a_task_without_production_is_retrained_on_schedule(env: Any, world: Any
     assert res.status in ("promoted", "kept") and res.report["mode"].startswith("cold start")
     assert list(res.report["decisions"]) == [KEY]
     assert store.retrain_runs()["max_sample_id"].tolist() == [0]  # samples not consumed
+    assert (registry.production(KEY) is not None) == (res.status == "promoted")
 
 
 @pytest.mark.slow
