@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= all,dev
 
-.PHONY: setup run test lint unit bench lock clean tools images
+.PHONY: setup run test lint unit bench lock clean tools images browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "TurboMode needs Python 3.11, found " + sys.version' 
@@ -25,7 +25,7 @@ run: setup
 	$(BIN)/turbomode signals
 
 ## Lint, type-check and the whole test suite.
-test: setup lint tools
+test: setup lint tools browser
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -40,6 +40,13 @@ bench: setup
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_feature_store.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_scan.py
+	$(BIN)/python benchmarks/bench_serving.py
+
+## Headless Chromium and chromedriver for the dashboard test (Debian; skipped when present).
+browser:
+	serving/install_browser.sh
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv: the dev install's extras and the
 ## images' `cluster` extra, resolved together.

@@ -19,6 +19,7 @@ from turbomode import __version__, logs
 from turbomode.cli_models import models_app
 from turbomode.cli_outcomes import outcomes_app, replay_command, retrain_command
 from turbomode.cli_pipelines import pipelines_app
+from turbomode.cli_serve import serve_command
 from turbomode.cli_tune import tune_command
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
@@ -42,6 +43,7 @@ app.add_typer(outcomes_app, name="outcomes")
 app.command("retrain")(retrain_command)
 app.command("replay")(replay_command)
 app.add_typer(pipelines_app, name="pipelines")
+app.command("serve")(serve_command)
 
 console = Console()
 err = Console(stderr=True)

@@ -1,0 +1,207 @@
+"""Request and response bodies of the service; the OpenAPI document is generated from them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from turbomode.config import Horizon
+
+SignalName = Literal["BUY", "SELL", "HOLD"]
+Side = Literal["BUY", "SELL"]
+CapClass = Literal["large", "mid", "small", "unknown"]
+Stance = Literal["bullish", "bearish", "neutral"]
+
+SymbolField = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=20,
+        description="Ticker as in the universe (Yahoo style, e.g. BRK-B); case-insensitive.",
+        examples=["AAPL"],
+    ),
+]
+HorizonField = Annotated[
+    Horizon, Field(description="Holding horizon in trading days: 1, 2 or 5.", examples=[1])
+]
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Thresholds(BaseModel):
+    """Entry thresholds: a signal fires when P(BUY) or P(SELL) reaches its threshold."""
+
+    buy: float
+    sell: float
+
+
+class Prediction(BaseModel):
+    """One symbol × horizon scored by its production ensemble on its latest online features.
+
+    ``signal`` applies the scan's entry rule (:func:`turbomode.signals.rules.entry_candidates`)
+    at the latest scan's thresholds; a BUY or SELL carries the stop, target and entry range the
+    scan would publish (:mod:`turbomode.risk.levels`), a HOLD carries none. ``confidence`` is
+    the probability of the signal's class.
+    """
+
+    symbol: str
+    sector: str
+    cap_class: str
+    horizon: int
+    p_sell: float
+    p_hold: float
+    p_buy: float
+    signal: SignalName
+    confidence: float
+    close: float = Field(description="Close of price_date: the entry basis of stop and target.")
+    atr: float = Field(description="ATR(14) from the feature vector.")
+    entry_low: float | None = None
+    entry_high: float | None = None
+    stop: float | None = None
+    target: float | None = None
+    stop_distance: float | None = None
+    model_key: str
+    model_version: str
+    price_date: date
+    features_as_of: datetime | None = Field(
+        default=None, description="Event time of the online feature vector used."
+    )
+    thresholds: Thresholds
+
+
+class SymbolError(BaseModel):
+    """A symbol (and horizon, when only that one failed) that could not be scored, and why."""
+
+    symbol: str
+    horizon: int | None = None
+    error: str
+
+
+class BatchPredictions(BaseModel):
+    """Predictions for every scorable (symbol, horizon); the others are in ``errors``."""
+
+    predictions: list[Prediction]
+    errors: list[SymbolError]
+
+
+class FeatureRowPrediction(BaseModel):
+    """Probabilities and the entry rule's call for one submitted feature vector."""
+
+    p_sell: float
+    p_hold: float
+    p_buy: float
+    signal: SignalName
+    confidence: float
+
+
+class FeaturePredictions(BaseModel):
+    """Predictions for raw feature vectors, in the order they were sent."""
+
+    sector: str
+    horizon: int
+    model_key: str
+    model_version: str
+    n_features: int
+    thresholds: Thresholds
+    predictions: list[FeatureRowPrediction]
+
+
+class ErrorBody(BaseModel):
+    """Every error this service answers itself: what was wrong and how to fix it."""
+
+    error: str
+    detail: str | None = None
+
+
+class SignalOut(BaseModel):
+    """An active signal of the latest scan, aged as of the scan date."""
+
+    symbol: str
+    sector: str
+    cap_class: str
+    horizon: int
+    side: Side
+    signal_date: date
+    p_buy: float
+    p_hold: float
+    p_sell: float
+    confidence: float
+    effective_confidence: float
+    age_days: int
+    age_bucket: Literal["hot", "warm", "cool", "cold"]
+    close: float
+    atr: float
+    entry_low: float
+    entry_high: float
+    stop: float
+    target: float
+    stop_distance: float
+    model_version: str
+
+
+class SignalsPage(BaseModel):
+    """Signals of the latest scan, by effective confidence (highest first)."""
+
+    scan_date: date | None
+    run_id: int | None
+    thresholds: Thresholds | None
+    total: int = Field(description="Signals matching the filters before ``limit``.")
+    signals: list[SignalOut]
+
+
+class SectorOut(BaseModel):
+    """One sector's stance from the latest scan's active signals."""
+
+    sector: str
+    n_buy: int
+    n_sell: int
+    mean_eff_buy: float | None
+    mean_eff_sell: float | None
+    net: int
+    buy_share: float | None
+    stance: Stance
+
+
+class SectorsPage(BaseModel):
+    scan_date: date | None
+    sectors: list[SectorOut]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Health(BaseModel):
+    """Ready only when the models and the online store answer."""
+
+    status: Literal["ready", "not ready"]
+    checks: dict[str, Check]
+    models_loaded: int
+    price_date: date | None
+    scan_date: date | None
+
+
+class ModelStatus(BaseModel):
+    key: str
+    production_version: str | None
+    served_version: str | None
+
+
+class ModelsPage(BaseModel):
+    models: list[ModelStatus]
+
+
+class SwapOut(BaseModel):
+    key: str
+    old: str | None
+    new: str | None
+
+
+class ReloadResult(BaseModel):
+    """What an admin reload changed."""
+
+    swaps: list[SwapOut]
+    market_reloaded: bool
+    scan_reloaded: bool
