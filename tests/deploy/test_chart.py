@@ -302,7 +302,7 @@ def test_rendered_resources(rendered: dict[str, list[Manifest]]) -> None:
         "NetworkPolicy",
         "ConfigMap",
     } <= kinds
-    assert len(of_kind(default, "CronWorkflow")) == len(JOB_COMMANDS)
+    assert len(of_kind(default, "CronWorkflow")) == len(ENABLED_JOBS)
     assert {m["metadata"]["name"] for m in of_kind(default, "StatefulSet")} == {
         f"{RELEASE}-redis",
         f"{RELEASE}-postgresql",
@@ -400,7 +400,7 @@ def test_every_container_is_locked_down(rendered: dict[str, list[Manifest]], pro
                     mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
                     if "/tmp" not in mounts:
                         problems.append(f"{where}: no writable /tmp under a read-only root")
-    assert checked >= 10
+    assert checked >= len(ENABLED_JOBS) + 5  # jobs, Ray, serving, stores, Pushgateway
     assert not problems, "\n".join(problems)
 
 
@@ -560,7 +560,7 @@ def test_every_turbomode_container_sees_the_same_settings(
     """Jobs, Ray nodes and serving read the same stores: one ConfigMap, one set of store
     variables (serving adds only its own BENTOML_* process settings)."""
     containers = turbomode_containers(rendered[profile])
-    assert len(containers) >= len(JOB_COMMANDS) + 3  # jobs, Ray head and workers, serving
+    assert len(containers) >= len(ENABLED_JOBS) + 3  # jobs, Ray head and workers, serving
     first_where, first = containers[0]
     shared = [e for e in env_of(first) if not e["name"].startswith("BENTOML_")]
     for where, container in containers:
