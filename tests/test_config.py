@@ -17,6 +17,7 @@ def test_defaults_are_the_local_embedded_setup() -> None:
     assert s.stores.signals_url.startswith("sqlite:///")
     assert s.compute.device == "cpu"
     assert s.signals.entry_probability == 0.60
+    assert (s.signals.threshold_mode, s.signals.threshold_quantile) == ("quantile", 0.95)
     assert s.schedules.nightly_scan == "0 23 * * *"
     assert s.data.clean_dir == Path("data/clean")
 
