@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from tests.signals.test_scan import TINY  # the tiny real ensembles the scan tests train
 from turbomode import feature_store as fs
 from turbomode.config import GICS_SECTORS, ModelSettings, Settings
 from turbomode.data.ingest import ingest, load_clean
@@ -28,14 +29,6 @@ from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
 from turbomode.signals.scan import ModelCache, ScanResult, run_scan
 
-TINY = ModelSettings(
-    lightgbm={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-    catboost={"iterations": 5, "depth": 3},
-    xgb_hist={"n_estimators": 5, "max_depth": 3},
-    xgb_linear={"n_estimators": 5},
-    random_forest={"n_estimators": 5, "max_depth": 4},
-    meta={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-)
 NO_MODEL = "Utilities"  # no production model at all
 ONLY_1D = "Energy"  # a production model for 1 day only
 
