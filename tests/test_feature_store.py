@@ -61,9 +61,21 @@ def test_local_online_read_equals_newest_offline_row(local, features) -> None:
     check_online_equals_offline(store, settings, features)
 
 
-def test_materialize_is_incremental_and_idempotent(local, features) -> None:
+def test_materialize_is_incremental_and_idempotent(local, features, monkeypatch) -> None:
+    from turbomode.metrics import JobMetrics
+
+    pushed: list[float] = []
+
+    def capture(self: JobMetrics, gateway: str | None) -> bool:
+        gauge = self.gauge("turbomode_features_latest_timestamp_seconds")
+        pushed.append(gauge._value.get())
+        return False
+
+    monkeypatch.setattr(JobMetrics, "push", capture)
     settings, store = local
     first = fs.materialize(store, settings)
+    newest = pd.Timestamp(features["date"].max()).tz_localize("UTC").timestamp()
+    assert pushed == [newest]  # what the stale-features alert watches
     before = fs.online_vectors(store, sorted(features["symbol"].unique()))
     second = fs.materialize(store, settings)
     after = fs.online_vectors(store, sorted(features["symbol"].unique()))

@@ -60,6 +60,12 @@ def track(
     )
     for reason, n in sorted(res.reasons().items()):
         console.print(f"  pending — {escape(reason)}: {n}")
+    window = settings_from(ctx).outcomes.hit_rate_window_days
+    for row in res.rolling.itertuples():
+        rate = "—" if not row.n else f"{row.hit_rate:.3f}"
+        console.print(
+            f"  {row.Index}d: hit rate {rate} over {row.n} resolved in the last {window} days"
+        )
 
 
 @outcomes_app.command("samples")

@@ -235,6 +235,12 @@ class OutcomeSettings(BaseModel):
     lookback_days: int = Field(
         default=60, ge=20, description="Bars read before the oldest pending signal (ATR warm-up)."
     )
+    hit_rate_window_days: int = Field(
+        default=30,
+        ge=1,
+        description="Calendar days of resolved outcomes (by exit date) in the rolling hit rate "
+        "the tracker reports and pushes (turbomode_signal_hit_rate).",
+    )
 
 
 class StoreSettings(BaseModel):

@@ -315,16 +315,21 @@ def materialize(
     before ``end`` on the first run: the online store keeps only the newest row per symbol,
     so replaying years of history would only be overwritten. Re-running is idempotent.
     """
-    end_ts = pd.Timestamp(end) if end is not None else latest_offline_date(settings)
-    end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
-    end_dt = (end_ts + pd.Timedelta(seconds=1)).to_pydatetime()
-    view = store.get_feature_view(VECTOR_VIEW)
-    first = end_dt - timedelta(days=settings.features.online_lookback_days)
-    last_end = view.most_recent_end_time
-    start_dt = max(last_end, first) if last_end is not None else first
-    if start_dt >= end_dt:
-        start_dt = first  # re-materializing the same window is harmless and keeps it idempotent
-    store.materialize(start_date=start_dt, end_date=end_dt, feature_views=[VECTOR_VIEW])
+    from turbomode.metrics import job_metrics
+
+    with job_metrics("materialize", settings.stores.pushgateway_url) as metrics:
+        end_ts = pd.Timestamp(end) if end is not None else latest_offline_date(settings)
+        end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
+        end_dt = (end_ts + pd.Timedelta(seconds=1)).to_pydatetime()
+        view = store.get_feature_view(VECTOR_VIEW)
+        first = end_dt - timedelta(days=settings.features.online_lookback_days)
+        last_end = view.most_recent_end_time
+        start_dt = max(last_end, first) if last_end is not None else first
+        if start_dt >= end_dt:
+            start_dt = first  # re-materializing the same window is harmless (idempotent)
+        store.materialize(start_date=start_dt, end_date=end_dt, feature_views=[VECTOR_VIEW])
+        # The stale-features alert watches this: the newest market date now served online.
+        metrics.gauge("turbomode_features_latest_timestamp_seconds").set(end_ts.timestamp())
     event(log, "features.materialized", start=start_dt, end=end_dt)
     return start_dt, end_dt
 

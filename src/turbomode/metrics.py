@@ -19,12 +19,47 @@ from turbomode.logs import event
 log = logging.getLogger("turbomode.metrics")
 
 
+# The job-specific gauges, declared once: a job sets the ones it measures, and the chart's alert
+# rules and dashboards are checked against this list (tests/deploy).
+JOB_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "turbomode_features_latest_timestamp_seconds": (
+        "Event time (Unix seconds) of the newest feature rows loaded into the online store",
+        (),
+    ),
+    "turbomode_signal_hit_rate": (
+        "Share of signals judged correct among those resolved in the rolling window, by horizon",
+        ("horizon",),
+    ),
+    "turbomode_signal_outcomes_window": (
+        "Signals resolved in the rolling window (the hit rate's sample size), by horizon",
+        ("horizon",),
+    ),
+    "turbomode_retrain_consecutive_refusals": (
+        "Completed retrains in a row that promoted nothing (0 after a promotion)",
+        (),
+    ),
+    "turbomode_candidate_rank_ic": (
+        "Out-of-time mean daily rank IC of the last trained candidate, by sector and horizon",
+        ("sector", "horizon"),
+    ),
+    "turbomode_candidate_balanced_accuracy": (
+        "Out-of-time balanced accuracy of the last trained candidate, by sector and horizon",
+        ("sector", "horizon"),
+    ),
+    "turbomode_production_models": (
+        "Tasks (sector x horizon) with a model in production after the run",
+        (),
+    ),
+}
+
+
 @dataclass
 class JobMetrics:
     """Metrics of one batch job run."""
 
     job: str
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _gauges: dict[str, Gauge] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.duration = Gauge(
@@ -41,6 +76,15 @@ class JobMetrics:
         self.rows = Counter(
             "turbomode_job_rows", "Rows handled, by stage", ["stage"], registry=self.registry
         )
+
+    def gauge(self, name: str) -> Gauge:
+        """One of the declared ``JOB_GAUGES``, created in this run's registry on first use."""
+        if name not in JOB_GAUGES:
+            raise KeyError(f"undeclared job gauge {name!r}: declare it in JOB_GAUGES")
+        if name not in self._gauges:
+            doc, labels = JOB_GAUGES[name]
+            self._gauges[name] = Gauge(name, doc, labels, registry=self.registry)
+        return self._gauges[name]
 
     def push(self, gateway: str | None) -> bool:
         """Push to the gateway; a monitoring outage must never fail the job itself.

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -747,15 +748,25 @@ def exported_metric_names() -> set[str]:
     (namespace from BentoML's default configuration)."""
     from importlib import resources
 
-    from turbomode.metrics import JobMetrics
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from turbomode.metrics import JOB_GAUGES, JobMetrics
+    from turbomode.serving import metrics as serving
 
     metrics = JobMetrics("scan")
     metrics.rows.labels(stage="x").inc()
     names = {s.name for family in metrics.registry.collect() for s in family.samples}
+    names |= set(JOB_GAUGES)
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    for metric in vars(serving).values():
+        if isinstance(metric, MetricWrapperBase):
+            (family,) = metric.describe()
+            names |= {family.name + suffix for suffix in suffixes[family.type]}
     config = resources.files("bentoml") / "_internal/configuration/v2/default_configuration.yaml"
     namespace = yaml.safe_load(config.read_text())["services"]["metrics"]["namespace"]
-    for metric in ("request_total", "request_duration_seconds", "request_in_progress"):
+    for metric in ("request_total", "request_in_progress"):
         names.add(f"{namespace}_{metric}")
+    names |= {f"{namespace}_request_duration_seconds{s}" for s in suffixes["histogram"]}
     return names
 
 
@@ -800,6 +811,13 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
     def requests(code: str) -> str:
         labels = f'namespace="{NAMESPACE}", service="{RELEASE}-serving", endpoint="/predict"'
         return f'bentoml_service_request_total{{{labels}, http_response_code="{code}"}}'
+
+    def duration(le: str) -> str:
+        labels = f'namespace="{NAMESPACE}", service="{RELEASE}-serving", endpoint="/predict"'
+        return f'bentoml_service_request_duration_seconds_bucket{{{labels}, le="{le}"}}'
+
+    def outcomes(metric: str, horizon: str) -> str:
+        return f'turbomode_signal_{metric}{{job="turbomode_outcomes", horizon="{horizon}"}}'
 
     tests = {
         "rule_files": [rules.name],
@@ -863,6 +881,90 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
                     }
                 ],
             },
+            {  # the online store's newest date stops moving at t=0: stale after 96 h (+30 m)
+                "interval": "5m",
+                "input_series": [
+                    {
+                        "series": "turbomode_features_latest_timestamp_seconds"
+                        '{job="turbomode_materialize"}',
+                        "values": "0x1300",
+                    }
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "96h20m",
+                        "alertname": "TurboModeFeaturesStale",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "96h40m",
+                        "alertname": "TurboModeFeaturesStale",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                ],
+            },
+            {  # 1 day: below the floor over enough outcomes; 2: above it; 5: too few to judge
+                "interval": "1m",
+                "input_series": [
+                    {"series": outcomes("hit_rate", "1"), "values": "0.25x120"},
+                    {"series": outcomes("outcomes_window", "1"), "values": "40x120"},
+                    {"series": outcomes("hit_rate", "2"), "values": "0.45x120"},
+                    {"series": outcomes("outcomes_window", "2"), "values": "40x120"},
+                    {"series": outcomes("hit_rate", "5"), "values": "0.10x120"},
+                    {"series": outcomes("outcomes_window", "5"), "values": "10x120"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "50m",
+                        "alertname": "TurboModeSignalHitRateLow",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "70m",
+                        "alertname": "TurboModeSignalHitRateLow",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning", "horizon": "1"}}],
+                    },
+                ],
+            },
+            {  # one refused retrain, then a second in a row
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'turbomode_retrain_consecutive_refusals{job="turbomode_retrain"}',
+                        "values": "1x30 2x30",
+                    }
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "25m", "alertname": "TurboModeRetrainRefused", "exp_alerts": []},
+                    {
+                        "eval_time": "40m",
+                        "alertname": "TurboModeRetrainRefused",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                ],
+            },
+            {  # /predict: an hour all under 0.1 s (quiet), then 10 % take 0.1–0.5 s (p99 ≈ 0.46 s)
+                "interval": "1m",
+                "input_series": [
+                    {"series": duration("0.1"), "values": "0+100x60 6000+90x60"},
+                    {"series": duration("0.5"), "values": "0+100x60 6000+100x60"},
+                    {"series": duration("+Inf"), "values": "0+100x60 6000+100x60"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "50m",
+                        "alertname": "TurboModeServingLatencyHigh",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "95m",
+                        "alertname": "TurboModeServingLatencyHigh",
+                        "exp_alerts": [
+                            {"exp_labels": {"severity": "warning", "endpoint": "/predict"}}
+                        ],
+                    },
+                ],
+            },
             {  # serving: 10 % of requests answer 5xx (alert), then 1 % (quiet)
                 "interval": "1m",
                 "input_series": [
@@ -895,6 +997,20 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
             rule["expr"] = "vector(1) == 0"
     rules.write_text(yaml.safe_dump(silent))
     assert run([promtool, "test", "rules", str(test_file)]).returncode != 0
+
+
+def test_plain_rules_file_is_the_charts(helm: str, tmp_path: Path) -> None:
+    """monitoring/prometheus/turbomode-rules.yml is what the chart renders now, and valid."""
+    promtool = require_tool("promtool")
+    script = REPO / "tools" / "render_rules.py"
+    result = run([sys.executable, str(script), "--helm", helm, "--check"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    plain = REPO / "monitoring" / "prometheus" / "turbomode-rules.yml"
+    check = run([promtool, "check", "rules", str(plain)])
+    assert check.returncode == 0, check.stdout + check.stderr
+    alerts = {r["alert"] for g in yaml.safe_load(plain.read_text())["groups"] for r in g["rules"]}
+    assert {"TurboModeSignalHitRateLow", "TurboModeServingLatencyHigh"} <= alerts
+    assert 'job="turbomode-serving"' in plain.read_text()
 
 
 def test_grafana_dashboards_configmap(rendered: dict[str, list[Manifest]]) -> None:

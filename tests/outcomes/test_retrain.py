@@ -18,10 +18,11 @@ from turbomode.data.ingest import ingest, load_clean
 from turbomode.feature_store import FeatureLayout
 from turbomode.features.engine import build_features
 from turbomode.labels import make_labels
+from turbomode.metrics import JobMetrics
 from turbomode.models import pipeline
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
-from turbomode.outcomes.retrain import retrain
+from turbomode.outcomes.retrain import consecutive_refusals, retrain
 from turbomode.signals.store import SignalStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -94,13 +95,42 @@ def production_from(data: pd.DataFrame, registry: ModelRegistry, tmp: Path) -> s
     return version
 
 
-def test_waits_for_enough_new_samples(env: Any, world: Any, tmp_path: Path) -> None:
+def pushed(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """The unlabelled gauges each job run pushes, captured at push time."""
+    got: dict[str, float] = {}
+
+    def capture(self: JobMetrics, gateway: str | None) -> bool:
+        for family in self.registry.collect():
+            got.update({x.name: x.value for x in family.samples if not x.labels})
+        return False
+
+    monkeypatch.setattr(JobMetrics, "push", capture)
+    return got
+
+
+def test_consecutive_refusals() -> None:
+    def runs(*statuses: str) -> pd.DataFrame:
+        return pd.DataFrame({"status": list(statuses)})
+
+    assert consecutive_refusals(runs()) == 0
+    assert consecutive_refusals(runs("promoted")) == 0
+    assert consecutive_refusals(runs("kept", "kept")) == 2
+    # skipped and failed runs neither count nor break the streak; a promotion ends it
+    assert consecutive_refusals(runs("kept", "promoted", "kept", "skipped", "failed", "kept")) == 2
+
+
+def test_waits_for_enough_new_samples(
+    env: Any, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s, store, registry = env
     old = production_from(world[1], registry, tmp_path)
+    gauges = pushed(monkeypatch)
     res = retrain(s, store, data=world[1], min_samples=5, use_ray=False, sectors=[SECTOR])
     assert res.status == "skipped" and "0 new, 5 needed" in res.report["reason"]
     assert registry.production(KEY) == old
     assert store.retrain_runs()["status"].tolist() == ["skipped"]
+    assert gauges["turbomode_retrain_consecutive_refusals"] == 0
+    assert gauges["turbomode_production_models"] == 1
 
 
 @pytest.mark.slow
@@ -127,12 +157,16 @@ def test_promotes_a_candidate_that_beats_production(env: Any, world: Any, tmp_pa
 
 
 @pytest.mark.slow
-def test_keeps_production_when_the_candidate_is_worse(env: Any, world: Any, tmp_path: Path) -> None:
+def test_keeps_production_when_the_candidate_is_worse(
+    env: Any, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s, store, registry = env
     _, data = world
     good = production_from(data, registry, tmp_path)
+    gauges = pushed(monkeypatch)
     res = retrain(s, store, data=shuffled(data), force=True, use_ray=False, sectors=[SECTOR])
     assert res.status == "kept" and res.refused == [KEY]
+    assert gauges["turbomode_retrain_consecutive_refusals"] == 1
     assert registry.production(KEY) == good
     assert res.report["decisions"][KEY]["decision"] == "reject"
 

@@ -14,7 +14,7 @@ import pytest
 
 from turbomode.config import Settings
 from turbomode.labels import BUY, HOLD, make_labels
-from turbomode.outcomes.track import first_hit, track_outcomes
+from turbomode.outcomes.track import first_hit, rolling_hit_rate, track_outcomes
 from turbomode.signals.store import SignalStore
 from turbomode.signals.types import Signal
 
@@ -170,3 +170,37 @@ def test_registers_only_fresh_calls(store: SignalStore) -> None:
     res = track_outcomes(legacy(), store, prices(), SECTORS, as_of=DAYS[21].date())
     assert res.registered == 1 and len(store.outcomes()) == 1
     assert store.outcomes()["signal_date"].iloc[0].date() == date(2024, 1, 29)
+
+
+def test_rolling_hit_rate_by_exit_date(store: SignalStore) -> None:
+    book(store)
+    res = track_outcomes(legacy(), store, prices(), SECTORS, as_of=DAYS[30].date())
+    # AAA (wrong) and BBB (right) exited on day 23, 11 calendar days before day 30.
+    assert res.rolling.loc[1, "n"] == 2 and res.rolling.loc[1, "hit_rate"] == 0.5
+    assert res.rolling.loc[5, "n"] == 0 and np.isnan(res.rolling.loc[5, "hit_rate"])
+    assert list(res.rolling.index) == [1, 2, 5]
+    short = rolling_hit_rate(store.outcomes(), DAYS[30], window_days=11, horizons=[1])
+    assert short.loc[1, "n"] == 0  # the window (day 30 − 11 days, day 30] excludes day 23
+    assert rolling_hit_rate(store.outcomes(), DAYS[30], 12, [1]).loc[1, "n"] == 2
+    assert rolling_hit_rate(store.outcomes(), DAYS[22], 30, [1]).loc[1, "n"] == 0  # not yet
+
+
+@pytest.mark.integration
+def test_tracker_pushes_the_rolling_hit_rate(store: SignalStore, tmp_path: Path) -> None:
+    """To a real Pushgateway: the gauges the hit-rate alert reads, by horizon."""
+    import requests
+
+    from tests.monitoring import pushgateway
+    from tests.test_metrics import _pushed
+
+    book(store)
+    with pushgateway(tmp_path) as gw:
+        settings = legacy()
+        settings.stores.pushgateway_url = gw.url.removeprefix("http://")
+        track_outcomes(settings, store, prices(), SECTORS, as_of=DAYS[30].date())
+        text = requests.get(gw.url + "/metrics", timeout=10).text
+        assert _pushed(gw.url, "turbomode_job_success", "turbomode_outcomes") == 1.0
+    job = 'instance="",job="turbomode_outcomes"'
+    assert f'turbomode_signal_hit_rate{{horizon="1",{job}}} 0.5' in text
+    assert f'turbomode_signal_outcomes_window{{horizon="5",{job}}} 0' in text
+    assert 'turbomode_signal_hit_rate{horizon="5"' not in text  # no outcomes: no rate

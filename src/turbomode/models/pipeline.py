@@ -24,7 +24,7 @@ from turbomode import __version__
 from turbomode.config import Settings
 from turbomode.io import atomic_write_json, atomic_write_text
 from turbomode.logs import event
-from turbomode.metrics import job_metrics
+from turbomode.metrics import JobMetrics, job_metrics
 from turbomode.models import metrics as mx
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.gate import GateReport, apply_decision, decide, render_markdown
@@ -176,6 +176,7 @@ def run_training(
             if promote:
                 apply_decision(report, registry, r.key, version)
             metrics.rows.labels(stage=f"gate_{report.decision}").inc()
+            _record_quality(metrics, r)
         run.report_paths = write_run_report(run, settings)
     event(
         log,
@@ -185,6 +186,18 @@ def run_training(
         promoted=sum(g.promoted for g in run.gates.values()),
     )
     return run
+
+
+def _record_quality(metrics: JobMetrics, r: TaskResult) -> None:
+    """Out-of-time quality per task, for the model-quality dashboard's history."""
+    ev = r.evaluation or {}
+    labels = {"sector": r.sector, "horizon": str(r.horizon)}
+    ic = (ev.get("rank_ic") or {}).get("mean_ic")
+    bacc = (ev.get("classification") or {}).get("balanced_accuracy")
+    if ic is not None:
+        metrics.gauge("turbomode_candidate_rank_ic").labels(**labels).set(ic)
+    if bacc is not None:
+        metrics.gauge("turbomode_candidate_balanced_accuracy").labels(**labels).set(bacc)
 
 
 def apply_decisions(run: TrainingRun, registry: ModelRegistry) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from turbomode.logs import event
 from turbomode.models.registry import ModelRegistry
 from turbomode.outcomes.samples import samples_as_training_rows
 from turbomode.signals.store import SignalStore
+
+if TYPE_CHECKING:
+    from turbomode.metrics import JobMetrics
 
 log = logging.getLogger("turbomode.outcomes.retrain")
 DONE = ("promoted", "kept")
@@ -44,6 +47,22 @@ class RetrainResult:
     recovered: list[int] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     report_path: str | None = None
+
+
+def consecutive_refusals(runs: pd.DataFrame) -> int:
+    """Completed retrains in a row, newest first, that promoted nothing.
+
+    Skipped runs (too few samples) and failed ones (the job-failed alert covers those) neither
+    count nor break the streak; a promotion ends it.
+    """
+    if runs.empty:
+        return 0
+    streak = 0
+    for status in reversed(runs[runs["status"].isin(DONE)]["status"].tolist()):
+        if status != "kept":
+            break
+        streak += 1
+    return streak
 
 
 def production_pointers(registry: ModelRegistry, keys: Sequence[str]) -> dict[str, str | None]:
@@ -153,6 +172,7 @@ def retrain(
                 }
                 run_id = store.start_retrain({}, len(new), last_id)
                 store.finish_retrain(run_id, "skipped", report)
+                _push_state(metrics, store, before)
                 event(log, "retrain.skipped", new_samples=len(new), needed=need)
                 return RetrainResult(
                     "skipped", run_id, len(new), recovered=recovered, report=report
@@ -200,11 +220,20 @@ def retrain(
             "production_after": production_pointers(registry, keys),
         }
         store.finish_retrain(run_id, status, report)
+        _push_state(metrics, store, report["production_after"])
         metrics.rows.labels(stage="promoted").inc(len(promoted))
         metrics.rows.labels(stage="refused").inc(len(refused))
     path = write_report(run_id, status, report, settings)
     event(log, "retrain.done", run_id=run_id, status=status, promoted=len(promoted))
     return RetrainResult(status, run_id, len(new), promoted, refused, recovered, report, str(path))
+
+
+def _push_state(metrics: JobMetrics, store: SignalStore, pointers: dict[str, str | None]) -> None:
+    """The gauges the refused-twice alert and the model-quality dashboard read."""
+    streak = consecutive_refusals(store.retrain_runs())
+    metrics.gauge("turbomode_retrain_consecutive_refusals").set(streak)
+    live = sum(v is not None for v in pointers.values())
+    metrics.gauge("turbomode_production_models").set(live)
 
 
 def write_report(run_id: int, status: str, report: dict[str, Any], settings: Settings) -> Any:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -48,6 +48,7 @@ class TrackResult:
     registered: int
     resolved: pd.DataFrame
     pending: dict[int, str] = field(default_factory=dict)
+    rolling: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n_resolved(self) -> int:
@@ -56,6 +57,28 @@ class TrackResult:
     def reasons(self) -> dict[str, int]:
         """Pending signals by why they wait (the text before the first ':')."""
         return dict(Counter(r.split(":")[0] for r in self.pending.values()))
+
+
+def rolling_hit_rate(
+    outcomes: pd.DataFrame, as_of: date | pd.Timestamp, window_days: int, horizons: Sequence[int]
+) -> pd.DataFrame:
+    """Hit rate of the outcomes resolved (by exit date) in the ``window_days`` up to ``as_of``.
+
+    One row per horizon, indexed by horizon, with ``n`` and ``hit_rate`` (NaN when none
+    resolved): the rate operators watch, beside its sample size so an alert can ignore noise.
+    """
+    day = pd.Timestamp(as_of)
+    rows = []
+    done = outcomes[outcomes["status"] == "resolved"] if len(outcomes) else outcomes
+    if len(done):
+        exit_day = pd.to_datetime(done["exit_date"])
+        done = done[(exit_day > day - pd.Timedelta(days=window_days)) & (exit_day <= day)]
+    for h in horizons:
+        got = done[done["horizon"] == h]["correct"].astype(float) if len(done) else pd.Series()
+        rows.append(
+            {"horizon": int(h), "n": len(got), "hit_rate": got.mean() if len(got) else np.nan}
+        )
+    return pd.DataFrame(rows).set_index("horizon")
 
 
 def hold_days(horizon: int, settings: Settings) -> int:
@@ -250,7 +273,13 @@ def track_outcomes(
         metrics.rows.labels(stage="pending").inc(len(waiting))
         if len(frame):
             metrics.rows.labels(stage="correct").inc(int(frame["correct"].sum()))
-    result = TrackResult(day.date(), registered, frame, waiting)
+        window = settings.outcomes.hit_rate_window_days
+        rolling = rolling_hit_rate(store.outcomes(), day, window, settings.labels.horizons)
+        for h, n, rate in zip(rolling.index, rolling["n"], rolling["hit_rate"], strict=True):
+            metrics.gauge("turbomode_signal_outcomes_window").labels(horizon=str(h)).set(n)
+            if n:  # no rate without outcomes: an absent series, not a false 0 % alarm
+                metrics.gauge("turbomode_signal_hit_rate").labels(horizon=str(h)).set(rate)
+    result = TrackResult(day.date(), registered, frame, waiting, rolling)
     event(
         log,
         "outcomes.tracked",
