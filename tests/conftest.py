@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+
+from turbomode.signals.store import SignalStore
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TURBOMODE_SHARED_DIR", REPO.parent / "shared"))
@@ -59,3 +64,43 @@ def postgres_url() -> str:
     )
     need(_can_connect("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432")
     return url
+
+
+# ---- the signals store on both backends (signals, wallet and other store tests) -------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SignalStore]:
+    """An empty, unmigrated store; on PostgreSQL in a schema of its own, dropped afterwards."""
+    if request.param == "sqlite":
+        store = SignalStore(f"sqlite:///{tmp_path}/signals.db")
+        yield store
+        store.dispose()
+        return
+    url = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    store = SignalStore(url, schema=schema)
+    try:
+        yield store
+    finally:
+        store.dispose()
+        admin = sa.create_engine(url)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(fresh: SignalStore) -> SignalStore:
+    """A migrated store on either backend."""
+    fresh.migrate()
+    return fresh
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SignalStore]:
+    """A migrated SQLite store only."""
+    store = SignalStore(f"sqlite:///{tmp_path}/v.db")
+    store.migrate()
+    yield store
+    store.dispose()

@@ -16,11 +16,14 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from turbomode import __version__, logs
+from turbomode.cli_backtest import backtest_command, regime_command
 from turbomode.cli_models import models_app
 from turbomode.cli_outcomes import outcomes_app, replay_command, retrain_command
 from turbomode.cli_pipelines import pipelines_app
 from turbomode.cli_serve import serve_command
+from turbomode.cli_smart import curate_command, ranking_app, smart_scan_command
 from turbomode.cli_tune import tune_command
+from turbomode.cli_wallet import wallet_app
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
 
@@ -44,6 +47,12 @@ app.command("retrain")(retrain_command)
 app.command("replay")(replay_command)
 app.add_typer(pipelines_app, name="pipelines")
 app.command("serve")(serve_command)
+app.command("backtest")(backtest_command)
+app.command("regime")(regime_command)
+app.command("smart-scan")(smart_scan_command)
+app.add_typer(ranking_app, name="ranking")
+universe_app.command("curate")(curate_command)
+app.add_typer(wallet_app, name="wallet")
 
 console = Console()
 err = Console(stderr=True)

@@ -9,6 +9,7 @@ schedule or threshold lives in exactly one place.
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from turbomode.smart.settings import SmartSettings
 
 Horizon = Literal[1, 2, 5]
 TierName = Literal["Elite", "Strong", "Average", "Weak", "Avoid"]
@@ -426,6 +429,188 @@ class GateSettings(BaseModel):
     )
 
 
+class Regime(StrEnum):
+    """The four market regimes; values are the plain names the Smart Scanner uses."""
+
+    BULL = "BULL"
+    BEAR = "BEAR"
+    CHOPPY = "CHOPPY"
+    VOLATILE = "VOLATILE"
+
+
+class RegimeSettings(BaseModel):
+    """Every number of the regime detector and the regime-adaptive entry thresholds."""
+
+    # --- HMM -----------------------------------------------------------------------------
+    n_states: int = Field(default=3, ge=2, le=6, description="Hidden states of the HMM.")
+    vol_window: int = Field(
+        default=20, ge=2, description="Bars of SPY log returns in the realized volatility."
+    )
+    min_history: int = Field(
+        default=504,
+        ge=50,
+        description="HMM observations (SPY bars with a return and a volatility) before the "
+        "first fit; earlier days get no regime.",
+    )
+    refit_every: int = Field(default=21, ge=1, description="SPY bars between HMM refits.")
+    fit_window: int | None = Field(
+        default=None,
+        ge=50,
+        description="Observations per fit: None = expanding window from the first bar.",
+    )
+    filter_burn_in: int | None = Field(
+        default=504,
+        ge=0,
+        description="Bars the forward filter runs before each refit bar, from the fitted "
+        "chain's stationary distribution (the filter forgets its start within weeks); None "
+        "= from the first bar of the fit window (exact, slower).",
+    )
+    covariance_type: Literal["full", "diag"] = Field(
+        default="full",
+        description="Per-state covariance of (return, log volatility): full lets a state "
+        "tie falling prices to rising volatility; diag has fewer parameters.",
+    )
+    n_iter: int = Field(default=100, ge=1, description="EM iterations of the first fit.")
+    n_iter_refit: int = Field(default=25, ge=1, description="EM iterations of a warm refit.")
+    tol: float = Field(default=1e-3, gt=0, description="EM log-likelihood gain to stop at.")
+    random_state: int = 7
+    volatile_state_min_vol: float = Field(
+        default=0.20,
+        ge=0,
+        description="The highest-volatility state means VOLATILE only if its annualized "
+        "volatility is at least this.",
+    )
+    bear_state_max_return: float = Field(
+        default=-0.10,
+        description="A non-volatile state whose annualized mean log return is below this "
+        "means BEAR.",
+    )
+
+    # --- VIX rules -----------------------------------------------------------------------
+    vix_extreme: float = Field(default=30.0, gt=0, description="VIX at or above: VOLATILE.")
+    vix_elevated: float = Field(
+        default=25.0, gt=0, description="VIX at or above, and rising: volatile warning."
+    )
+    vix_rising_bars: int = Field(
+        default=5, ge=1, description="Rising: VIX above its value this many SPY bars before."
+    )
+
+    # --- bear early warning --------------------------------------------------------------
+    sma_long: int = Field(default=200, ge=2)
+    sma_short: int = Field(default=50, ge=2)
+    sma_slope_bars: int = Field(
+        default=10,
+        ge=1,
+        description="Falling: SMA(sma_short) below its value this many bars before.",
+    )
+    drawdown_window: int = Field(default=252, ge=2, description="Bars of the high for drawdown.")
+    bear_drawdown: float = Field(
+        default=0.10, gt=0, lt=1, description="Drawdown from the high that arms the warning."
+    )
+    bull_requires_uptrend: bool = Field(
+        default=True, description="An HMM BULL with SPY below SMA(sma_long) is CHOPPY."
+    )
+
+    # --- entry thresholds (0–100 signal strength) ----------------------------------------
+    base_threshold: float = Field(
+        default=60.0, ge=0, le=100, description="Entry threshold with no known regime."
+    )
+    thresholds: dict[Regime, float] = Field(
+        default_factory=lambda: {
+            Regime.BULL: 65.0,
+            Regime.VOLATILE: 45.0,
+            Regime.CHOPPY: 60.0,
+            Regime.BEAR: 50.0,
+        },
+        description="Entry threshold per regime on the 0–100 signal strength.",
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, v: dict[Regime, float]) -> dict[Regime, float]:
+        bad = {str(k): x for k, x in v.items() if not 0.0 <= float(x) <= 100.0}
+        if bad:
+            raise ValueError(f"thresholds must lie in [0, 100], got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegimeSettings:
+        if self.vix_elevated > self.vix_extreme:
+            raise ValueError(
+                f"vix_elevated ({self.vix_elevated}) must not exceed vix_extreme "
+                f"({self.vix_extreme})"
+            )
+        if self.sma_short >= self.sma_long:
+            raise ValueError(
+                f"sma_short ({self.sma_short}) must be shorter than sma_long ({self.sma_long})"
+            )
+        if self.fit_window is not None and self.fit_window < self.min_history:
+            raise ValueError(
+                f"fit_window ({self.fit_window}) must be at least min_history ({self.min_history})"
+            )
+        return self
+
+
+BacktestRuleSet = Literal["atr", "smart"]
+
+
+class BacktestSettings(BaseModel):
+    """Every default of a backtest, in one typed object.
+
+    Cost model, per fill (entries and every exit, partial exits included): the fill price is
+    the rule's price moved ``slippage_bps`` against the trade (a buy pays more, a sell gets
+    less), and the commission is ``commission_per_share`` × shares + ``commission_bps`` × the
+    filled notional, at least ``min_commission``.
+    """
+
+    rules: BacktestRuleSet = Field(
+        default="atr",
+        description="Exit rule set: 'atr' (TurboMode ATR stop, 1R/2R partials, target, trail, "
+        "expiry) or 'smart' (Smart Scanner tiered targets and stops at the close).",
+    )
+    initial_cash: float = Field(default=100_000.0, gt=0, description="Starting capital.")
+    slippage_bps: float = Field(
+        default=5.0, ge=0, description="Adverse price move per fill, in basis points."
+    )
+    commission_per_share: float = Field(
+        default=0.0, ge=0, description="Commission per share traded (e.g. 0.005 at a broker)."
+    )
+    commission_bps: float = Field(
+        default=1.0, ge=0, description="Commission as basis points of the filled notional."
+    )
+    min_commission: float = Field(default=0.0, ge=0, description="Floor of one fill's commission.")
+    position_fraction: float = Field(
+        default=0.10,
+        gt=0,
+        le=1,
+        description="Default sizing: this fraction of equity (at the previous close) per entry.",
+    )
+    max_positions: int = Field(default=10, ge=1, description="Open positions at most.")
+    max_gross_leverage: float = Field(
+        default=1.0,
+        gt=0,
+        description="Gross value of the book (longs + shorts) at most this multiple of equity; "
+        "an entry that would exceed it is skipped.",
+    )
+    allow_short: bool = Field(
+        default=True,
+        description="SELL signals open shorts (ATR rules only; the Smart rules are long-only).",
+    )
+    whole_shares: bool = Field(
+        default=True, description="Round entries and partial exits down to whole shares."
+    )
+    default_horizon: int = Field(
+        default=5, ge=1, description="ATR rules: horizon of a signal without a 'horizon' column."
+    )
+    periods_per_year: int = Field(
+        default=252, ge=1, description="Trading days per year: annualizes Sharpe and Sortino."
+    )
+    benchmark_symbol: str = Field(default="SPY", description="Buy-and-hold benchmark.")
+    report_trades: int = Field(
+        default=200, ge=0, description="Trades listed in the HTML report (the CSV has all)."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of the platform, grouped by concern."""
 
@@ -450,6 +635,9 @@ class Settings(BaseSettings):
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    regime: RegimeSettings = Field(default_factory=RegimeSettings)
+    smart: SmartSettings = Field(default_factory=SmartSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -25,6 +25,7 @@ import requests
 import yfinance as yf
 from requests.adapters import BaseAdapter
 
+from tests.data.fake_clock import Call, FakeClock
 from turbomode.config import Settings, load_settings
 from turbomode.data.schema import PRICE_COLUMNS
 from turbomode.data.sources.yahoo import YFinanceSource
@@ -41,27 +42,6 @@ MARKET = ("SPY", "^VIX", "XLK")
 def _yfinance_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep yfinance's own timezone/cookie caches out of the user's home directory."""
     yf.set_tz_cache_location(str(tmp_path_factory.mktemp("yfinance-internal")))
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@dataclass
-class Call:
-    host: str
-    path: str
-    params: dict[str, str]
-    at: float
 
 
 @dataclass
@@ -175,7 +155,7 @@ def _response(
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

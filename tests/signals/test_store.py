@@ -4,8 +4,6 @@ optimistic concurrency on positions and idempotent training samples."""
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -13,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from turbomode.risk.types import Position, PositionEvent
 from turbomode.signals.store import (
@@ -91,41 +88,6 @@ def event(symbol: str, day: date, kind: str = "open", **kw: Any) -> PositionEven
     }
     values.update(kw)
     return PositionEvent(**values)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SignalStore]:
-    """An empty, unmigrated store; on PostgreSQL in a schema of its own, dropped afterwards."""
-    if request.param == "sqlite":
-        store = SignalStore(f"sqlite:///{tmp_path}/signals.db")
-        yield store
-        store.dispose()
-        return
-    url = request.getfixturevalue("postgres_url")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    store = SignalStore(url, schema=schema)
-    try:
-        yield store
-    finally:
-        store.dispose()
-        admin = sa.create_engine(url)
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def store(fresh: SignalStore) -> SignalStore:
-    fresh.migrate()
-    return fresh
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[SignalStore]:
-    store = SignalStore(f"sqlite:///{tmp_path}/v.db")
-    store.migrate()
-    yield store
-    store.dispose()
 
 
 def twin(store: SignalStore) -> SignalStore:

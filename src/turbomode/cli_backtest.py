@@ -1,0 +1,150 @@
+"""``turbomode backtest`` and ``turbomode regime``: thin adapters over :mod:`turbomode.backtest`
+and :mod:`turbomode.risk.regime`."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from turbomode.cli_common import err, fail, settings_from
+from turbomode.errors import TurboModeError
+
+console = Console()
+_EXPECTED = (TurboModeError, ValueError, OSError)
+
+
+def _day(value: str, what: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{what} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _headline(summaries: dict[str, dict]) -> Table:
+    table = Table(title="Backtest beside SPY buy-and-hold")
+    rows = [
+        ("total return", "total_return", "{:+.1%}"),
+        ("CAGR", "cagr", "{:+.1%}"),
+        ("Sharpe", "sharpe", "{:.2f}"),
+        ("Sortino", "sortino", "{:.2f}"),
+        ("max drawdown", "max_drawdown", "{:.1%}"),
+    ]
+    table.add_column("metric")
+    for name in summaries:
+        table.add_column(f"{name} rules", justify="right")
+    table.add_column("SPY", justify="right")
+    first = next(iter(summaries.values()))
+    for label, key, fmt in rows:
+        cells = [_fmt(s["strategy"].get(key), fmt) for s in summaries.values()]
+        spy = (first.get("benchmark") or {}).get(key)
+        table.add_row(label, *cells, _fmt(spy, fmt))
+    for label, key, fmt in (
+        ("trades", "trades", "{:,.0f}"),
+        ("win rate", "win_rate", "{:.1%}"),
+        ("avg trade (net)", "avg_return", "{:+.2%}"),
+        ("profit factor", "profit_factor", "{:.2f}"),
+    ):
+        cells = [_fmt(s["strategy"].get(key), fmt) for s in summaries.values()]
+        table.add_row(label, *cells, "")
+    return table
+
+
+def _fmt(value: object, fmt: str) -> str:
+    if value is None:
+        return "—"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def backtest_command(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--start", help="First day (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--end", help="Last day (YYYY-MM-DD).")],
+    rules: Annotated[
+        list[str] | None, typer.Option("--rules", help="atr and/or smart (default: both).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report directory (default: data/backtests/…).")
+    ] = None,
+    signals: Annotated[
+        Path | None,
+        typer.Option("--signals", help="Trade this signals table (parquet/CSV) instead."),
+    ] = None,
+    horizon: Annotated[int, typer.Option("--horizon", help="Model horizon in days.")] = 5,
+    period: Annotated[str, typer.Option("--period", help="Retrain every year or quarter.")] = (
+        "year"
+    ),
+    train_days: Annotated[
+        int, typer.Option("--train-days", help="Rolling training window, trading days.")
+    ] = 756,
+) -> None:
+    """Walk-forward models → nightly signals → the ATR and Smart rule sets, beside SPY."""
+    from turbomode.backtest.run import RULE_SETS, run_backtests
+    from turbomode.data.ingest import load_clean
+
+    try:
+        settings = settings_from(ctx)
+        s, e = _day(start, "--start"), _day(end, "--end")
+        if e < s:
+            raise ValueError(f"--end {e} is before --start {s}")
+        chosen = tuple(rules or RULE_SETS)
+        unknown = sorted(set(chosen) - set(RULE_SETS))
+        if unknown:
+            raise ValueError(f"unknown rule set(s) {unknown}: expected {list(RULE_SETS)}")
+        if period not in ("year", "quarter"):
+            raise ValueError(f"--period must be year or quarter, got {period!r}")
+        table = None
+        if signals is not None:
+            read = pd.read_csv if signals.suffix == ".csv" else pd.read_parquet
+            table = read(signals)
+            table["date"] = pd.to_datetime(table["date"])
+        target = out or settings.data.data_dir / "backtests" / f"{s}_{e}"
+        run = run_backtests(
+            settings,
+            load_clean(settings),
+            s,
+            e,
+            target,
+            chosen,
+            signals=table,
+            horizon=horizon,
+            period=period,
+            train_days=train_days,
+            on_progress=lambda m: err.print(f"backtest: {m}"),
+        )
+    except _EXPECTED as exc:
+        fail(exc)
+    console.print(_headline(run.summaries))
+    for name, path in run.reports.items():
+        console.print(f"{name}: {path}")
+
+
+def regime_command(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None, typer.Option("--date", help="Regime as of this day (default: latest).")
+    ] = None,
+) -> None:
+    """Today's market regime (BULL/BEAR/CHOPPY/VOLATILE), why, and its entry threshold."""
+    from turbomode.data.ingest import load_clean
+    from turbomode.risk.regime import regime_on
+
+    try:
+        settings = settings_from(ctx)
+        day = _day(as_of, "--date") if as_of else None
+        when = pd.Timestamp(day) if day else None
+        r = regime_on(load_clean(settings).market, settings.regime, as_of=when)
+    except _EXPECTED as exc:
+        fail(exc)
+    console.print(
+        f"[bold]{r.date.date()}[/]: {r.regime or 'no regime'} — {r.reason}; "
+        f"entry threshold {r.entry_threshold:g} on the 0–100 strength"
+    )

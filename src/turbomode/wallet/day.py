@@ -1,0 +1,466 @@
+"""One trading day of a paper wallet: the backtest engine's day, run live and kept in the store.
+
+The day follows the engine's order (:mod:`turbomode.backtest.engine`) so a wallet trades what
+a backtest of the same signals would:
+
+1. **Entries at the open of the day** from the signals made at the close of an earlier day —
+   never the day itself: a signal dated on or after the day raises :class:`LookaheadError`.
+   A signal older than the wallet's previous run is stale (its open has passed) and skipped.
+   Candidates go strongest first (``strength``, else ``confidence``; ties by symbol), sized
+   on equity at the previous close: the ATR rules take ``backtest.position_fraction``; the
+   Smart rules take the signal's ``size`` column (the scanner's Kelly size) or, without one,
+   the cap of its tier, and pass the Smart portfolio constraints
+   (:func:`turbomode.smart.portfolio.select`: per sector, correlation, heat, …). Both respect
+   the rule set's maximum positions and one position per symbol.
+2. **Exits**: every open position (today's entries included) is given the day's bar by the
+   wallet's :class:`~turbomode.backtest.policies.ExitPolicy`.
+3. **Mark to market** at the close.
+
+Fills, costs and trade accounting are the engine's own (its ``Book``: slippage against the
+trade, commission per share and per notional with a floor, cash without margin for longs,
+whole shares); the exit rules are the policies the backtest uses. Nothing of that arithmetic
+is written twice.
+
+The whole day is one transaction (:meth:`SignalStore.write_wallet_day`): a run killed midway
+leaves the previous day's state, and running the same day again replaces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from turbomode.backtest.engine import (
+    Book,
+    Trade,
+    market_arrays,
+    normalize_signals,
+    open_entry,
+)
+from turbomode.backtest.policies import Bar, ExitPolicy, make_policy
+from turbomode.backtest.settings import BacktestSettings
+from turbomode.backtest.sizing import FixedFraction, SignalColumnSize, Sizer
+from turbomode.config import Settings
+from turbomode.errors import TurboModeError
+from turbomode.signals.store import SignalStore, WalletBook
+from turbomode.wallet.state import decode_state, encode_state
+
+
+class WalletError(TurboModeError):
+    """A wallet day that cannot be run as asked (no bars, bad signals, ...)."""
+
+
+class LookaheadError(WalletError, ValueError):
+    """A signal dated on or after the day it would trade: it would act on its own bar."""
+
+
+@dataclass
+class DayResult:
+    """What one day did: symbols opened, closed (fully) and still held, skipped signals with
+    their reasons, the fills, and the marks at the close."""
+
+    wallet: str
+    day: date
+    rules: str
+    rerun: bool
+    opened: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    cash: float = 0.0
+    market_value: float = 0.0
+    equity: float = 0.0
+
+
+@dataclass
+class _LedgerBook(Book):
+    """The engine's book, noting the cash after each fill for the ledger."""
+
+    cash_after: list[float] = field(default_factory=list)
+
+    def record(self, trade: Trade, day: date, kind: str, buying: bool, q: float, px: float) -> None:
+        super().record(trade, day, kind, buying, q, px)
+        self.cash_after.append(self.cash)
+
+
+def wallet_settings(rules: str, settings: Settings) -> BacktestSettings:
+    """The engine settings of a wallet: the backtest's costs and sizing; the Smart rules take
+    their own maximum positions and are long-only (as in :mod:`turbomode.backtest.run`)."""
+    update: dict[str, Any] = {"rules": rules}
+    if rules == "smart":
+        update.update(max_positions=settings.smart.max_positions, allow_short=False)
+    return settings.backtest.model_copy(update=update)
+
+
+def wallet_policy(rules: str, settings: Settings) -> ExitPolicy:
+    """The exit rule set of a wallet, with the platform's settings."""
+    return make_policy(rules, settings.risk, settings.smart, settings.backtest.default_horizon)
+
+
+def _sizer(rules: str, cfg: BacktestSettings) -> Sizer:
+    return SignalColumnSize("size") if rules == "smart" else FixedFraction(cfg.position_fraction)
+
+
+def _prepare_signals(
+    signals: pd.DataFrame | None, day: date, rules: str, settings: Settings
+) -> pd.DataFrame:
+    """The engine's checked signal table, refused when any signal is not from before ``day``;
+    for the Smart rules a ``tier`` (Average by default) and a ``size`` (the tier's cap when
+    the signal has none)."""
+    if signals is None or signals.empty:
+        return pd.DataFrame(columns=["date", "symbol", "side", "sector", "_rank"])
+    sig = normalize_signals(signals)
+    late = sig[sig["date"] >= pd.Timestamp(day)]
+    if len(late):
+        first = late.iloc[0]
+        raise LookaheadError(
+            f"signal {first['symbol']} of {first['date'].date()} cannot trade on {day}: a signal "
+            "acts on the open after the close that made it, never on its own bar"
+        )
+    if rules == "smart":
+        from turbomode.smart.types import to_tier
+
+        smart = settings.smart
+        tiers = sig["tier"] if "tier" in sig else pd.Series("Average", index=sig.index)
+        sig["tier"] = [to_tier(t if isinstance(t, str) and t else "Average").value for t in tiers]
+        caps = [min(smart.tier_cap[to_tier(t)], smart.max_size) for t in sig["tier"]]
+        given = pd.to_numeric(sig["size"], errors="coerce") if "size" in sig else None
+        sig["size"] = caps if given is None else given.fillna(pd.Series(caps, index=sig.index))
+    return sig.sort_values(["_rank", "symbol"], ascending=[False, True]).reset_index(drop=True)
+
+
+def _smart_reasons(
+    cands: pd.DataFrame, book: Book, prices: pd.DataFrame, settings: Settings
+) -> dict[str, str]:
+    """Symbol → reason for each candidate the Smart portfolio constraints keep out."""
+    from turbomode.smart.portfolio import Proposal, select, trailing_correlations
+    from turbomode.smart.types import to_tier
+
+    smart = settings.smart
+    proposals = []
+    for _, row in cands.iterrows():
+        tier = to_tier(row["tier"])
+        proposals.append(
+            Proposal(
+                ticker=str(row["symbol"]),
+                sector=str(row["sector"]),
+                strength=float(row["_rank"]),
+                tier=tier,
+                size=float(row["size"]),
+                stop_distance=float(smart.stops.get(tier, 0.0)),
+                earnings_soon=bool(row.get("earnings_soon", False) is True),
+            )
+        )
+    holdings = [t.state.as_holding() for t in book.open.values()]
+    correlations = None
+    if holdings and proposals:
+        wanted = {p.ticker for p in proposals} | {h.ticker for h in holdings}
+        as_of = max(pd.Timestamp(d) for d in cands["date"]).date()
+        correlations = trailing_correlations(
+            prices[prices["symbol"].isin(wanted)],
+            as_of,
+            smart.correlation_lookback,
+            smart.correlation_min_periods,
+        )
+    return {
+        d.proposal.ticker: f"portfolio: {d.reason}"
+        for d in select(proposals, holdings, smart, correlations)
+        if d.reason is not None
+    }
+
+
+def _trade_from_row(row: Mapping[str, Any], col: int) -> Trade:
+    return Trade(
+        trade_id=int(row["trade_id"]),
+        symbol=str(row["symbol"]),
+        col=col,
+        sign=1.0 if row["side"] == "long" else -1.0,
+        sector=str(row["sector"]),
+        regime=row["regime"],
+        tier=row["tier"],
+        strength=float(row["strength"]),
+        signal_date=row["signal_date"],
+        entry_date=row["entry_date"],
+        entry_price=float(row["entry_price"]),
+        entry_fill=float(row["entry_fill"]),
+        shares=float(row["shares"]),
+        state=decode_state(row["policy_state"]),
+        shares_open=float(row["shares_open"]),
+        bars_held=int(row["bars_held"]),
+        last_close=float(row["last_close"]),
+        commission=float(row["commission"]),
+        slippage_cost=float(row["slippage_cost"]),
+        exit_value=float(row["exit_value"]),
+        exit_raw_value=float(row["exit_raw_value"]),
+        n_exits=int(row["n_exits"]),
+        exit_reason=str(row["exit_reason"] or ""),
+        exit_date=row["exit_date"],
+    )
+
+
+def _trade_row(t: Trade, closed: Mapping[str, Any] | None, version: int) -> dict[str, Any]:
+    return {
+        "trade_id": t.trade_id,
+        "symbol": t.symbol,
+        "status": "closed" if closed is not None else "open",
+        "side": "long" if t.sign > 0 else "short",
+        "sector": t.sector,
+        "regime": t.regime,
+        "tier": t.tier,
+        "strength": t.strength,
+        "signal_date": t.signal_date,
+        "entry_date": t.entry_date,
+        "entry_price": t.entry_price,
+        "entry_fill": t.entry_fill,
+        "shares": t.shares,
+        "shares_open": t.shares_open,
+        "bars_held": t.bars_held,
+        "last_close": t.last_close,
+        "commission": t.commission,
+        "slippage_cost": t.slippage_cost,
+        "exit_value": t.exit_value,
+        "exit_raw_value": t.exit_raw_value,
+        "n_exits": t.n_exits,
+        "exit_reason": t.exit_reason or None,
+        "exit_date": t.exit_date,
+        "gross_pnl": None if closed is None else float(closed["gross_pnl"]),
+        "net_pnl": None if closed is None else float(closed["net_pnl"]),
+        "net_return": None if closed is None else float(closed["net_return"]),
+        "policy_state": encode_state(t.state),
+        "version": version,
+    }
+
+
+def _changed(row: dict[str, Any], stored: Mapping[str, Any] | None) -> bool:
+    if stored is None:
+        return True
+    return any(row[k] != stored[k] for k in row if k != "version")
+
+
+def _entry_reason(t: Trade) -> str:
+    side = "BUY" if t.sign > 0 else "SELL"
+    return f"{side} signal of {t.signal_date} (strength {t.strength:.4g}): filled at the open"
+
+
+def _open_entries(
+    sig: pd.DataFrame,
+    book: _LedgerBook,
+    start: WalletBook,
+    day: date,
+    mkt: Any,
+    col_of: Mapping[str, int],
+    policy: ExitPolicy,
+    cfg: BacktestSettings,
+    sizer: Sizer,
+    smart_reasons: Mapping[str, str],
+) -> tuple[list[Trade], list[tuple[str, str]]]:
+    """Step 1 of the module docstring, in the engine's order of checks."""
+    opened: list[Trade] = []
+    skipped: list[tuple[str, str]] = []
+    equity_prev = start.equity
+    gross = sum(abs(t.shares_open * t.last_close) for t in book.open.values())
+    next_id = start.next_trade_id
+    for _, row in sig.iterrows():
+        sym = str(row["symbol"])
+        signal_day = pd.Timestamp(row["date"]).date()
+        buying = bool(row["side"] == "BUY")
+        j = col_of[sym]
+        if start.previous_day is not None and signal_day < start.previous_day:
+            skipped.append((sym, f"stale: the open after {signal_day} was before this day"))
+            continue
+        if not buying and (policy.long_only or not cfg.allow_short):
+            skipped.append((sym, "short entries not allowed"))
+            continue
+        if sym in smart_reasons:
+            skipped.append((sym, smart_reasons[sym]))
+            continue
+        if len(book.open) >= cfg.max_positions:
+            skipped.append((sym, "max positions held"))
+            continue
+        has_bar = np.isfinite(mkt.o[0, j])
+        bar = Bar(day, *(float(x[0, j]) for x in (mkt.o, mkt.h, mkt.lo, mkt.c)))
+        regime = row.get("regime")
+        trade, why = open_entry(
+            book,
+            row,
+            trade_id=next_id,
+            col=j,
+            bar=bar if has_bar else None,
+            equity_prev=equity_prev,
+            gross=gross,
+            sizer=sizer,
+            policy=policy,
+            regime=regime,
+        )
+        if trade is None:
+            skipped.append((sym, str(why)))
+            continue
+        next_id += 1
+        gross += trade.shares * trade.entry_fill
+        opened.append(trade)
+    return opened, skipped
+
+
+def _run(
+    store: SignalStore,
+    wallet_name: str,
+    day: date,
+    prices: pd.DataFrame,
+    signals: pd.DataFrame | None,
+    settings: Settings,
+) -> DayResult:
+    start = store.wallet_book(wallet_name, day)
+    rules = start.wallet.rules
+    cfg = wallet_settings(rules, settings)
+    policy = wallet_policy(rules, settings)
+    sig = _prepare_signals(signals, day, rules, settings)
+
+    held_rows = {str(r["symbol"]): r for r in start.positions}
+    symbols = sorted(set(held_rows) | set(sig["symbol"]))
+    on_day = pd.to_datetime(prices["date"]).dt.normalize() == pd.Timestamp(day)
+    if not on_day.any():
+        raise WalletError(f"no bars on {day} in the prices: the wallet trades only market days")
+    mkt = market_arrays(prices, symbols, day, day)
+    col_of = {s: i for i, s in enumerate(symbols)}
+
+    book = _LedgerBook(settings=cfg, cash=start.cash)
+    stored = {int(r["trade_id"]): r for r in start.positions}
+    trades = [_trade_from_row(r, col_of[str(r["symbol"])]) for r in start.positions]
+    for t in trades:
+        book.open[t.symbol] = t
+
+    smart_reasons: dict[str, str] = {}
+    buys = sig[sig["side"] == "BUY"]
+    if start.previous_day is not None:
+        buys = buys[buys["date"] >= pd.Timestamp(start.previous_day)]
+    if rules == "smart" and len(buys):
+        smart_reasons = _smart_reasons(buys, book, prices, settings)
+    sizer = _sizer(rules, cfg)
+    opened, skipped = _open_entries(
+        sig, book, start, day, mkt, col_of, policy, cfg, sizer, smart_reasons
+    )
+    trades += opened
+
+    no_bar = []
+    for trade in sorted(book.open.values(), key=lambda t: t.trade_id):
+        j = trade.col
+        if not np.isfinite(mkt.c[0, j]):
+            no_bar.append(trade.symbol)
+            continue
+        bar = Bar(day, *(float(a[0, j]) for a in (mkt.o, mkt.h, mkt.lo, mkt.c)))
+        trade.bars_held += 1
+        trade.last_close = bar.close
+        trade.state, events = policy.on_bar(trade.state, bar, trade.bars_held)
+        book.apply(trade, events)
+
+    long_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign > 0), 0.0)
+    short_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign < 0), 0.0)
+    equity = book.cash + long_v - short_v
+    closed = {int(c["trade_id"]): c for c in book.closed}
+
+    rows = []
+    for t in trades:
+        stored_row = stored.get(t.trade_id)
+        row = _trade_row(
+            t, closed.get(t.trade_id), 0 if stored_row is None else stored_row["version"]
+        )
+        if _changed(row, stored_row):
+            rows.append(row)
+    fills = []
+    by_id = {t.trade_id: t for t in trades}
+    for (trade_id, _d, sym, kind, action, q, px, fill, fee), cash_after in zip(
+        book.fills, book.cash_after, strict=True
+    ):
+        t = by_id[trade_id]
+        reason = _entry_reason(t) if kind == "entry" else f"{kind}: exit rules at {px:.6g}"
+        fills.append(
+            {
+                "trade_id": trade_id,
+                "symbol": sym,
+                "kind": kind,
+                "action": action,
+                "shares": q,
+                "price": px,
+                "fill": fill,
+                "commission": fee,
+                "slippage": q * abs(fill - px),
+                "cash_after": cash_after,
+                "reason": reason,
+            }
+        )
+    result = DayResult(
+        wallet=wallet_name,
+        day=day,
+        rules=rules,
+        rerun=start.rerun,
+        opened=[t.symbol for t in opened],
+        closed=sorted(by_id[i].symbol for i in closed),
+        held=sorted(book.open),
+        skipped=skipped,
+        fills=fills,
+        cash=book.cash,
+        market_value=long_v - short_v,
+        equity=equity,
+    )
+    summary = {
+        "signal_dates": sorted({str(pd.Timestamp(d).date()) for d in sig["date"]}),
+        "opened": result.opened,
+        "closed": result.closed,
+        "held": result.held,
+        "no_bar": sorted(no_bar),
+        "skipped": [{"symbol": s, "reason": r} for s, r in skipped],
+    }
+    store.write_wallet_day(
+        wallet_name,
+        day,
+        version=start.wallet.version,
+        positions=rows,
+        fills=fills,
+        equity={
+            "cash": book.cash,
+            "long_value": long_v,
+            "short_value": short_v,
+            "market_value": long_v - short_v,
+            "equity": equity,
+            "n_open": len(book.open),
+            "n_opened": len(opened),
+            "n_closed": len(closed),
+            "commission": book.day_commission,
+            "summary": summary,
+        },
+    )
+    return result
+
+
+def run_day(
+    store: SignalStore,
+    wallet_name: str,
+    day: date,
+    prices: pd.DataFrame,
+    signals: pd.DataFrame | None,
+    settings: Settings,
+) -> DayResult:
+    """Run one market day of a wallet and record it in one transaction (module docstring).
+
+    ``prices`` is the project's long frame (symbol, date, open, high, low, close); it must hold
+    the day's bars, and, for the Smart rules' correlation check, may hold earlier history.
+    ``signals`` is the engine's signal table (:data:`turbomode.backtest.SIGNAL_COLUMNS` and
+    its optional columns), made at a close before ``day``. Running a day already written
+    replaces it; a day before the wallet's last run is refused. Job metrics are pushed under
+    ``wallet`` with rows by stage (opened, closed, held).
+    """
+    from turbomode.metrics import job_metrics
+
+    d = pd.Timestamp(day).date()
+    with job_metrics("wallet", settings.stores.pushgateway_url) as metrics:
+        result = _run(store, wallet_name, d, prices, signals, settings)
+        metrics.rows.labels(stage="opened").inc(len(result.opened))
+        metrics.rows.labels(stage="closed").inc(len(result.closed))
+        metrics.rows.labels(stage="held").inc(len(result.held))
+    return result

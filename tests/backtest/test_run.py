@@ -1,0 +1,101 @@
+"""``turbomode backtest`` end to end on the synthetic market: walk-forward signals through both
+rule sets with reports beside SPY; the Smart rule set's regime thresholds; the CLI adapters."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from turbomode.backtest.run import run_backtests, smart_candidates
+from turbomode.backtest.walkforward import walk_forward_signals
+from turbomode.cli import app
+from turbomode.config import Settings
+from turbomode.data.sources.base import MarketData
+
+START, END = date(2023, 1, 1), date(2023, 6, 30)
+runner = CliRunner()
+
+
+def test_smart_candidates_take_buys_above_the_days_regime_threshold() -> None:
+    days = pd.to_datetime(["2023-01-03", "2023-01-04", "2023-01-05"])
+    regimes = pd.DataFrame({"regime": ["BULL", "VOLATILE", None]}, index=days)
+    signals = pd.DataFrame(
+        {
+            "date": days[[0, 0, 0, 1, 1, 2, 2]],
+            "symbol": ["A", "B", "C", "D", "E", "F", "G"],
+            "side": ["BUY", "BUY", "SELL", "BUY", "BUY", "BUY", "BUY"],
+            "strength": [64.9, 65.0, 90.0, 44.9, 45.0, 59.9, 60.0],
+        }
+    )
+    got = smart_candidates(signals, regimes, Settings())
+    # BULL needs 65, VOLATILE 45, no regime the base 60; SELLs never (long only).
+    assert got["symbol"].tolist() == ["B", "E", "G"]
+    assert got["regime"].tolist()[:2] == ["BULL", "VOLATILE"] and pd.isna(got["regime"].iloc[2])
+    assert set(got["tier"]) == {"Average"}
+
+
+@pytest.mark.slow
+def test_both_rule_sets_end_to_end(world: tuple[Settings, MarketData], tmp_path: Path) -> None:
+    settings, md = world
+    wf = walk_forward_signals(
+        settings, md, START, END, tmp_path / "wf", horizon=1, period="quarter", train_days=250
+    )
+    run = run_backtests(settings, md, START, END, tmp_path / "out", signals=wf.signals, horizon=1)
+    assert set(run.reports) == {"atr", "smart"} and run.signals == len(wf.signals)
+    for rules, path in run.reports.items():
+        html = Path(path).read_text()
+        assert "SPY" in html and "<svg" in html, rules
+        summary = run.summaries[rules]
+        assert summary["benchmark"]["total_return"] is not None
+        # Strategy and SPY over the same trading days of [START, END], not all the prices.
+        assert (
+            summary["period"]["start"] >= "2023-01-02" and summary["period"]["end"] <= "2023-06-30"
+        )
+    atr, smart = run.results["atr"].trades, run.results["smart"].trades
+    assert len(atr) > 0 and {"long", "short"} <= set(atr["side"])
+    assert len(smart) > 0 and set(smart["side"]) == {"long"}
+    # Every Smart trade's signal reached its day's regime threshold; at most 6 held at once.
+    held = run.results["smart"].daily["n_positions"]
+    assert held.max() <= settings.smart.max_positions
+    written = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert written["signals"] == len(wf.signals)
+
+
+@pytest.mark.slow
+def test_cli_backtest_with_a_signals_file(
+    world: tuple[Settings, MarketData], tmp_path: Path
+) -> None:
+    settings, md = world
+    wf = walk_forward_signals(
+        settings, md, START, END, tmp_path / "wf", horizon=1, period="quarter", train_days=250
+    )
+    path = tmp_path / "signals.csv"
+    wf.signals.to_csv(path, index=False)
+    data = str(settings.data.data_dir)
+    args = ["--data-dir", data, "backtest", "--start", "2023-01-01", "--end", "2023-06-30"]
+    result = runner.invoke(
+        app, [*args, "--signals", str(path), "--rules", "atr", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "Backtest beside SPY" in result.output and (tmp_path / "r" / "atr" / "report.html").exists()
+    )
+    bad = runner.invoke(app, [*args, "--signals", str(path), "--rules", "nope"])
+    assert bad.exit_code == 2 and "unknown rule set(s) ['nope']" in bad.output
+    backwards = ["--data-dir", data, "backtest", "--start", "2023-06-30", "--end", "2023-01-01"]
+    assert "is before --start" in runner.invoke(app, backwards).output
+
+
+def test_cli_regime(world: tuple[Settings, MarketData]) -> None:
+    settings, _ = world
+    data = str(settings.data.data_dir)
+    result = runner.invoke(app, ["--data-dir", data, "regime", "--date", "2023-03-15"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("2023-03-15: ") and "entry threshold" in result.output
+    bad = runner.invoke(app, ["--data-dir", data, "regime", "--date", "15/03/2023"])
+    assert bad.exit_code == 2 and "--date must be a date YYYY-MM-DD" in bad.output

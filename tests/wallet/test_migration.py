@@ -1,0 +1,114 @@
+"""Migration 0003 (the wallet tables) upgrades a store already at 0002 without touching its
+data, and downgrades cleanly — on SQLite and on the machine's PostgreSQL (own schema)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from turbomode.risk.types import Position
+from turbomode.signals.store import SignalStore
+from turbomode.smart.exits import SmartPosition
+from turbomode.smart.types import Tier
+from turbomode.wallet import StateCodecError, decode_state, encode_state
+
+WALLET_TABLES = {"wallets", "wallet_positions", "wallet_fills", "wallet_equity"}
+
+
+def _alembic(store: SignalStore, action: str, revision: str) -> None:
+    cfg = store._alembic_config()
+    with store._write() as conn:
+        if store.schema is not None:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{store.schema}"'))
+        cfg.attributes["connection"] = conn
+        getattr(command, action)(cfg, revision)
+
+
+def _tables(store: SignalStore) -> set[str]:
+    return set(sa.inspect(store.engine).get_table_names(schema=store.schema))
+
+
+def test_upgrade_from_0002_keeps_data_and_downgrade_removes_the_wallet(
+    fresh: SignalStore,
+) -> None:
+    _alembic(fresh, "upgrade", "0002")
+    assert fresh.current_revision() == "0002"
+    assert not WALLET_TABLES & _tables(fresh)
+    run_id = fresh.start_retrain({"Energy/1": "v1"}, 5, 42)
+
+    head = fresh.head_revision()
+    _alembic(fresh, "upgrade", "0003")
+    assert fresh.current_revision() == "0003"
+    assert _tables(fresh) >= WALLET_TABLES
+    assert fresh.retrain_runs()["id"].tolist() == [run_id]  # earlier data kept
+    fresh.create_wallet("w", "smart", 10_000.0)
+    assert fresh.wallet("w").rules == "smart"
+
+    _alembic(fresh, "downgrade", "0002")
+    assert fresh.current_revision() == "0002"
+    assert not WALLET_TABLES & _tables(fresh)
+    assert fresh.retrain_runs()["id"].tolist() == [run_id]
+    assert fresh.migrate() == head  # and up again, to the newest revision
+    assert fresh.wallets() == []
+
+
+def test_policy_states_round_trip_through_json_exactly() -> None:
+    atr = Position(
+        symbol="AAA",
+        state="short",
+        sector="Energy",
+        horizon=5,
+        entry_date=date(2024, 3, 5),
+        entry_price=100.0,
+        stop=102.0,
+        target=95.0,
+        initial_stop_distance=2.0,
+        size=0.25,
+        confidence=0.61,
+        atr_at_entry=1.7,
+        recent_signals=["SELL", "HOLD"],
+        persistence=2,
+        partials_taken=2,
+        realized_r=1.25,
+        version=3,
+    )
+    smart = SmartPosition(
+        symbol="CCC",
+        sector="Utilities",
+        tier=Tier.ELITE,
+        state="long",
+        entry_date=date(2024, 3, 5),
+        entry_price=50.0,
+        stop=48.5,
+        target_1=51.0,
+        target_2=51.75,
+        max_hold_days=5,
+        trailing_pct=0.01,
+        size=0.5,
+        equity_size=0.15,
+        first_target_hit=True,
+        best_close=51.2,
+        bars_held=2,
+        last_date=date(2024, 3, 6),
+        realized_return=0.012,
+    )
+    for state in (atr, smart, Position(symbol="FLAT"), SmartPosition(symbol="F")):
+        stored = json.loads(json.dumps(encode_state(state)))
+        back = decode_state(stored)
+        assert back == state and type(back) is type(state)
+        assert dataclasses.asdict(back) == dataclasses.asdict(state)
+    assert decode_state(json.loads(json.dumps(encode_state(smart)))).tier is Tier.ELITE
+
+
+def test_unstorable_states_are_refused() -> None:
+    with pytest.raises(StateCodecError, match="cannot be stored"):
+        encode_state(Position(symbol="A", state="long", stop=float("inf")))
+    with pytest.raises(StateCodecError, match="unknown policy state"):
+        encode_state(date(2024, 1, 1))
+    with pytest.raises(StateCodecError, match="unknown stored field"):
+        decode_state({"type": "Position", "fields": {"symbol": "A", "colour": "red"}})
