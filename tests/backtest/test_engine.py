@@ -286,6 +286,29 @@ def test_max_positions_takes_the_strongest_and_one_position_per_symbol() -> None
     assert list(more_room.skipped["reason"]) == ["already held"]
 
 
+def test_a_screen_keeps_entries_out_with_its_reason() -> None:
+    """The daily screen sees the day's candidates strongest first and the book; a symbol it
+    names is skipped with that reason, the others enter."""
+    bars = {s: flat(p, 5) for s, p in (("AAA", 100.0), ("BBB", 50.0), ("CCC", 20.0))}
+    signals = pd.DataFrame(
+        [
+            _sig(D[0], "AAA", strength=0.9),
+            _sig(D[0], "BBB", strength=0.5),
+            _sig(D[1], "CCC", strength=0.7),
+        ]
+    )
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def screen(cands: pd.DataFrame, book: Any) -> dict[str, str]:
+        seen.append((list(cands["symbol"]), sorted(book.open)))
+        return {"BBB": "portfolio: 2 per sector"}
+
+    r = run_backtest(signals, prices(D, bars), AtrExitPolicy(), BacktestSettings(), screen=screen)
+    assert sorted(r.trades["symbol"]) == ["AAA", "CCC"]
+    assert seen == [(["AAA", "BBB"], []), (["CCC"], ["AAA"])]
+    assert list(r.skipped["reason"]) == ["portfolio: 2 per sector"]
+
+
 def test_a_sizing_callback_sets_the_shares() -> None:
     cfg = BacktestSettings(slippage_bps=10.0)
     sig = pd.DataFrame([_sig(D[0], "AAA", size=0.05)])

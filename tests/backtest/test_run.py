@@ -62,6 +62,15 @@ def test_both_rule_sets_end_to_end(world: tuple[Settings, MarketData], tmp_path:
     # Every Smart trade's signal reached its day's regime threshold; at most 6 held at once.
     held = run.results["smart"].daily["n_positions"]
     assert held.max() <= settings.smart.max_positions
+    # The Smart portfolio constraints screened the entries: never 3 open in one sector.
+    assert run.results["smart"].skipped["reason"].str.startswith("portfolio: ").any()
+    for day in run.results["smart"].daily.index:
+        d = day.date()
+        open_then = smart[
+            (pd.to_datetime(smart["entry_date"]).dt.date <= d)
+            & (pd.to_datetime(smart["exit_date"]).dt.date > d)
+        ]
+        assert (open_then.groupby("sector").size() <= 2).all(), d
     written = json.loads((tmp_path / "out" / "run.json").read_text())
     assert written["signals"] == len(wf.signals)
 

@@ -38,7 +38,7 @@ the adjusted real data) are widened to contain them before the rules see them; t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, cast
@@ -247,6 +247,10 @@ class Book:
             self.exit(trade, last.date, last.kind, last.price, trade.shares_open)
 
 
+# A day's candidates (strongest first) and the book → symbol → why it is kept out.
+Screen = Callable[[pd.DataFrame, Book], Mapping[str, str]]
+
+
 def _to_date(value: Any) -> date:
     return pd.Timestamp(value).date()
 
@@ -347,6 +351,7 @@ def run_backtest(
     regimes: pd.Series | None = None,
     start: Any | None = None,
     end: Any | None = None,
+    screen: Screen | None = None,
 ) -> BacktestResult:
     """Simulate the signals over the price history (module docstring for the day's order).
 
@@ -355,7 +360,9 @@ def run_backtest(
     ``settings.rules`` names with its default settings; ``sizer`` to
     :class:`~turbomode.backtest.sizing.FixedFraction` of ``settings.position_fraction``.
     ``regimes`` (date → label) tags each day and each trade (by its signal date); without it a
-    trade takes its signal's ``regime`` column when there is one.
+    trade takes its signal's ``regime`` column when there is one. ``screen`` sees each day's
+    candidates (strongest first) and the book before the entries and returns symbol → reason
+    for those it keeps out (the Smart Scanner's portfolio constraints).
     """
     cfg = settings or BacktestSettings()
     rules = policy or make_policy(cfg.rules, default_horizon=cfg.default_horizon)
@@ -420,11 +427,17 @@ def run_backtest(
         # 1. entries at the open
         gross = sum(abs(t.shares_open * t.last_close) for t in book.open.values())
         lo_i, hi_i = int(cand_pos[i]), int(cand_pos[i + 1])
+        kept_out: Mapping[str, str] = {}
+        if screen is not None and hi_i > lo_i:
+            kept_out = screen(sig.loc[cand_rows[lo_i:hi_i]], book)
         for k in range(lo_i, hi_i):
             ridx = int(cand_rows[k])
             row = cast(pd.Series, sig.loc[ridx])
             sym = str(row["symbol"])
             j = col_of[sym]
+            if sym in kept_out:
+                row_skips.append((ridx, kept_out[sym]))
+                continue
             if len(book.open) >= cfg.max_positions:
                 skipped.append((cand_rows[k:hi_i], "max positions held"))
                 break

@@ -8,7 +8,8 @@
   ``smart.max_positions`` at a time, with the tiered targets, stops at the close and maximum
   hold of :mod:`turbomode.smart.exits`. Every symbol is ranked Average (the adaptive ranking
   needs a history of the symbol's own trades, which a backtest from a cold start lacks), so
-  the size is the Average tier's cap.
+  the size is the Average tier's cap; the Smart portfolio constraints (2 per sector,
+  correlation, heat) screen each day's entries (:func:`smart_screen`).
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from typing import Any
 
 import pandas as pd
 
-from turbomode.backtest.engine import BacktestResult, run_backtest
+from turbomode.backtest.engine import BacktestResult, Book, Screen, run_backtest
 from turbomode.backtest.metrics import summarize
 from turbomode.backtest.policies import AtrExitPolicy, SmartExitPolicy
 from turbomode.backtest.report import write_report
-from turbomode.backtest.sizing import FixedFraction
+from turbomode.backtest.sizing import SignalColumnSize
 from turbomode.config import Settings
 from turbomode.data.sources.base import MarketData
 from turbomode.errors import TurboModeError
 from turbomode.io import atomic_write_json
 from turbomode.logs import event
+from turbomode.smart.types import Tier
 
 log = logging.getLogger("turbomode.backtest.run")
 RULE_SETS = ("atr", "smart")
@@ -51,7 +53,8 @@ class BacktestRun:
 def smart_candidates(
     signals: pd.DataFrame, regimes: pd.DataFrame, settings: Settings
 ) -> pd.DataFrame:
-    """BUY signals whose strength reaches their day's regime threshold, tier Average."""
+    """BUY signals whose strength reaches their day's regime threshold, tier Average, sized at
+    the Average tier's cap."""
     from turbomode.risk.regime import entry_threshold
 
     buys = signals[signals["side"] == "BUY"].copy()
@@ -60,7 +63,53 @@ def smart_candidates(
     need = [entry_threshold(r, settings.regime) for r in buys["regime"]]
     buys = buys[buys["strength"].to_numpy() >= need].copy()
     buys["tier"] = "Average"
+    buys["size"] = min(settings.smart.tier_cap[Tier.AVERAGE], settings.smart.max_size)
     return buys.reset_index(drop=True)
+
+
+def smart_screen(prices: pd.DataFrame, settings: Settings) -> Screen:
+    """The Smart Scanner's portfolio constraints (:func:`turbomode.smart.portfolio.select`: 2
+    per sector, correlation, heat, minimum size, Avoid, earnings) as the engine's daily
+    screen; the backtest and the paper wallet both use it. Correlations are measured on
+    returns up to the candidates' signal date."""
+    from turbomode.smart.portfolio import Proposal, select, trailing_correlations
+    from turbomode.smart.types import to_tier
+
+    smart = settings.smart
+
+    def screen(cands: pd.DataFrame, book: Book) -> dict[str, str]:
+        proposals = []
+        for _, row in cands.iterrows():
+            tier = to_tier(row["tier"])
+            proposals.append(
+                Proposal(
+                    ticker=str(row["symbol"]),
+                    sector=str(row["sector"]),
+                    strength=float(row["_rank"]),
+                    tier=tier,
+                    size=float(row["size"]),
+                    stop_distance=float(smart.stops.get(tier, 0.0)),
+                    earnings_soon=bool(row.get("earnings_soon", False) is True),
+                )
+            )
+        holdings = [t.state.as_holding() for t in book.open.values()]
+        correlations = None
+        if holdings and proposals:
+            wanted = {p.ticker for p in proposals} | {h.ticker for h in holdings}
+            as_of = max(pd.Timestamp(d) for d in cands["date"]).date()
+            correlations = trailing_correlations(
+                prices[prices["symbol"].isin(wanted)],
+                as_of,
+                smart.correlation_lookback,
+                smart.correlation_min_periods,
+            )
+        return {
+            d.proposal.ticker: f"portfolio: {d.reason}"
+            for d in select(proposals, holdings, smart, correlations)
+            if d.reason is not None
+        }
+
+    return screen
 
 
 def run_rule_set(
@@ -91,17 +140,17 @@ def run_rule_set(
         cfg = settings.backtest.model_copy(
             update={"rules": "smart", "max_positions": smart.max_positions, "allow_short": False}
         )
-        size = FixedFraction(min(smart.tier_cap["Average"], smart.max_size))  # type: ignore[index]
         return run_backtest(
             smart_candidates(signals, regimes, settings),
             md.prices,
             SmartExitPolicy(smart),
             cfg,
             universe=md.universe,
-            sizer=size,
+            sizer=SignalColumnSize("size"),
             regimes=labels,
             start=start,
             end=end,
+            screen=smart_screen(md.prices, settings),
         )
     raise TurboModeError(f"unknown rule set {rules!r}: expected one of {RULE_SETS}")
 

@@ -135,46 +135,6 @@ def _prepare_signals(
     return sig.sort_values(["_rank", "symbol"], ascending=[False, True]).reset_index(drop=True)
 
 
-def _smart_reasons(
-    cands: pd.DataFrame, book: Book, prices: pd.DataFrame, settings: Settings
-) -> dict[str, str]:
-    """Symbol → reason for each candidate the Smart portfolio constraints keep out."""
-    from turbomode.smart.portfolio import Proposal, select, trailing_correlations
-    from turbomode.smart.types import to_tier
-
-    smart = settings.smart
-    proposals = []
-    for _, row in cands.iterrows():
-        tier = to_tier(row["tier"])
-        proposals.append(
-            Proposal(
-                ticker=str(row["symbol"]),
-                sector=str(row["sector"]),
-                strength=float(row["_rank"]),
-                tier=tier,
-                size=float(row["size"]),
-                stop_distance=float(smart.stops.get(tier, 0.0)),
-                earnings_soon=bool(row.get("earnings_soon", False) is True),
-            )
-        )
-    holdings = [t.state.as_holding() for t in book.open.values()]
-    correlations = None
-    if holdings and proposals:
-        wanted = {p.ticker for p in proposals} | {h.ticker for h in holdings}
-        as_of = max(pd.Timestamp(d) for d in cands["date"]).date()
-        correlations = trailing_correlations(
-            prices[prices["symbol"].isin(wanted)],
-            as_of,
-            smart.correlation_lookback,
-            smart.correlation_min_periods,
-        )
-    return {
-        d.proposal.ticker: f"portfolio: {d.reason}"
-        for d in select(proposals, holdings, smart, correlations)
-        if d.reason is not None
-    }
-
-
 def _trade_from_row(row: Mapping[str, Any], col: int) -> Trade:
     return Trade(
         trade_id=int(row["trade_id"]),
@@ -340,7 +300,9 @@ def _run(
     if start.previous_day is not None:
         buys = buys[buys["date"] >= pd.Timestamp(start.previous_day)]
     if rules == "smart" and len(buys):
-        smart_reasons = _smart_reasons(buys, book, prices, settings)
+        from turbomode.backtest.run import smart_screen
+
+        smart_reasons = dict(smart_screen(prices, settings)(buys, book))
     sizer = _sizer(rules, cfg)
     opened, skipped = _open_entries(
         sig, book, start, day, mkt, col_of, policy, cfg, sizer, smart_reasons
