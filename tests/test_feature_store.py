@@ -74,8 +74,9 @@ def test_materialize_is_incremental_and_idempotent(local, features, monkeypatch)
     monkeypatch.setattr(JobMetrics, "push", capture)
     settings, store = local
     first = fs.materialize(store, settings)
-    newest = pd.Timestamp(features["date"].max()).tz_localize("UTC").timestamp()
-    assert pushed == [newest]  # what the stale-features alert watches
+    newest = pd.Timestamp(features["date"].max()).date()
+    close = pd.Timestamp(f"{newest} 16:00", tz="America/New_York").timestamp()
+    assert pushed == [close]  # what the stale-features alert watches: that bar's close
     before = fs.online_vectors(store, sorted(features["symbol"].unique()))
     second = fs.materialize(store, settings)
     after = fs.online_vectors(store, sorted(features["symbol"].unique()))

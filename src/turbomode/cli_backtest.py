@@ -85,6 +85,10 @@ def backtest_command(
     train_days: Annotated[
         int, typer.Option("--train-days", help="Rolling training window, trading days.")
     ] = 756,
+    modifiers: Annotated[
+        Path | None,
+        typer.Option("--modifiers", help="Modifier rules YAML: measure their evidence."),
+    ] = None,
 ) -> None:
     """Walk-forward models → nightly signals → the ATR and Smart rule sets, beside SPY."""
     from turbomode.backtest.run import RULE_SETS, run_backtests
@@ -119,12 +123,23 @@ def backtest_command(
             period=period,
             train_days=train_days,
             on_progress=lambda m: err.print(f"backtest: {m}"),
+            modifiers=modifiers,
         )
     except _EXPECTED as exc:
         fail(exc)
     console.print(_headline(run.summaries))
     for name, path in run.reports.items():
         console.print(f"{name}: {path}")
+    for name, measured in run.modifiers.items():
+        for rule in measured["rules"]:
+            ev = rule["evidence"]
+            state = "active" if ev["active"] else f"inactive ({ev['reason']})"
+            console.print(
+                f"{name} rules, modifier {rule['name']}: {ev['n']} trades, win rate "
+                f"{ev['win_rate']:.3f} against {ev['base_win_rate']:.3f} — {state}"
+            )
+        for error in measured["errors"]:
+            console.print(f"{name} rules, modifier file: {error}")
 
 
 def regime_command(

@@ -304,6 +304,12 @@ def latest_offline_date(settings: Settings) -> pd.Timestamp:
     return pd.Timestamp(pa.compute.max(ts).as_py())
 
 
+def market_close(day: datetime | pd.Timestamp) -> float:
+    """Unix time of the US equity close (16:00 America/New_York) on ``day``'s date."""
+    local = pd.Timestamp(pd.Timestamp(day).date()).tz_localize("America/New_York")
+    return (local + pd.Timedelta(hours=16)).timestamp()
+
+
 def materialize(
     store: FeatureStore,
     settings: Settings,
@@ -328,8 +334,9 @@ def materialize(
         if start_dt >= end_dt:
             start_dt = first  # re-materializing the same window is harmless (idempotent)
         store.materialize(start_date=start_dt, end_date=end_dt, feature_views=[VECTOR_VIEW])
-        # The stale-features alert watches this: the newest market date now served online.
-        metrics.gauge("turbomode_features_latest_timestamp_seconds").set(end_ts.timestamp())
+        # The stale-features alert watches this: the close (16:00 New York) of the newest
+        # market day now served online, so its age is the time since that bar really ended.
+        metrics.gauge("turbomode_features_latest_timestamp_seconds").set(market_close(end_ts))
     event(log, "features.materialized", start=start_dt, end=end_dt)
     return start_dt, end_dt
 

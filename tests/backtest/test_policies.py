@@ -102,6 +102,9 @@ def test_atr_policy_derives_1r_from_atr_and_honours_the_entry_range() -> None:
     assert state is None and "outside the entry range" in str(reason)
     with pytest.raises(RiskInputError, match="stop_distance"):
         policy.open(_order(stop_distance=None), bar)
+    # An ATR of 0 (flat bars) refuses that entry instead of stopping the whole run.
+    state, reason = policy.open(_order(stop_distance=None, atr=0.0, horizon=2), bar)
+    assert state is None and reason == "ATR 0 gives no stop distance"
 
 
 def test_smart_policy_matches_smart_exits_bar_for_bar() -> None:

@@ -7,6 +7,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -45,7 +46,15 @@ def test_both_rule_sets_end_to_end(world: tuple[Settings, MarketData], tmp_path:
     wf = walk_forward_signals(
         settings, md, START, END, tmp_path / "wf", horizon=1, period="quarter", train_days=250
     )
-    run = run_backtests(settings, md, START, END, tmp_path / "out", signals=wf.signals, horizon=1)
+    rules = tmp_path / "modifiers.yaml"
+    rules.write_text(
+        "- {name: fell_yesterday, kind: boost, value: 1.1,\n"
+        "   when: {feature: log_ret_1, op: '<', value: 0}}\n"
+        "- {name: typo, kind: penalty, value: 0.9, when: {feature: log_ret_l, op: '<', value: 0}}\n"
+    )
+    run = run_backtests(
+        settings, md, START, END, tmp_path / "out", signals=wf.signals, horizon=1, modifiers=rules
+    )
     assert set(run.reports) == {"atr", "smart"} and run.signals == len(wf.signals)
     for rules, path in run.reports.items():
         html = Path(path).read_text()
@@ -71,6 +80,23 @@ def test_both_rule_sets_end_to_end(world: tuple[Settings, MarketData], tmp_path:
             & (pd.to_datetime(smart["exit_date"]).dt.date > d)
         ]
         assert (open_then.groupby("sector").size() <= 2).all(), d
+    # The modifier's evidence is measured on the backtest's own trades: recount it here from
+    # each trade's log return on its signal date.
+    measured = json.loads((tmp_path / "out" / "atr" / "modifiers.json").read_text())
+    (rule,) = measured["rules"]
+    assert rule["name"] == "fell_yesterday" and len(measured["errors"]) == 1
+    assert "log_ret_l" in measured["errors"][0]
+    feats = md.prices.sort_values(["symbol", "date"]).assign(
+        log_ret_1=lambda f: np.log(f["close"]).groupby(f["symbol"]).diff()
+    )
+    keyed = atr.assign(signal_date=pd.to_datetime(atr["signal_date"])).merge(
+        feats[["symbol", "date", "log_ret_1"]].rename(columns={"date": "signal_date"}),
+        on=["symbol", "signal_date"],
+    )
+    fell = keyed[keyed["log_ret_1"] < 0]
+    assert rule["evidence"]["n"] == len(fell) > 0
+    assert rule["evidence"]["wins"] == int((fell["net_return"] > 0).sum())
+    assert rule["evidence"]["base_n"] == len(atr)
     written = json.loads((tmp_path / "out" / "run.json").read_text())
     assert written["signals"] == len(wf.signals)
 

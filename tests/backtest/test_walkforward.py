@@ -79,6 +79,19 @@ def test_walk_forward_is_point_in_time(world: tuple[Settings, MarketData], tmp_p
         sectors=SECTORS,
     )
     pd.testing.assert_frame_equal(sig, again.signals)
+    # The period boundary too: with everything after the first quarter deleted, the first
+    # quarter's signals are the same.
+    q1 = pd.Timestamp("2023-03-31")
+    first_quarter = replace(
+        md,
+        prices=md.prices[md.prices["date"] <= q1].reset_index(drop=True),
+        market=md.market[md.market["date"] <= q1].reset_index(drop=True),
+    )
+    early = walk_forward_signals(
+        settings, first_quarter, START, q1.date(), tmp_path / "c", horizon=1, period="quarter",
+        train_days=250, sectors=SECTORS,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(early.signals, sig[sig["date"] <= q1].reset_index(drop=True))
 
 
 def test_unknown_horizon_is_refused(world: tuple[Settings, MarketData], tmp_path: Path) -> None:

@@ -881,23 +881,23 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
                     }
                 ],
             },
-            {  # the online store's newest date stops moving at t=0: stale after 96 h (+30 m)
+            {  # the online store's newest close stops moving at t=0: stale after 108 h (+30 m)
                 "interval": "5m",
                 "input_series": [
                     {
                         "series": "turbomode_features_latest_timestamp_seconds"
                         '{job="turbomode_materialize"}',
-                        "values": "0x1300",
+                        "values": "0x1400",
                     }
                 ],
                 "alert_rule_test": [
                     {
-                        "eval_time": "96h20m",
+                        "eval_time": "108h20m",
                         "alertname": "TurboModeFeaturesStale",
                         "exp_alerts": [],
                     },
                     {
-                        "eval_time": "96h40m",
+                        "eval_time": "108h40m",
                         "alertname": "TurboModeFeaturesStale",
                         "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
                     },

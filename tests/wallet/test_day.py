@@ -367,3 +367,24 @@ def test_job_metrics_count_rows_by_stage(
     assert [rows(day1, s) for s in ("opened", "closed", "held")] == [2.0, 0.0, 2.0]
     assert [rows(day2, s) for s in ("opened", "closed", "held")] == [0.0, 1.0, 1.0]
     assert day2.registry.get_sample_value("turbomode_job_success") == 1.0
+
+
+def test_a_symbol_without_bars_for_five_market_days_is_closed_as_delisted(
+    sqlite_store: SignalStore,
+) -> None:
+    days = [d.date() for d in pd.bdate_range("2024-03-04", periods=8)]
+    rows = {("AAA", days[1]): (100.0, 100.5, 99.5, 100.0)}  # its last bar: the entry day
+    rows.update({("BBB", d): (50.0, 50.0, 50.0, 50.0) for d in days})  # the market trades on
+    prices = bars(rows)
+    sqlite_store.create_wallet("paper", "atr", 100_000.0)
+    run_day(sqlite_store, "paper", days[1], prices, sigs(signal("AAA", days[0])), S)
+    for d in days[2:6]:  # 1 to 4 market days without a bar: still held
+        result = run_day(sqlite_store, "paper", d, prices, None, S)
+        assert result.held == ["AAA"] and result.closed == [], d
+    result = run_day(sqlite_store, "paper", days[6], prices, None, S)
+    assert result.closed == ["AAA"]
+    (t,) = sqlite_store.wallet_positions("paper").to_dict("records")
+    assert t["exit_reason"] == "delisted"
+    (out,) = sqlite_store.wallet_fills("paper").query("kind == 'delisted'").to_dict("records")
+    # out at its last close, 100, less 10 bps of slippage, on the sixth day
+    assert out["price"] == 100.0 and out["fill"] == pytest.approx(100.0 * 0.999)

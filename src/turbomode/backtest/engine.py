@@ -427,6 +427,9 @@ def run_backtest(
         # 1. entries at the open
         gross = sum(abs(t.shares_open * t.last_close) for t in book.open.values())
         lo_i, hi_i = int(cand_pos[i]), int(cand_pos[i + 1])
+        # The screen judges the day's candidates together against the book; one it accepted
+        # that the engine then refuses (no bar, no shares, leverage, exit rules) still counted
+        # toward its limits for that day — rare, and on the conservative side.
         kept_out: Mapping[str, str] = {}
         if screen is not None and hi_i > lo_i:
             kept_out = screen(sig.loc[cand_rows[lo_i:hi_i]], book)

@@ -174,6 +174,10 @@ class AtrExitPolicy:
         )
 
     def open(self, order: EntryOrder, bar: Bar) -> tuple[Position | None, str | None]:
+        if _opt_float(order.row, "stop_distance") is None:
+            atr = _opt_float(order.row, "atr")
+            if atr is not None and not atr > 0:  # flat bars: refuse this entry, not the run
+                return None, f"ATR {atr:g} gives no stop distance"
         signal = self._signal(order, bar)
         position, _ = atr_rules.open_position(signal, bar.date, bar.open, self.settings)
         if position.state == "flat":

@@ -30,7 +30,7 @@ from turbomode.backtest.report import write_report
 from turbomode.backtest.sizing import SignalColumnSize
 from turbomode.config import Settings
 from turbomode.data.sources.base import MarketData
-from turbomode.errors import TurboModeError
+from turbomode.errors import SchemaError, TurboModeError
 from turbomode.io import atomic_write_json
 from turbomode.logs import event
 from turbomode.smart.types import Tier
@@ -48,6 +48,8 @@ class BacktestRun:
     reports: dict[str, str] = field(default_factory=dict)
     signals: int = 0
     periods: list[dict[str, Any]] = field(default_factory=list)
+    modifiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signal_counts: dict[str, Any] = field(default_factory=dict)
 
 
 def smart_candidates(
@@ -57,7 +59,16 @@ def smart_candidates(
     the Average tier's cap."""
     from turbomode.risk.regime import entry_threshold
 
-    buys = signals[signals["side"] == "BUY"].copy()
+    missing = sorted({"date", "symbol", "side"} - set(signals.columns))
+    if missing:
+        raise SchemaError(f"signals: missing column(s) {missing}")
+    if "strength" not in signals and "confidence" not in signals:
+        raise SchemaError("signals: the Smart rules need a 'strength' (0–100) or 'confidence'")
+    side = signals["side"].astype(str).str.upper()
+    buys = signals[side == "BUY"].copy()
+    buys["side"] = "BUY"
+    if "strength" not in buys:
+        buys["strength"] = 100.0 * buys["confidence"].astype(float)
     regime = pd.Series(regimes["regime"]).reindex(pd.DatetimeIndex(buys["date"]))
     buys["regime"] = regime.to_numpy()
     need = [entry_threshold(r, settings.regime) for r in buys["regime"]]
@@ -78,8 +89,10 @@ def smart_screen(prices: pd.DataFrame, settings: Settings) -> Screen:
     smart = settings.smart
 
     def screen(cands: pd.DataFrame, book: Book) -> dict[str, str]:
+        # One proposal per symbol (the strongest row): a second row of the same symbol is
+        # skipped by the engine as already held, and must not veto the first here.
         proposals = []
-        for _, row in cands.iterrows():
+        for _, row in cands.drop_duplicates("symbol").iterrows():
             tier = to_tier(row["tier"])
             proposals.append(
                 Proposal(
@@ -93,8 +106,10 @@ def smart_screen(prices: pd.DataFrame, settings: Settings) -> Screen:
                 )
             )
         holdings = [t.state.as_holding() for t in book.open.values()]
+        # Tonight's candidates are checked against each other too, so even on an empty book
+        # the correlation limit needs the matrix as soon as two names are in play.
         correlations = None
-        if holdings and proposals:
+        if len({p.ticker for p in proposals} | {h.ticker for h in holdings}) >= 2:
             wanted = {p.ticker for p in proposals} | {h.ticker for h in holdings}
             as_of = max(pd.Timestamp(d) for d in cands["date"]).date()
             correlations = trailing_correlations(
@@ -155,6 +170,51 @@ def run_rule_set(
     raise TurboModeError(f"unknown rule set {rules!r}: expected one of {RULE_SETS}")
 
 
+def measure_modifiers(
+    rules_path: Path | str,
+    trades: pd.DataFrame,
+    features: pd.DataFrame,
+    start: date,
+    end: date,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The modifier rules' evidence, measured by the backtester: each closed trade of [start,
+    end] with its features at the signal date (the close that made the call), a win being a
+    net return above zero. A rule that fails to load is reported and the others measured."""
+    from dataclasses import asdict
+
+    from turbomode.smart.modifiers import calibrate_rules, load_rules, pattern_features
+
+    loaded = load_rules(rules_path, features.columns)
+    needed = sorted(set().union(*(pattern_features(r.pattern) for r in loaded.rules)))
+    table = pd.DataFrame(
+        {
+            "symbol": trades["symbol"].astype(str),
+            "signal_date": pd.to_datetime(trades["signal_date"]),
+            "exit_date": pd.to_datetime(trades["exit_date"]),
+            "return": trades["net_return"].astype(float),
+        }
+    )
+    at_signal = features[["symbol", "date", *needed]].rename(columns={"date": "signal_date"})
+    at_signal = at_signal.assign(signal_date=pd.to_datetime(at_signal["signal_date"]))
+    table = table.merge(at_signal, on=["symbol", "signal_date"], how="left")
+    measured = calibrate_rules(loaded.rules, table, start, end, settings.smart)
+    return {
+        "span": [str(start), str(end)],
+        "trades": len(table),
+        "rules": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "value": r.value,
+                "evidence": asdict(r.evidence) if r.evidence is not None else None,
+            }
+            for r in measured
+        ],
+        "errors": list(loaded.errors),
+    }
+
+
 def run_backtests(
     settings: Settings,
     md: MarketData,
@@ -167,8 +227,12 @@ def run_backtests(
     period: str = "year",
     train_days: int | None = 756,
     on_progress: Callable[[str], None] | None = None,
+    modifiers: Path | str | None = None,
 ) -> BacktestRun:
-    """Walk-forward signals (unless given), then each rule set; reports under ``out_dir``."""
+    """Walk-forward signals (unless given), then each rule set; reports under ``out_dir``.
+
+    ``modifiers`` (a rules YAML): each rule set's trades measure the rules' evidence, written
+    as ``<rules>/modifiers.json``."""
     from turbomode.backtest.walkforward import walk_forward_signals
     from turbomode.risk.regime import detect_regimes
 
@@ -195,6 +259,13 @@ def run_backtests(
         (pd.to_datetime(signals["date"]) >= s) & (pd.to_datetime(signals["date"]) <= e)
     ]
     run.signals = len(signals)
+    buys = signals[signals["side"].astype(str).str.upper() == "BUY"]
+    strength = buys["strength"] if "strength" in buys else 100.0 * buys["confidence"]
+    levels = sorted({settings.regime.base_threshold, *settings.regime.thresholds.values()})
+    run.signal_counts = {
+        "by_side": {str(k): int(v) for k, v in signals["side"].value_counts().items()},
+        "buy_strength_at_least": {f"{t:g}": int((strength >= t).sum()) for t in levels},
+    }
     note("regimes")
     regimes = detect_regimes(md.market, settings.regime)
     for rules in rule_sets:
@@ -205,6 +276,15 @@ def run_backtests(
         run.results[rules] = result
         run.summaries[rules] = summarize(result, md.market)
         run.reports[rules] = str(paths.html)
+    if modifiers is not None:
+        from turbomode.features.engine import build_features
+
+        note("modifier evidence")
+        frame = build_features(md.prices, md.market, md.universe.sector_map()).frame
+        for rules, result in run.results.items():
+            measured = measure_modifiers(modifiers, result.trades, frame, start, end, settings)
+            atomic_write_json(measured, out / rules / "modifiers.json")
+            run.modifiers[rules] = measured
     atomic_write_json(
         {
             "start": str(start),
@@ -213,6 +293,7 @@ def run_backtests(
             "period": period,
             "train_days": train_days,
             "signals": run.signals,
+            "signal_counts": run.signal_counts,
             "periods": run.periods,
             "reports": run.reports,
         },

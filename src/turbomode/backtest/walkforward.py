@@ -179,7 +179,7 @@ def walk_forward_signals(
     scores = scores.merge(bars, on=["symbol", "date"], how="left").merge(
         atr, on=["symbol", "date"], how="left"
     )
-    scores = scores[np.isfinite(scores["close"]) & np.isfinite(scores["atr"])]
+    scores = scores[np.isfinite(scores["close"]) & (scores["atr"] > 0)]  # NaN > 0 is False
     caps = world.md.universe.members.set_index("symbol")["cap_class"]
     scores["cap_class"] = scores["symbol"].map(caps).fillna("unknown")
     signals = nightly_signals(scores, settings)

@@ -559,6 +559,14 @@ def run_smart_scan(
         else:
             rules = _rules(settings, rules_path, trades, day, h, store, notes)
             if rules and tickers:
+                if as_of is not None and vectors is None:
+                    # The online store holds only the newest vector per symbol: a past night
+                    # would be judged on later features.
+                    raise SmartRunError(
+                        "modifier rules read the online store's newest features, so a "
+                        f"back-dated smart-scan (--date {as_of}) cannot apply them point in "
+                        "time: run it without --rules"
+                    )
                 features = _features(settings, tickers, vectors)
         momentum = sector_momentum(market.market, day)
         candidates = [

@@ -50,6 +50,24 @@ from turbomode.errors import TurboModeError
 from turbomode.signals.store import SignalStore, WalletBook
 from turbomode.wallet.state import decode_state, encode_state
 
+# A held symbol with no bar on this many market days in a row is closed at its last close:
+# halts last days, a delisting never ends (the backtest knows the end; a live wallet cannot).
+DELISTED_AFTER_DAYS = 5
+
+
+def _market_days_without_bar(
+    prices: pd.DataFrame, market_days: pd.DatetimeIndex, symbol: str, day: date
+) -> int:
+    """Market days up to ``day`` since ``symbol``'s last bar in ``prices`` (0: a bar today;
+    unknown history counts as 0, so a short price frame never closes a position)."""
+    own = pd.to_datetime(prices.loc[prices["symbol"] == symbol, "date"]).dt.normalize()
+    today = pd.Timestamp(day)
+    past = own[own <= today]
+    if past.empty:
+        return 0
+    last = past.max()
+    return int(((market_days > last) & (market_days <= today)).sum())
+
 
 class WalletError(TurboModeError):
     """A wallet day that cannot be run as asked (no bars, bad signals, ...)."""
@@ -310,10 +328,15 @@ def _run(
     trades += opened
 
     no_bar = []
+    market_days = pd.DatetimeIndex(pd.to_datetime(prices["date"]).dt.normalize().unique())
     for trade in sorted(book.open.values(), key=lambda t: t.trade_id):
         j = trade.col
         if not np.isfinite(mkt.c[0, j]):
-            no_bar.append(trade.symbol)
+            gone = _market_days_without_bar(prices, market_days, trade.symbol, day)
+            if gone >= DELISTED_AFTER_DAYS:  # as the backtest does: out at its last close
+                book.exit(trade, day, "delisted", trade.last_close, trade.shares_open)
+            else:
+                no_bar.append(trade.symbol)
             continue
         bar = Bar(day, *(float(a[0, j]) for a in (mkt.o, mkt.h, mkt.lo, mkt.c)))
         trade.bars_held += 1
