@@ -23,9 +23,8 @@ import pandas as pd
 import pytest
 import requests
 import yfinance as yf
-from requests.adapters import BaseAdapter
 
-from tests.data.fake_clock import Call, FakeClock
+from tests.data.fake_http import Call, FakeClock, FakeHttp
 from turbomode.config import Settings, load_settings
 from turbomode.data.earnings import (
     RULE_OFF_NO_CALENDAR,
@@ -82,23 +81,10 @@ def _yfinance_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @dataclass
-class FakeYahoo(BaseAdapter):
+class FakeYahoo(FakeHttp):
     """The server side of every request yfinance sends for an earnings page."""
 
-    clock: FakeClock
-    calls: list[Call] = field(default_factory=list)
-    fail: dict[str, int] = field(default_factory=dict)  # symbol -> connection resets left
     pages: dict[str, str] = field(default_factory=dict)  # symbol -> fixture name override
-    unexpected: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__init__()
-
-    def session(self) -> requests.Session:
-        s = requests.Session()
-        s.mount("https://", self)
-        s.mount("http://", self)
-        return s
 
     def earnings_calls(self, symbol: str | None = None) -> list[Call]:
         return [

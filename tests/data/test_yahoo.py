@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,8 @@ import pandas as pd
 import pytest
 import requests
 import yfinance as yf
-from requests.adapters import BaseAdapter
 
-from tests.data.fake_clock import Call, FakeClock
+from tests.data.fake_http import Call, FakeClock, FakeHttp
 from turbomode.config import Settings, load_settings
 from turbomode.data.schema import PRICE_COLUMNS
 from turbomode.data.sources.yahoo import YFinanceSource
@@ -45,22 +44,8 @@ def _yfinance_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @dataclass
-class FakeYahoo(BaseAdapter):
+class FakeYahoo(FakeHttp):
     """The server side of every request yfinance (and the page fetch) sends."""
-
-    clock: FakeClock
-    calls: list[Call] = field(default_factory=list)
-    fail: dict[str, int] = field(default_factory=dict)
-    unexpected: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__init__()
-
-    def session(self) -> requests.Session:
-        s = requests.Session()
-        s.mount("https://", self)
-        s.mount("http://", self)
-        return s
 
     def history_calls(self, symbol: str | None = None) -> list[Call]:
         """Chart requests for a date range: the price downloads (the rest are tz lookups)."""
