@@ -157,6 +157,13 @@ def test_skip_kinds_drop_the_symbol_and_prices() -> None:
     detail = "exit rules: AES: open 14.8618 outside the entry range 13.9654..14.8293; entry skipped"
     assert skip_kind(detail) == "exit rules: open … outside the entry range …; entry skipped"
     assert skip_kind("max positions held") == "max positions held"
+    assert skip_kind("portfolio: size 0.31% below the 2.00% minimum") == (
+        "portfolio: size …% below the …% minimum"
+    )
+    correlated = "portfolio: correlated above 0.7 with 3 held (AEE, WY, XEL): max 3 in a group"
+    assert (
+        skip_kind(correlated) == "portfolio: correlated above … with … held (…): max … in a group"
+    )
     assert skip_kind("exit rules: tier Avoid is never traded") == (
         "exit rules: tier Avoid is never traded"
     )

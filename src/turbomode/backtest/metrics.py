@@ -278,20 +278,24 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [_clean(r) for r in frame.to_dict(orient="records")]
 
 
+_TICKERS = re.compile(r"\((?:[A-Z][A-Z0-9.\-]*)(?:, [A-Z][A-Z0-9.\-]*)*\)")
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:\.\.[-+]?\d[\d,]*(?:\.\d+)?)?")
 
 
 def skip_kind(reason: str) -> str:
-    """A skip reason without its symbol and prices, so the summary counts kinds of skips
-    (the per-row reason stays in ``BacktestResult.skipped``): "exit rules: AES: open 14.86
-    outside the entry range 13.97..14.83; entry skipped" → "exit rules: open … outside the
-    entry range …; entry skipped"."""
-    head, sep, rest = reason.partition("exit rules: ")
-    if head or not sep:
-        return reason
-    symbol, colon, detail = rest.partition(": ")
-    text = detail if colon and " " not in symbol else rest
-    return "exit rules: " + _NUMBER.sub("…", text)
+    """A skip reason without its symbols and numbers, so the summary counts kinds of skips (the
+    per-row reason stays in ``BacktestResult.skipped``): "exit rules: AES: open 14.86 outside
+    the entry range 13.97..14.83; entry skipped" → "exit rules: open … outside the entry range
+    …; entry skipped"; "portfolio: size 0.31% below the 2.00% minimum" → "portfolio: size …%
+    below the …% minimum"."""
+    for prefix in ("exit rules: ", "portfolio: "):
+        if reason.startswith(prefix):
+            rest = reason[len(prefix) :]
+            symbol, colon, detail = rest.partition(": ")
+            text = detail if colon and " " not in symbol else rest
+            text = _TICKERS.sub("(…)", text)
+            return prefix + _NUMBER.sub("…", text)
+    return reason
 
 
 def summarize(result: BacktestResult, benchmark: pd.DataFrame | None = None) -> dict[str, Any]:

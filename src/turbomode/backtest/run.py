@@ -3,13 +3,14 @@
 * **TurboMode ATR rules** trade every signal the nightly scan would have issued (BUY and SELL),
   with the ATR stop, 1R/2R partials, target, trailing stop and expiry of
   :mod:`turbomode.risk.positions`, ``backtest.position_fraction`` of equity per entry.
-* **Smart Scanner tiers** trade the BUY signals whose strength (100 × P(BUY)) reaches the
-  entry threshold of the day's market regime (:mod:`turbomode.risk.regime`), at most
-  ``smart.max_positions`` at a time, with the tiered targets, stops at the close and maximum
-  hold of :mod:`turbomode.smart.exits`. Every symbol is ranked Average (the adaptive ranking
-  needs a history of the symbol's own trades, which a backtest from a cold start lacks), so
-  the size is the Average tier's cap; the Smart portfolio constraints (2 per sector,
-  correlation, heat) screen each day's entries (:func:`smart_screen`).
+* **Smart Scanner tiers** trade the BUY signals with the Smart Scanner's own decisions, each
+  made from what was known at the time (:func:`smart_candidates`): monthly tiers and the
+  quarterly curation from the outcomes of earlier signals closed before the month, strength
+  100 × P(BUY) × the tier multiplier against the entry threshold of the day's regime
+  (:mod:`turbomode.risk.regime`), half-Kelly sizes from those outcomes × strength × the regime
+  multiplier capped by the tier; each day's entries screened by the portfolio limits
+  (:func:`smart_screen`: 6 positions, 2 per sector, correlation, heat), and the tiered targets,
+  stops at the close and maximum hold of :mod:`turbomode.smart.exits`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from turbomode.backtest.engine import BacktestResult, Book, Screen, run_backtest
@@ -52,11 +54,47 @@ class BacktestRun:
     signal_counts: dict[str, Any] = field(default_factory=dict)
 
 
+def signal_outcomes(signals: pd.DataFrame, prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Each BUY signal's outcome as the outcome tracker judges it — entry at the next bar's
+    open, exit at the close ``horizon`` bars after the signal — as the trades table tiers and
+    Kelly inputs are measured on (``symbol, signal_date, exit_date, return``). A signal whose
+    hold runs past the prices has no outcome."""
+    px = prices[["symbol", "date", "open", "close"]].copy()
+    px["date"] = pd.to_datetime(px["date"])
+    px = px.sort_values(["symbol", "date"])
+    by = px.groupby("symbol", sort=False)
+    px["entry"] = by["open"].shift(-1)
+    px["exit"] = by["close"].shift(-horizon)
+    px["exit_date"] = by["date"].shift(-horizon)
+    buys = signals[signals["side"].astype(str).str.upper() == "BUY"][["symbol", "date"]]
+    buys = buys.assign(date=pd.to_datetime(buys["date"]))
+    out = buys.merge(px, on=["symbol", "date"], how="inner").dropna(subset=["entry", "exit"])
+    return pd.DataFrame(
+        {
+            "symbol": out["symbol"].astype(str),
+            "signal_date": out["date"],
+            "exit_date": out["exit_date"],
+            "return": out["exit"] / out["entry"] - 1.0,
+        }
+    ).reset_index(drop=True)
+
+
 def smart_candidates(
-    signals: pd.DataFrame, regimes: pd.DataFrame, settings: Settings
+    signals: pd.DataFrame,
+    regimes: pd.DataFrame,
+    settings: Settings,
+    outcomes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """BUY signals whose strength reaches their day's regime threshold, tier Average, sized at
-    the Average tier's cap."""
+    """The Smart Scanner's entries from the walk-forward BUY signals, point in time.
+
+    With ``outcomes`` (:func:`signal_outcomes`), each month's tiers are the adaptive ranking of
+    the outcomes closed before the month's first day, a symbol the quarterly curation dropped
+    is left out, strength is 100 × P(BUY) × the tier multiplier, and the size is half Kelly
+    from the symbol's (else its tier's, else all) closed outcomes × strength × the regime
+    multiplier, capped by the tier — 0 without evidence, which the engine skips. Without
+    ``outcomes`` every symbol is Average at the Average cap. Either way a signal enters only
+    when its strength reaches the entry threshold of its day's regime.
+    """
     from turbomode.risk.regime import entry_threshold
 
     missing = sorted({"date", "symbol", "side"} - set(signals.columns))
@@ -67,15 +105,61 @@ def smart_candidates(
     side = signals["side"].astype(str).str.upper()
     buys = signals[side == "BUY"].copy()
     buys["side"] = "BUY"
+    buys["date"] = pd.to_datetime(buys["date"])
     if "strength" not in buys:
         buys["strength"] = 100.0 * buys["confidence"].astype(float)
     regime = pd.Series(regimes["regime"]).reindex(pd.DatetimeIndex(buys["date"]))
     buys["regime"] = regime.to_numpy()
+    smart = settings.smart
+    if outcomes is None:
+        buys["tier"] = Tier.AVERAGE.value
+        buys["size"] = min(smart.tier_cap[Tier.AVERAGE], smart.max_size)
+    else:
+        buys = _measured_tiers_and_sizes(buys, outcomes, settings)
     need = [entry_threshold(r, settings.regime) for r in buys["regime"]]
     buys = buys[buys["strength"].to_numpy() >= need].copy()
-    buys["tier"] = "Average"
-    buys["size"] = min(settings.smart.tier_cap[Tier.AVERAGE], settings.smart.max_size)
     return buys.reset_index(drop=True)
+
+
+def _measured_tiers_and_sizes(
+    buys: pd.DataFrame, outcomes: pd.DataFrame, settings: Settings
+) -> pd.DataFrame:
+    """Tier, curation, tier-adjusted strength and Kelly size per signal, month by month."""
+    from turbomode.smart.run import kelly_inputs
+    from turbomode.smart.sizing import position_size
+    from turbomode.smart.state import TierState
+    from turbomode.smart.tiers import curate_universe, month_start, quarter_start, rank_tiers
+
+    smart = settings.smart
+    months = buys["date"].map(lambda d: month_start(d.date()))
+    parts = []
+    for month, rows in buys.groupby(months, sort=True):
+        symbols = sorted(rows["symbol"].astype(str).unique())
+        ranks = rank_tiers(outcomes, month, smart)
+        state = TierState(as_of=month, horizon=None, ranks=ranks)
+        dropped = curate_universe(outcomes, quarter_start(month), symbols, smart).dropped
+        kelly = kelly_inputs(outcomes, month, symbols, state, smart)
+        rows = rows[~rows["symbol"].isin(list(dropped))].copy()
+        tiers = [state.tier(str(sym)) for sym in rows["symbol"]]
+        mult = np.array([smart.tier_multiplier[t] for t in tiers])
+        rows["strength"] = np.clip(rows["strength"].to_numpy(dtype=float) * mult, 0.0, 100.0)
+        rows["tier"] = [t.value for t in tiers]
+        rows["size"] = [
+            position_size(
+                kelly[str(sym)].win_rate,
+                kelly[str(sym)].payoff,
+                strength,
+                regime if isinstance(regime, str) else "CHOPPY",  # warm-up: multiplier 1.0
+                tier,
+                smart,
+            ).size
+            for sym, strength, regime, tier in zip(
+                rows["symbol"], rows["strength"], rows["regime"], tiers, strict=True
+            )
+        ]
+        rows["kelly_source"] = [kelly[str(sym)].source for sym in rows["symbol"]]
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True) if parts else buys.assign(tier=[], size=[])
 
 
 def smart_screen(prices: pd.DataFrame, settings: Settings) -> Screen:
@@ -135,6 +219,7 @@ def run_rule_set(
     regimes: pd.DataFrame,
     start: date | None = None,
     end: date | None = None,
+    horizon: int = 5,
 ) -> BacktestResult:
     """One rule set over the signals (already walk-forward) and the point-in-time universe,
     on the trading days of [start, end] (default: every day of the prices)."""
@@ -155,8 +240,9 @@ def run_rule_set(
         cfg = settings.backtest.model_copy(
             update={"rules": "smart", "max_positions": smart.max_positions, "allow_short": False}
         )
+        outcomes = signal_outcomes(signals, md.prices, horizon)
         return run_backtest(
-            smart_candidates(signals, regimes, settings),
+            smart_candidates(signals, regimes, settings, outcomes),
             md.prices,
             SmartExitPolicy(smart),
             cfg,
@@ -270,7 +356,7 @@ def run_backtests(
     regimes = detect_regimes(md.market, settings.regime)
     for rules in rule_sets:
         note(f"{rules} rules")
-        result = run_rule_set(rules, signals, md, settings, regimes, start, end)
+        result = run_rule_set(rules, signals, md, settings, regimes, start, end, horizon)
         title = f"TurboMode backtest, {rules} rules, {start} to {end}"
         paths = write_report(result, out / rules, benchmark=md.market, title=title)
         run.results[rules] = result
