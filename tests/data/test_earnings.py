@@ -11,12 +11,11 @@ no earnings for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ import pytest
 import requests
 import yfinance as yf
 
-from tests.data.fake_http import Call, FakeClock, FakeHttp
+from tests.data.fake_http import Call, FakeClock, FakeHttp, reset_once, response
 from turbomode.config import Settings, load_settings
 from turbomode.data.earnings import (
     RULE_OFF_NO_CALENDAR,
@@ -93,52 +92,18 @@ class FakeYahoo(FakeHttp):
             if c.path == "/calendar/earnings" and (symbol is None or c.params["symbol"] == symbol)
         ]
 
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: bool | str = True,
-        cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        full_url = str(request.url)
-        url = urlsplit(full_url)
-        path = unquote(url.path)
-        params = {k: v[0] for k, v in parse_qs(url.query).items()}
-        self.calls.append(Call(url.netloc, path, params, self.clock.now))
+    def answer(
+        self, request: requests.PreparedRequest, url: SplitResult, path: str, params: dict[str, str]
+    ) -> requests.Response | None:
         if url.netloc == "finance.yahoo.com" and path == "/calendar/earnings":
             symbol = params["symbol"]
-            if self.fail.get(symbol, 0) > 0:
-                self.fail[symbol] -= 1
-                raise requests.ConnectionError(f"Connection reset by peer ({url.netloc})")
+            reset_once(self, symbol, url.netloc)
             name = self.pages.get(symbol, f"earnings_{symbol}.html")
             page = YAHOO / name
             if not page.exists():
                 page = YAHOO / "earnings_not_found.html"
-            return _response(request, 200, page.read_bytes(), "text/html; charset=utf-8")
-        if path == "/v1/test/getcrumb":
-            return _response(request, 200, b"Xq4bNw9mZ1k", "text/plain")
-        if url.netloc == "fc.yahoo.com":  # Yahoo answers 404 and sets its cookie
-            return _response(request, 404, b"", "text/html")
-        if url.netloc == "guce.yahoo.com":  # no consent form outside the EU
-            return _response(request, 200, b"<html><body></body></html>", "text/html")
-        self.unexpected.append(full_url)
-        return _response(request, 404, b"")
-
-    def close(self) -> None:
-        pass
-
-
-def _response(request: Any, status: int, body: bytes, content_type: str) -> requests.Response:
-    r = requests.Response()
-    r.status_code = status
-    r._content = body
-    r.headers["Content-Type"] = content_type
-    r.url = request.url
-    r.request = request
-    r.encoding = "utf-8"
-    return r
+            return response(request, 200, page.read_bytes(), "text/html; charset=utf-8")
+        return None
 
 
 @pytest.fixture

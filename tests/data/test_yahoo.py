@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult
 
 import pandas as pd
 import pytest
 import requests
 import yfinance as yf
 
-from tests.data.fake_http import Call, FakeClock, FakeHttp
+from tests.data.fake_http import Call, FakeClock, FakeHttp, reset_once, response
 from turbomode.config import Settings, load_settings
 from turbomode.data.schema import PRICE_COLUMNS
 from turbomode.data.sources.yahoo import YFinanceSource
@@ -57,30 +56,15 @@ class FakeYahoo(FakeHttp):
             and (symbol is None or c.path.endswith("/" + symbol))
         ]
 
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: bool | str = True,
-        cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        full_url = str(request.url)
-        url = urlsplit(full_url)
-        path = unquote(url.path)
-        params = {k: v[0] for k, v in parse_qs(url.query).items()}
-        self.calls.append(Call(url.netloc, path, params, self.clock.now))
+    def answer(
+        self, request: requests.PreparedRequest, url: SplitResult, path: str, params: dict[str, str]
+    ) -> requests.Response | None:
         if path.startswith("/v8/finance/chart/"):
             symbol = path.rsplit("/", 1)[1]
-            if self.fail.get(symbol, 0) > 0:
-                self.fail[symbol] -= 1
-                raise requests.ConnectionError(f"Connection reset by peer ({url.netloc})")
+            reset_once(self, symbol, url.netloc)
             return self._chart(request, symbol, params)
         if url.netloc == "en.wikipedia.org":
-            return _response(request, 200, SP500_PAGE.read_bytes(), "text/html; charset=UTF-8")
-        if path == "/v1/test/getcrumb":
-            return _response(request, 200, b"Xq4bNw9mZ1k", "text/plain")
+            return response(request, 200, SP500_PAGE.read_bytes(), "text/html; charset=UTF-8")
         if path.startswith("/v10/finance/quoteSummary/"):
             symbol = path.rsplit("/", 1)[1]
             body = {
@@ -92,18 +76,13 @@ class FakeYahoo(FakeHttp):
                     },
                 }
             }
-            return _response(request, 404, json.dumps(body).encode())
-        if url.netloc == "fc.yahoo.com":  # Yahoo answers 404 and sets its cookie
-            return _response(request, 404, b"", "text/html")
-        if url.netloc == "guce.yahoo.com":  # no consent form outside the EU
-            return _response(request, 200, b"<html><body></body></html>", "text/html")
-        self.unexpected.append(full_url)
-        return _response(request, 404, b"")
+            return response(request, 404, json.dumps(body).encode())
+        return None
 
     def _chart(self, request: Any, symbol: str, params: dict[str, str]) -> requests.Response:
         path = YAHOO / f"chart_{symbol.replace('^', '_')}.json"
         if not path.exists():
-            return _response(request, 404, (YAHOO / "chart_not_found.json").read_bytes())
+            return response(request, 404, (YAHOO / "chart_not_found.json").read_bytes())
         body = json.loads(path.read_bytes())
         result = body["chart"]["result"][0]
         stamps = result["timestamp"]
@@ -119,23 +98,7 @@ class FakeYahoo(FakeHttp):
         kept = set(result["timestamp"])
         for kind, events in result.get("events", {}).items():
             result["events"][kind] = {k: v for k, v in events.items() if v["date"] in kept}
-        return _response(request, 200, json.dumps(body).encode())
-
-    def close(self) -> None:
-        pass
-
-
-def _response(
-    request: Any, status: int, body: bytes, content_type: str = "application/json;charset=utf-8"
-) -> requests.Response:
-    r = requests.Response()
-    r.status_code = status
-    r._content = body
-    r.headers["Content-Type"] = content_type
-    r.url = request.url
-    r.request = request
-    r.encoding = "utf-8"
-    return r
+        return response(request, 200, json.dumps(body).encode())
 
 
 @pytest.fixture
