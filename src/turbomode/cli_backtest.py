@@ -3,7 +3,6 @@ and :mod:`turbomode.risk.regime`."""
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -12,18 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, settings_from
+from turbomode.cli_common import err, fail, parse_day, settings_from
 from turbomode.errors import TurboModeError
 
 console = Console()
 _EXPECTED = (TurboModeError, ValueError, OSError)
-
-
-def _day(value: str, what: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{what} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 def _headline(summaries: dict[str, dict]) -> Table:
@@ -96,7 +88,7 @@ def backtest_command(
 
     try:
         settings = settings_from(ctx)
-        s, e = _day(start, "--start"), _day(end, "--end")
+        s, e = parse_day(start, "--start"), parse_day(end, "--end")
         if e < s:
             raise ValueError(f"--end {e} is before --start {s}")
         chosen = tuple(rules or RULE_SETS)
@@ -154,7 +146,7 @@ def regime_command(
 
     try:
         settings = settings_from(ctx)
-        day = _day(as_of, "--date") if as_of else None
+        day = parse_day(as_of, "--date") if as_of else None
         when = pd.Timestamp(day) if day else None
         r = regime_on(load_clean(settings).market, settings.regime, as_of=when)
     except _EXPECTED as exc:

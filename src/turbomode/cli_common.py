@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, overload
 
 import typer
 from rich.console import Console
@@ -29,3 +30,17 @@ def fail(exc: BaseException) -> NoReturn:
     """Print the error (it names the problem) and exit 2, without a traceback."""
     err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
+
+
+@overload
+def parse_day(value: str, option: str = "--date") -> date: ...
+@overload
+def parse_day(value: None, option: str = "--date") -> None: ...
+def parse_day(value: str | None, option: str = "--date") -> date | None:
+    """A command-line date (YYYY-MM-DD); an error that names the option when it is not one."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None

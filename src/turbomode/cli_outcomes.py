@@ -10,13 +10,12 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, settings_from
+from turbomode.cli_common import err, fail, parse_day, settings_from
 from turbomode.errors import TurboModeError
 
 outcomes_app = typer.Typer(
@@ -27,15 +26,6 @@ outcomes_app = typer.Typer(
 )
 console = Console()
 _EXPECTED = (TurboModeError, ValueError, OSError)
-
-
-def _day(value: str | None, what: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return pd.Timestamp(value).date()
-    except ValueError as exc:
-        raise ValueError(f"{what}: not a date (YYYY-MM-DD): {value!r}") from exc
 
 
 @outcomes_app.command("track")
@@ -49,7 +39,7 @@ def track(
     from turbomode.outcomes.track import track_outcomes
 
     try:
-        res = track_outcomes(settings_from(ctx), as_of=_day(as_of, "--date"))
+        res = track_outcomes(settings_from(ctx), as_of=parse_day(as_of, "--date"))
     except _EXPECTED as exc:
         fail(exc)
     hits = res.resolved["correct"].mean() if res.n_resolved else float("nan")
@@ -144,7 +134,7 @@ def replay_command(
 
     try:
         settings = settings_from(ctx)
-        s, e = _day(start, "--start"), _day(end, "--end")
+        s, e = parse_day(start, "--start"), parse_day(end, "--end")
         assert s is not None and e is not None
         if e < s:
             raise ValueError(f"--end {e} is before --start {s}")

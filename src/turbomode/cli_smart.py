@@ -8,7 +8,6 @@ the schedule: the date is today, the horizon 5 days.
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import fail, settings_from
+from turbomode.cli_common import fail, parse_day, settings_from
 from turbomode.errors import TurboModeError
 
 console = Console()
@@ -30,15 +29,6 @@ DateOption = Annotated[
 HorizonOption = Annotated[
     int, typer.Option("--horizon", help="Horizon (days) of the outcomes and signals used.")
 ]
-
-
-def _day(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"--date must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 @ranking_app.callback()
@@ -55,7 +45,7 @@ def ranking_update(
     from turbomode.smart.run import update_ranking
 
     try:
-        result = update_ranking(settings_from(ctx), _day(as_of), horizon)
+        result = update_ranking(settings_from(ctx), parse_day(as_of), horizon)
     except _EXPECTED as exc:
         fail(exc)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
@@ -75,7 +65,7 @@ def curate_command(
     from turbomode.smart.run import curate
 
     try:
-        result = curate(settings_from(ctx), _day(as_of), horizon)
+        result = curate(settings_from(ctx), parse_day(as_of), horizon)
     except _EXPECTED as exc:
         fail(exc)
     cur = result.curation
@@ -120,7 +110,7 @@ def smart_scan_command(
     try:
         result = run_smart_scan(
             settings_from(ctx),
-            as_of=_day(as_of),
+            as_of=parse_day(as_of),
             equity=equity,
             rules_path=rules,
             earnings_csv=earnings,

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, settings_from
+from turbomode.cli_common import err, fail, parse_day, settings_from
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.signals.store import SignalStore
@@ -31,13 +31,6 @@ def _store(settings: Settings) -> SignalStore:
     store = SignalStore(settings.stores.signals_url)
     store.migrate()
     return store
-
-
-def _day(value: str, what: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{what} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 @wallet_app.command("create")
@@ -105,7 +98,7 @@ def run_command(
         md = load_clean(settings)
         stamps = pd.to_datetime(md.prices["date"]).dt.normalize()
         calendar = sorted(d.date() for d in stamps.unique())
-        day = _day(on, "--date") if on else calendar[-1]
+        day = parse_day(on, "--date") if on else calendar[-1]
         for d in _days_to_run(calendar, wallet.last_date, day):
             earlier = [c for c in calendar if c < d]
             if not earlier:
