@@ -259,3 +259,119 @@ def test_market_group_is_one_value_per_date(full: pd.DataFrame) -> None:
     market = REGISTRY.names("market")
     spread = full.groupby("date")[market].nunique(dropna=False).max()
     assert (spread <= 1).all(), spread[spread > 1].to_dict()
+
+
+def _awkward_market(kind: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Synthetic markets with what running sums and sort keys get wrong if anything does."""
+    if kind == "ties":  # a flat stretch, a twin (ties in every rank), a symbol without sector
+        prices, market, sectors = synthetic_market()
+        p = prices.copy()
+        flat = (p["symbol"] == "S01") & p["date"].between("2020-06-01", "2020-07-15")
+        for c in ("open", "high", "low", "close"):
+            p.loc[flat, c] = 42.0
+        p.loc[flat, "volume"] = 1e6
+        twin = p[p["symbol"] == "S02"].assign(symbol="S05")
+        p = pd.concat([p[p["symbol"] != "S05"], twin], ignore_index=True)
+        return p, market, {k: v for k, v in sectors.items() if k != "S07"}
+    # halts: flat prices with no volume for 45 and 75 bars, no volume with moving prices,
+    # flat prices with constant volume, open = close, gaps, an early end
+    prices, market, sectors = synthetic_market(n_symbols=12, n_days=700, seed=5)
+    p = prices.copy()
+    for sym, a, b, vol, flat_px in (
+        ("S01", 300, 345, 0.0, True),
+        ("S03", 200, 275, 0.0, True),
+        ("S02", 400, 430, 0.0, False),
+        ("S06", 400, 445, 1e5, True),
+    ):
+        rows = np.flatnonzero(p["symbol"].to_numpy() == sym)[a:b]
+        if flat_px:
+            for c in ("open", "high", "low", "close"):
+                p.loc[rows, c] = float(p.loc[rows[0], "close"])
+        p.loc[rows, "volume"] = vol
+    rows = np.flatnonzero(p["symbol"].to_numpy() == "S05")[500:540]
+    p.loc[rows, "open"] = p.loc[rows, "close"]
+    gaps = np.flatnonzero(p["symbol"].to_numpy() == "S04")[10::11]
+    p = p.drop(index=gaps)
+    p = p[~((p["symbol"] == "S08") & (p["date"] > pd.Timestamp("2021-09-01")))]
+    return p.reset_index(drop=True), market, sectors
+
+
+@pytest.mark.parametrize("kind", ["ties", "halts"])
+def test_fast_kernels_match_the_pandas_reference(kind: str) -> None:
+    """Every feature from the engine's kernels (bottleneck windows, linear-filter EWMs, sort-
+    key ranks) equals the pandas reference backend's, on markets with ties, flat and halted
+    stretches (where a running sum would leave ±1e-15 and turn 0/0 into a number), gaps, a
+    symbol without a sector and one that ends early."""
+    from turbomode.features import indicators as ind
+
+    p, market, secs = _awkward_market(kind)
+    fast = build_features(p, market, secs, dtype=np.float64)
+    with ind.backend("pandas"):
+        ref = build_features(p, market, secs, dtype=np.float64)
+    assert ref.frame.shape == fast.frame.shape
+    a, b = fast.frame.iloc[:, 2:], ref.frame.iloc[:, 2:]
+    for name in a.columns:
+        np.testing.assert_allclose(
+            a[name].to_numpy(),
+            b[name].to_numpy(),
+            rtol=1e-9,
+            atol=1e-11,
+            equal_nan=True,
+            err_msg=name,
+        )
+    assert fast.report.nan_share == pytest.approx(ref.report.nan_share)
+
+
+def test_no_symbol_with_a_sector_leaves_sector_features_nan(synth) -> None:
+    prices, market, _ = synth
+    res = build_features(prices, market, {})
+    sector_cols = [n for n in res.names if n.startswith(("sector_", "rs_sector_"))]
+    assert sector_cols and res.frame[sector_cols].isna().all().all()
+    assert res.frame["cs_rank_ret_5"].notna().any()
+    assert len(res.report.unmapped_symbols) == prices["symbol"].nunique()
+
+
+def test_sector_ranks_and_means_against_groupby() -> None:
+    """The one-pass sector rank and sector mean against pandas' groupby on a long frame: ties,
+    NaN, ±inf and unmapped symbols (code −1)."""
+    from turbomode.features.cross_sectional import _rank, _sector_mean, _sector_rank
+
+    rng = np.random.default_rng(4)
+    m = rng.integers(-4, 5, size=(40, 30)).astype(float)
+    m[rng.random(m.shape) < 0.15] = np.nan
+    m[3, 2], m[5, 7], m[5, 9] = np.inf, -np.inf, np.inf
+    code = rng.integers(-1, 4, size=30)
+    onehot = (code[:, None] == np.arange(4)[None, :]).astype(float)
+    long = pd.DataFrame(
+        {"row": np.repeat(np.arange(40), 30), "sector": np.tile(code, 40), "v": m.ravel()}
+    )
+    mapped = long[long["sector"] >= 0]
+    by = mapped.groupby(["row", "sector"])["v"]
+    want_rank = np.full(m.size, np.nan)
+    want_rank[mapped.index] = by.rank(pct=True).to_numpy()
+    with np.errstate(invalid="ignore"):
+        want_mean = np.full(m.size, np.nan)
+        want_mean[mapped.index] = by.transform(lambda v: np.nanmean(v.to_numpy())).to_numpy()
+    got_rank = _sector_rank(_rank(m), onehot, code).ravel()
+    np.testing.assert_allclose(got_rank, want_rank, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(_sector_mean(m, onehot, code).ravel(), want_mean)
+
+
+def test_populated_output_block_gives_the_same_frame(
+    synth, full: pd.DataFrame, monkeypatch
+) -> None:
+    """The output block mapped with MAP_POPULATE (large builds, Linux) holds what np.empty's
+    does, and the frame built on it is an ordinary, writable frame."""
+    import mmap
+
+    from turbomode.features import engine
+
+    if not hasattr(mmap, "MAP_POPULATE"):
+        pytest.skip("MAP_POPULATE is Linux-only; elsewhere the block is np.empty")
+    monkeypatch.setattr(engine, "_POPULATE_MIN_BYTES", 0)
+    prices, market, sectors = synth
+    got = build_features(prices, market, sectors, dtype=np.float64).frame
+    block = got.iloc[:, 2:].to_numpy()
+    pd.testing.assert_frame_equal(got, full)
+    got.iloc[0, 2] = 1.5
+    assert got.iloc[0, 2] == 1.5 and block.dtype == np.float64

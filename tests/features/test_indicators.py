@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from turbomode.features import build_features
 from turbomode.features import indicators as ind
@@ -81,7 +83,7 @@ def test_ols_slope_recovers_a_line() -> None:
 
 
 @pytest.mark.parametrize("w", [1, 2, 5, 20, 63, 300])
-def test_block_scan_max_min_match_pandas(w: int) -> None:
+def test_moving_max_min_match_pandas(w: int) -> None:
     rng = np.random.default_rng(w)
     a = rng.normal(size=(250, 9))
     a[:3, 1] = np.nan
@@ -154,3 +156,71 @@ def test_cross_sectional_by_hand() -> None:
         np.std([0.01, 0.02, -0.01, 0.0], ddof=1)
     )
     assert np.isnan(last["rs_spy_20"]).all()  # no market frame
+
+
+_TRICKY = [-np.inf, np.inf, -0.0, 0.0, 1e-300, -1e-300, 5.0, np.nan, 1.0, 1.0 + 2.2e-16]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 12), st.integers(1, 80)),
+    kind=st.sampled_from(["ints", "normal", "tricky"]),
+    seed=st.integers(0, 2**16),
+)
+def test_rank_rows_equals_pandas(shape: tuple[int, int], kind: str, seed: int) -> None:
+    """The sort-key ranking equals pandas' average ranks: ties, NaN, ±inf, −0.0 and values a
+    rounding apart (which take the checked fallback)."""
+    rng = np.random.default_rng(seed)
+    if kind == "ints":
+        x = rng.integers(-3, 4, size=shape).astype(float)
+    elif kind == "normal":
+        x = rng.normal(size=shape)
+    else:
+        x = rng.choice(_TRICKY, size=shape)
+    x[rng.random(shape) < 0.2] = np.nan
+    want = pd.DataFrame(x).rank(axis=1).to_numpy()
+    np.testing.assert_array_equal(ind.rank_rows(x), want)
+
+
+def test_flat_run_by_hand() -> None:
+    a = col(1, 1, 1, 2, np.nan, np.nan, 3, 3)
+    assert ind.flat_run(a)[:, 0].tolist() == [1, 2, 3, 1, 1, 1, 1, 2]
+
+
+def test_windows_of_one_value_are_exact_after_a_history() -> None:
+    """A running sum keeps the rounding of values that left the window; with the series'
+    flat run, a window of zeros sums to exactly 0 (so 0/0 is NaN, as pandas gives) and a
+    window of one value has exactly that mean and a standard deviation of 0."""
+    rng = np.random.default_rng(3)
+    v = np.concatenate([rng.lognormal(13, 1, 200), np.zeros(30), np.full(30, 1234.5678)])[:, None]
+    run = ind.flat_run(v)
+    s = ind.rolling_sum(v, 20, run)[:, 0]
+    m = ind.rolling_mean(v, 20, run)[:, 0]
+    assert (s[219:230] == 0.0).all() and (m[249:] == 1234.5678).all()
+    assert (s[249:] == 1234.5678 * 20).all()
+    r = np.log(np.concatenate([1 + rng.normal(0, 0.02, 200), np.ones(30)]))[:, None]
+    sd = ind.rolling_std(r, 20, ind.flat_run(r))[:, 0]
+    assert (sd[219:] == 0.0).all() and (sd[20:200] > 0).all()
+    with ind.backend("pandas"):
+        want = ind.rolling_sum(v, 20)[:, 0]
+    np.testing.assert_allclose(s, want, rtol=1e-12, equal_nan=True)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan((s / s)[219:230]).all()
+
+
+@pytest.mark.parametrize("fn", ["rolling_sum", "rolling_mean", "rolling_max", "rolling_min"])
+def test_infinities_in_a_window_read_as_missing_like_pandas(fn: str) -> None:
+    """A zero volume makes |r|/dollar volume infinite: that window is NaN, and every later
+    window is computed as if it were missing (a running sum must not stay NaN from then on)."""
+    a = np.arange(1.0, 41.0)[:, None] * np.ones((1, 9))
+    a[10, 2] = np.inf
+    a[15, 4] = -np.inf
+    got = getattr(ind, fn)(a, 5)
+    with ind.backend("pandas"):
+        want = getattr(ind, fn)(a, 5)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[10:15, 2]).all() and got[15, 2] == want[15, 2]
+    e = ind.ema(a, 5)
+    with ind.backend("pandas"):
+        e_want = ind.ema(a, 5)
+    np.testing.assert_allclose(e, e_want, rtol=1e-12, equal_nan=True)

@@ -13,8 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from turbomode.features import indicators as ind
 from turbomode.features.indicators import Array
-from turbomode.features.layout import Layout
+from turbomode.features.layout import Column, Layout
 from turbomode.features.market import MarketContext, sector_etf_on_rows
 from turbomode.features.registry import SECTOR_ETF, feature
 
@@ -110,7 +111,54 @@ NEEDS: tuple[str, ...] = (
 
 
 def _rank(m: Array) -> Array:
-    return pd.DataFrame(m, copy=False).rank(axis=1, pct=True).to_numpy()
+    """Percentile rank of each row's values among that row's non-NaN values (ties share the
+    average rank), as pandas' ``rank(axis=1, pct=True)`` gives (pandas itself under the reference
+    backend)."""
+    if ind.backend_name() == "pandas":
+        return pd.DataFrame(m, copy=False).rank(axis=1, pct=True).to_numpy()
+    count = np.sum(~np.isnan(m), axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ind.rank_rows(m) / count
+
+
+def _sector_rank(pct: Array, onehot: Array, sym_sector: npt.NDArray[np.intp]) -> Array:
+    """Percentile rank within each row's sector, from the universe ranks ``pct`` in one pass.
+
+    Shifting each value by twice its sector's index (2·k + pct, pct in (0, 1]) keeps sectors
+    apart and keeps ties exactly where the values tie; a stock's rank in that order, less the
+    valid members of the sectors before its own, is its rank within the sector."""
+    if onehot.shape[1] == 0:  # no symbol has a sector
+        return np.full_like(pct, np.nan)
+    mapped = sym_sector >= 0
+    code = np.where(mapped, sym_sector, 0)
+    key = np.where(mapped, 2.0 * code + pct, np.nan)
+    valid = (~np.isnan(key)).astype(np.float64)
+    members = valid @ onehot  # dates × sectors: valid values per sector
+    before = np.cumsum(members, axis=1) - members
+    rank = _rank(key) * valid.sum(axis=1, keepdims=True)  # back to average ranks, 1-based
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rank - before[:, code]) / members[:, code]
+
+
+def _sector_mean(m: Array, onehot: Array, sym_sector: npt.NDArray[np.intp]) -> Array:
+    """Mean of each row's non-NaN values within the sector, broadcast back to its members
+    (as ``np.nanmean`` per sector: ±inf gives ±inf, both give NaN)."""
+    if onehot.shape[1] == 0:
+        return np.full_like(m, np.nan)
+    valid = ~np.isnan(m)
+    finite = np.isfinite(m)
+    sums = np.where(finite, m, 0.0) @ onehot  # inf · 0 would spread NaN to other sectors
+    counts = valid.astype(np.float64) @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / counts, np.nan)
+    if not finite[valid].all():
+        pos = (m == np.inf).astype(np.float64) @ onehot
+        neg = (m == -np.inf).astype(np.float64) @ onehot
+        mean = np.where(pos > 0, np.inf, mean)
+        mean = np.where(neg > 0, np.where(pos > 0, np.nan, -np.inf), mean)
+    out = mean[:, np.where(sym_sector >= 0, sym_sector, 0)]
+    out[:, sym_sector < 0] = np.nan
+    return out
 
 
 def _row_stat(m: Array, fn: str) -> Array:
@@ -134,54 +182,62 @@ def cross_sectional_features(
     ctx: MarketContext,
     sector_names: list[str],
     sym_sector: npt.NDArray[np.intp],
-) -> dict[str, Array]:
-    """The cross-sectional family as long arrays aligned to ``layout``'s rows."""
-    out: dict[str, Array] = {}
+) -> dict[str, Column]:
+    """The cross-sectional family as columns of ``layout``'s rows."""
+    out: dict[str, Column] = {}
     wide = {k: layout.to_dates(cols[k]) for k in NEEDS}
-    dc, sc = layout.date_code, layout.sym_code
 
+    universe = {
+        k: _rank(wide[k])
+        for k in (
+            *(f"ret_{n}" for n in CS_RANK_RETURNS),
+            "rvol_20",
+            "rvol_60",
+            "volume_ratio_20",
+            "log_dollar_volume_20",
+            "rsi_14",
+            "dist_sma_50",
+        )
+    }
     for n in CS_RANK_RETURNS:
-        out[f"cs_rank_ret_{n}"] = layout.from_dates(_rank(wide[f"ret_{n}"]))
-    out["cs_rank_rvol_20"] = layout.from_dates(_rank(wide["rvol_20"]))
-    out["cs_rank_rvol_60"] = layout.from_dates(_rank(wide["rvol_60"]))
-    out["cs_rank_volume_ratio_20"] = layout.from_dates(_rank(wide["volume_ratio_20"]))
-    out["cs_rank_dollar_volume_20"] = layout.from_dates(_rank(wide["log_dollar_volume_20"]))
-    out["cs_rank_rsi_14"] = layout.from_dates(_rank(wide["rsi_14"]))
-    out["cs_rank_dist_sma_50"] = layout.from_dates(_rank(wide["dist_sma_50"]))
+        out[f"cs_rank_ret_{n}"] = layout.dates_column(universe[f"ret_{n}"])
+    out["cs_rank_rvol_20"] = layout.dates_column(universe["rvol_20"])
+    out["cs_rank_rvol_60"] = layout.dates_column(universe["rvol_60"])
+    out["cs_rank_volume_ratio_20"] = layout.dates_column(universe["volume_ratio_20"])
+    out["cs_rank_dollar_volume_20"] = layout.dates_column(universe["log_dollar_volume_20"])
+    out["cs_rank_rsi_14"] = layout.dates_column(universe["rsi_14"])
+    out["cs_rank_dist_sma_50"] = layout.dates_column(universe["dist_sma_50"])
 
-    sector_keys = [*(f"ret_{n}" for n in SECTOR_RANK_RETURNS), "rvol_20"]
-    sector_rank = {k: np.full_like(wide[k], np.nan) for k in sector_keys}
-    sector_mean = {n: np.full_like(wide["ret_5"], np.nan) for n in (5, 20, 60)}
-    sector_breadth = np.full_like(wide["ret_5"], np.nan)
-    for i in range(len(sector_names)):  # at most 11 sectors, each a block of columns
-        members = np.flatnonzero(sym_sector == i)
-        for k in sector_keys:
-            sector_rank[k][:, members] = _rank(wide[k][:, members])
-        for n in (5, 20, 60):
-            sector_mean[n][:, members] = _row_stat(wide[f"ret_{n}"][:, members], "mean")[:, None]
-        sector_breadth[:, members] = _share_positive(wide["dist_sma_50"][:, members])[:, None]
+    n_sectors = len(sector_names)
+    onehot = (sym_sector[:, None] == np.arange(n_sectors)[None, :]).astype(np.float64)
     for n in SECTOR_RANK_RETURNS:
-        out[f"sector_rank_ret_{n}"] = layout.from_dates(sector_rank[f"ret_{n}"])
-    out["sector_rank_rvol_20"] = layout.from_dates(sector_rank["rvol_20"])
+        pct = _rank(wide[f"ret_{n}"]) if n not in CS_RANK_RETURNS else universe[f"ret_{n}"]
+        out[f"sector_rank_ret_{n}"] = layout.dates_column(_sector_rank(pct, onehot, sym_sector))
+    out["sector_rank_rvol_20"] = layout.dates_column(
+        _sector_rank(universe["rvol_20"], onehot, sym_sector)
+    )
+    sector_mean = {n: _sector_mean(wide[f"ret_{n}"], onehot, sym_sector) for n in (5, 20, 60)}
+    above = wide["dist_sma_50"]
+    sector_breadth = _sector_mean(np.where(np.isnan(above), np.nan, above > 0), onehot, sym_sector)
 
     for n in (5, 20):
         m = wide[f"ret_{n}"]
         z = (m - _row_stat(m, "mean")[:, None]) / _row_stat(m, "std")[:, None]
-        out[f"cs_z_ret_{n}"] = layout.from_dates(z)
+        out[f"cs_z_ret_{n}"] = layout.dates_column(z)
 
     for n in (5, 20, 60, 120):
         out[f"rs_spy_{n}"] = cols[f"ret_{n}"] - ctx.on_rows("SPY", f"ret_{n}", layout)
     for n in (5, 20, 60):
         etf = sector_etf_on_rows(ctx, f"ret_{n}", layout, sector_names, sym_sector)
-        out[f"rs_sector_{n}"] = cols[f"ret_{n}"] - etf
+        out[f"rs_sector_{n}"] = cols[f"ret_{n}"] - etf.values()
     for n in (5, 20, 60):
-        out[f"sector_mom_{n}"] = layout.from_dates(sector_mean[n])
-    out["sector_rel_ret_20"] = cols["ret_20"] - out["sector_mom_20"]
+        out[f"sector_mom_{n}"] = layout.dates_column(sector_mean[n])
+    out["sector_rel_ret_20"] = cols["ret_20"] - layout.from_dates(sector_mean[20])
 
     for n in (20, 50, 200):
-        out[f"breadth_sma_{n}"] = _share_positive(wide[f"dist_sma_{n}"])[dc]
-    out["sector_breadth_sma_50"] = sector_breadth[dc, sc]
-    out["breadth_adv"] = _share_positive(wide["ret_1"])[dc]
-    out["dispersion_ret_1"] = _row_stat(wide["ret_1"], "std")[dc]
-    out["dispersion_ret_20"] = _row_stat(wide["ret_20"], "std")[dc]
+        out[f"breadth_sma_{n}"] = layout.per_date(_share_positive(wide[f"dist_sma_{n}"]))
+    out["sector_breadth_sma_50"] = layout.dates_column(sector_breadth)
+    out["breadth_adv"] = layout.per_date(_share_positive(wide["ret_1"]))
+    out["dispersion_ret_1"] = layout.per_date(_row_stat(wide["ret_1"], "std"))
+    out["dispersion_ret_20"] = layout.per_date(_row_stat(wide["ret_20"], "std"))
     return out

@@ -19,7 +19,7 @@ from turbomode.data.schema import PRICE_COLUMNS, require_columns
 from turbomode.errors import SchemaError
 from turbomode.features import indicators as ind
 from turbomode.features.indicators import TRADING_DAYS, Array
-from turbomode.features.layout import Layout
+from turbomode.features.layout import Column, Gather, Layout
 from turbomode.features.registry import SECTOR_ETF, feature
 
 MAX_STALE_DAYS = 5
@@ -126,7 +126,8 @@ class MarketContext:
             return
         require_columns(market, ["symbol", "date", "close"], "market frame")
         m = market[[c for c in PRICE_COLUMNS if c in market.columns]].copy()
-        m["date"] = pd.to_datetime(m["date"])
+        if not pd.api.types.is_datetime64_dtype(m["date"]):
+            m["date"] = pd.to_datetime(m["date"])
         m = m.dropna(subset=["close"]).sort_values(["symbol", "date"], kind="stable")
         if m.duplicated(["symbol", "date"]).any():
             raise SchemaError("market frame has duplicate (symbol, date) rows")
@@ -180,18 +181,18 @@ def sector_etf_on_rows(
     layout: Layout,
     sector_names: list[str],
     sym_sector: npt.NDArray[np.intp],
-) -> Array:
-    """For each row, feature ``name`` of the row's own sector ETF (NaN when it has none)."""
-    out = np.full(layout.n_rows, np.nan)
-    row_sector = sym_sector[layout.sym_code]
+) -> Gather:
+    """For each row, feature ``name`` of the row's own sector ETF (NaN when it has none):
+    a gather from one per-date series per sector, plus a NaN series for the rest."""
+    n_dates, n_sectors = len(layout.dates), len(sector_names)
+    table = np.full((n_sectors + 1, n_dates), np.nan)
     for i, sector in enumerate(sector_names):  # at most 11 sectors
         etf = SECTOR_ETFS.get(sector)
-        if etf is None or not ctx.has(etf):
-            continue
-        per_date = ctx.on_dates(etf, name, layout.dates)
-        rows = row_sector == i
-        out[rows] = per_date[layout.date_code[rows]]
-    return out
+        if etf is not None and ctx.has(etf):
+            table[i] = ctx.on_dates(etf, name, layout.dates)
+    row_sector = sym_sector[layout.sym_code]
+    row_sector = np.where(row_sector >= 0, row_sector, n_sectors)
+    return Gather(table.reshape(-1), row_sector * n_dates + layout.date_code)
 
 
 def market_features(
@@ -200,37 +201,39 @@ def market_features(
     ctx: MarketContext,
     sector_names: list[str],
     sym_sector: npt.NDArray[np.intp],
-) -> dict[str, Array]:
-    """The market family as long arrays aligned to ``layout``'s rows."""
-    out: dict[str, Array] = {}
-    vix = {
-        k: ctx.on_rows("^VIX", k, layout)
-        for k in ("close", "ret_1", "ret_5", "z_20", "range_pos_252")
-    }
-    out["vix_level"], out["vix_chg_1"], out["vix_chg_5"] = vix["close"], vix["ret_1"], vix["ret_5"]
-    out["vix_z_20"], out["vix_range_pos_252"] = vix["z_20"], vix["range_pos_252"]
+) -> dict[str, Column]:
+    """The market family as columns of ``layout``'s rows: the index and VIX features are one
+    value per date, the sector ETF's per (sector, date), beta and correlation per bar."""
+    per: dict[str, Array] = {}
+
+    def on(symbol: str, name: str) -> Array:
+        return ctx.on_dates(symbol, name, layout.dates)
+
+    per["vix_level"], per["vix_chg_1"], per["vix_chg_5"] = (
+        on("^VIX", "close"),
+        on("^VIX", "ret_1"),
+        on("^VIX", "ret_5"),
+    )
+    per["vix_z_20"], per["vix_range_pos_252"] = on("^VIX", "z_20"), on("^VIX", "range_pos_252")
     for n in (1, 5, 20, 60):
-        out[f"spy_ret_{n}"] = ctx.on_rows("SPY", f"ret_{n}", layout)
-    out["spy_dist_sma_50"] = ctx.on_rows("SPY", "dist_sma_50", layout)
-    out["spy_dist_sma_200"] = ctx.on_rows("SPY", "dist_sma_200", layout)
-    out["spy_rvol_20"] = ctx.on_rows("SPY", "rvol_20", layout)
-    out["spy_rsi_14"] = ctx.on_rows("SPY", "rsi_14", layout)
-    out["spy_dd_252"] = ctx.on_rows("SPY", "dd_252", layout)
+        per[f"spy_ret_{n}"] = on("SPY", f"ret_{n}")
+    for k in ("dist_sma_50", "dist_sma_200", "rvol_20", "rsi_14", "dd_252"):
+        per[f"spy_{k}"] = on("SPY", k)
     for sym in ("QQQ", "IWM"):
         p = sym.lower()
         for n in (1, 5, 20):
-            out[f"{p}_ret_{n}"] = ctx.on_rows(sym, f"ret_{n}", layout)
-        out[f"{p}_dist_sma_50"] = ctx.on_rows(sym, "dist_sma_50", layout)
-    spy20 = out["spy_ret_20"]
-    out["qqq_minus_spy_20"] = out["qqq_ret_20"] - spy20
-    out["iwm_minus_spy_20"] = out["iwm_ret_20"] - spy20
+            per[f"{p}_ret_{n}"] = on(sym, f"ret_{n}")
+        per[f"{p}_dist_sma_50"] = on(sym, "dist_sma_50")
+    per["qqq_minus_spy_20"] = per["qqq_ret_20"] - per["spy_ret_20"]
+    per["iwm_minus_spy_20"] = per["iwm_ret_20"] - per["spy_ret_20"]
+    out: dict[str, Column] = {k: layout.per_date(v) for k, v in per.items()}
     for key, src in (
         ("sector_etf_ret_5", "ret_5"),
         ("sector_etf_ret_20", "ret_20"),
         ("sector_etf_dist_sma_50", "dist_sma_50"),
     ):
         out[key] = sector_etf_on_rows(ctx, src, layout, sector_names, sym_sector)
-    spy1 = layout.to_bars(out["spy_ret_1"])
-    out["beta_spy_60"] = layout.from_bars(ind.rolling_beta(ret1_bars, spy1, 60))
-    out["corr_spy_60"] = layout.from_bars(ind.rolling_corr(ret1_bars, spy1, 60))
+    spy1 = layout.to_bars(per["spy_ret_1"][layout.date_code])
+    out["beta_spy_60"] = layout.bars_column(ind.rolling_beta(ret1_bars, spy1, 60))
+    out["corr_spy_60"] = layout.bars_column(ind.rolling_corr(ret1_bars, spy1, 60))
     return out

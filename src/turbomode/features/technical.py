@@ -1,15 +1,18 @@
 """Per-symbol time-series families: trend, oscillators, volatility and volume.
 
-Each family takes :class:`Bars` (bar view: bars × symbols) and returns exactly the names it
-registers. The same function runs on all symbols at once or on one symbol's single column.
+Each family takes :class:`Bars` (bar view: bars × symbols) and yields (name, array) for exactly
+the names it registers, one at a time, so the engine writes each into its output and lets it go
+before the next is computed. The same function runs on all symbols at once or on one symbol's
+single column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from turbomode.features import indicators as ind
 from turbomode.features.indicators import TRADING_DAYS, Array
@@ -26,6 +29,12 @@ class Bars:
     close: Array
     volume: Array
     _cache: dict[str, Array] = field(default_factory=dict, repr=False)
+    _close_run: npt.NDArray[np.intp] | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Drop the shared intermediates once every family has run."""
+        self._cache.clear()
+        self._close_run = None
 
     def cached(self, key: str, fn: Callable[[], Array]) -> Array:
         if key not in self._cache:
@@ -47,14 +56,20 @@ class Bars:
     def atr(self, n: int) -> Array:
         return self.cached(f"atr{n}", lambda: ind.atr(self.high, self.low, self.close, n))
 
+    @property
+    def close_run(self) -> npt.NDArray[np.intp]:
+        if self._close_run is None:
+            self._close_run = ind.flat_run(self.close)
+        return self._close_run
+
     def sma(self, n: int) -> Array:
-        return self.cached(f"sma{n}", lambda: ind.rolling_mean(self.close, n))
+        return self.cached(f"sma{n}", lambda: ind.rolling_mean(self.close, n, self.close_run))
 
     def rsi(self, n: int) -> Array:
         return self.cached(f"rsi{n}", lambda: ind.rsi(self.close, n))
 
 
-Family = Callable[[Bars], dict[str, Array]]
+Family = Callable[[Bars], Iterator[tuple[str, Array]]]
 
 # ---- trend -----------------------------------------------------------------------------------
 RET_WINDOWS = (1, 2, 3, 5, 10, 20, 60, 120, 250)
@@ -100,37 +115,42 @@ TREND: list[str] = [
 ]
 
 
-def trend(b: Bars) -> dict[str, Array]:
+def trend(b: Bars) -> Iterator[tuple[str, Array]]:
     """Returns, moving averages and their distances, MACD, ADX and regression slopes."""
     c = b.close
-    out: dict[str, Array] = {}
     for n in RET_WINDOWS:
-        out[f"ret_{n}"] = b.ret1 if n == 1 else ind.pct_change(c, n)
-    out["log_ret_1"] = b.logret1
+        yield f"ret_{n}", b.ret1 if n == 1 else ind.pct_change(c, n)
+    yield "log_ret_1", b.logret1
     for n in SMA_WINDOWS:
-        out[f"sma_{n}"] = b.sma(n)
+        yield f"sma_{n}", b.sma(n)
     for n in SMA_WINDOWS:
-        out[f"dist_sma_{n}"] = c / b.sma(n) - 1.0
-    out["sma_ratio_10_20"] = b.sma(10) / b.sma(20) - 1.0
-    out["sma_ratio_20_50"] = b.sma(20) / b.sma(50) - 1.0
-    out["sma_ratio_50_200"] = b.sma(50) / b.sma(200) - 1.0
+        yield f"dist_sma_{n}", c / b.sma(n) - 1.0
+    yield "sma_ratio_10_20", b.sma(10) / b.sma(20) - 1.0
+    yield "sma_ratio_20_50", b.sma(20) / b.sma(50) - 1.0
+    yield "sma_ratio_50_200", b.sma(50) / b.sma(200) - 1.0
     emas = {n: ind.ema(c, n) for n in EMA_SPANS}
     for n in EMA_SPANS:
-        out[f"ema_{n}"] = emas[n]
+        yield f"ema_{n}", emas[n]
     for n in EMA_SPANS:
-        out[f"dist_ema_{n}"] = c / emas[n] - 1.0
+        yield f"dist_ema_{n}", c / emas[n] - 1.0
     macd = emas[12] - emas[26]
     signal = ind.ema(macd, 9)
-    out["macd"], out["macd_signal"], out["macd_hist"] = macd, signal, macd - signal
-    out["macd_pct"], out["macd_signal_pct"] = macd / c, signal / c
-    out["macd_hist_pct"] = (macd - signal) / c
-    out["adx_14"], out["plus_di_14"], out["minus_di_14"] = ind.adx(b.high, b.low, c, 14)
-    out["sma_20_slope_5"] = ind.pct_change(b.sma(20), 5)
-    out["sma_50_slope_10"] = ind.pct_change(b.sma(50), 10)
+    yield "macd", macd
+    yield "macd_signal", signal
+    yield "macd_hist", macd - signal
+    yield "macd_pct", macd / c
+    yield "macd_signal_pct", signal / c
+    yield "macd_hist_pct", (macd - signal) / c
+    adx, plus_di, minus_di = ind.adx(b.high, b.low, c, 14)
+    yield "adx_14", adx
+    yield "plus_di_14", plus_di
+    yield "minus_di_14", minus_di
+    del adx, plus_di, minus_di
+    yield "sma_20_slope_5", ind.pct_change(b.sma(20), 5)
+    yield "sma_50_slope_10", ind.pct_change(b.sma(50), 10)
     logc = np.log(c)
-    out["trend_slope_20"] = ind.ols_slope(logc, 20)
-    out["trend_slope_60"] = ind.ols_slope(logc, 60)
-    return out
+    yield "trend_slope_20", ind.ols_slope(logc, 20)
+    yield "trend_slope_60", ind.ols_slope(logc, 60)
 
 
 # ---- oscillators -----------------------------------------------------------------------------
@@ -153,33 +173,33 @@ OSCILLATOR: list[str] = [
 ]
 
 
-def oscillator(b: Bars) -> dict[str, Array]:
+def oscillator(b: Bars) -> Iterator[tuple[str, Array]]:
     """Bounded momentum oscillators: RSI variants, stochastics, %R, CCI, ROC, UO, DPO."""
     c, h, lo = b.close, b.high, b.low
-    out: dict[str, Array] = {}
     for n in RSI_WINDOWS:
-        out[f"rsi_{n}"] = b.rsi(n)
-    out["rsi_14_chg_5"] = b.rsi(14) - ind.shift(b.rsi(14), 5)
+        yield f"rsi_{n}", b.rsi(n)
+    yield "rsi_14_chg_5", b.rsi(14) - ind.shift(b.rsi(14), 5)
     k14 = ind.stochastic_k(h, lo, c, 14)
-    out["stoch_k_14"], out["stoch_d_14"] = k14, ind.rolling_mean(k14, 3)
-    out["stoch_k_5"] = ind.stochastic_k(h, lo, c, 5)
-    out["williams_r_14"] = ind.williams_r(h, lo, c, 14)
-    out["williams_r_28"] = ind.williams_r(h, lo, c, 28)
-    out["cci_14"] = ind.cci(h, lo, c, 14)
-    out["cci_20"] = ind.cci(h, lo, c, 20)
-    out["roc_12"] = 100.0 * ind.pct_change(c, 12)
-    out["roc_25"] = 100.0 * ind.pct_change(c, 25)
+    yield "stoch_k_14", k14
+    yield "stoch_d_14", ind.rolling_mean(k14, 3)
+    yield "stoch_k_5", ind.stochastic_k(h, lo, c, 5)
+    yield "williams_r_14", ind.williams_r(h, lo, c, 14)
+    yield "williams_r_28", ind.williams_r(h, lo, c, 28)
+    yield "cci_14", ind.cci(h, lo, c, 14)
+    yield "cci_20", ind.cci(h, lo, c, 20)
+    yield "roc_12", 100.0 * ind.pct_change(c, 12)
+    yield "roc_25", 100.0 * ind.pct_change(c, 25)
     pc = b.prev_close
     low_ = np.minimum(lo, pc)  # NaN on the first bar: no prior close yet
     bp = c - low_
     tr = np.maximum(h, pc) - low_
-    avg = {n: ind.rolling_sum(bp, n) / ind.rolling_sum(tr, n) for n in (7, 14, 28)}
-    out["ultimate_osc"] = 100.0 * (4 * avg[7] + 2 * avg[14] + avg[28]) / 7.0
+    tr_run = ind.flat_run(tr)
+    avg = {n: ind.rolling_sum(bp, n) / ind.rolling_sum(tr, n, tr_run) for n in (7, 14, 28)}
+    yield "ultimate_osc", 100.0 * (4 * avg[7] + 2 * avg[14] + avg[28]) / 7.0
     r = b.rsi(14)
     rmin, rmax = ind.rolling_min(r, 14), ind.rolling_max(r, 14)
-    out["stoch_rsi_14"] = (r - rmin) / (rmax - rmin)
-    out["dpo_20"] = (c - ind.shift(b.sma(20), 11)) / c
-    return out
+    yield "stoch_rsi_14", (r - rmin) / (rmax - rmin)
+    yield "dpo_20", (c - ind.shift(b.sma(20), 11)) / c
 
 
 # ---- volatility ------------------------------------------------------------------------------
@@ -232,51 +252,56 @@ VOLATILITY: list[str] = [
 ]
 
 
-def volatility(b: Bars) -> dict[str, Array]:
+def volatility(b: Bars) -> Iterator[tuple[str, Array]]:
     """ATR, Bollinger, realized and range-based vol, drawdowns, gaps and tail shape."""
     o, h, lo, c = b.open, b.high, b.low, b.close
     ann = np.sqrt(TRADING_DAYS)
-    out: dict[str, Array] = {}
-    out["atr_14"] = b.atr(14)
-    out["atr_pct_14"] = b.atr(14) / c
-    out["atr_pct_5"] = b.atr(5) / c
-    out["atr_pct_20"] = b.atr(20) / c
+    yield "atr_14", b.atr(14)
+    yield "atr_pct_14", b.atr(14) / c
+    yield "atr_pct_5", b.atr(5) / c
+    yield "atr_pct_20", b.atr(20) / c
     sma20, sd20 = b.sma(20), ind.rolling_std(c, 20)
     upper, lower = sma20 + 2 * sd20, sma20 - 2 * sd20
-    out["bb_pos_20"] = (c - lower) / (upper - lower)
-    out["bb_width_20"] = (upper - lower) / sma20
-    out["bb_z_20"] = (c - sma20) / sd20
+    yield "bb_pos_20", (c - lower) / (upper - lower)
+    yield "bb_width_20", (upper - lower) / sma20
+    yield "bb_z_20", (c - sma20) / sd20
     lr = b.logret1
-    rv = {n: ind.rolling_std(lr, n) * ann for n in RVOL_WINDOWS}
+    lr_run = ind.flat_run(lr)
+    rv = {n: ind.rolling_std(lr, n, lr_run) * ann for n in RVOL_WINDOWS}
     for n in RVOL_WINDOWS:
-        out[f"rvol_{n}"] = rv[n]
-    out["rvol_ratio_5_20"] = rv[5] / rv[20]
-    out["rvol_ratio_20_120"] = rv[20] / rv[120]
+        yield f"rvol_{n}", rv[n]
+    yield "rvol_ratio_5_20", rv[5] / rv[20]
+    yield "rvol_ratio_20_120", rv[20] / rv[120]
     hl2 = np.log(h / lo) ** 2
-    out["parkinson_vol_20"] = np.sqrt(ind.rolling_mean(hl2, 20) / (4 * np.log(2))) * ann
+    yield (
+        "parkinson_vol_20",
+        (np.sqrt(ind.rolling_mean(hl2, 20, ind.flat_run(hl2)) / (4 * np.log(2))) * ann),
+    )
     gk = 0.5 * hl2 - (2 * np.log(2) - 1) * np.log(c / o) ** 2
-    out["gk_vol_20"] = np.sqrt(np.clip(ind.rolling_mean(gk, 20), 0, None)) * ann
-    out["downside_vol_20"] = ind.rolling_std(np.minimum(lr, 0.0), 20) * ann
+    gk_mean = ind.rolling_mean(gk, 20, ind.flat_run(gk))
+    yield "gk_vol_20", np.sqrt(np.clip(gk_mean, 0, None)) * ann
+    down = np.minimum(lr, 0.0)
+    yield "downside_vol_20", ind.rolling_std(down, 20, ind.flat_run(down)) * ann
     for n in (20, 60, 252):
-        out[f"dd_{n}"] = c / ind.rolling_max(c, n) - 1.0
+        yield f"dd_{n}", c / ind.rolling_max(c, n) - 1.0
     for n in (20, 252):
-        out[f"up_from_low_{n}"] = c / ind.rolling_min(c, n) - 1.0
+        yield f"up_from_low_{n}", c / ind.rolling_min(c, n) - 1.0
     for n in (20, 252):
         ll = ind.rolling_min(lo, n)
-        out[f"range_pos_{n}"] = (c - ll) / (ind.rolling_max(h, n) - ll)
+        yield f"range_pos_{n}", (c - ll) / (ind.rolling_max(h, n) - ll)
     gap = o / b.prev_close - 1.0
-    out["gap_1"] = gap
-    out["gap_abs_mean_20"] = ind.rolling_mean(np.abs(gap), 20)
-    out["gap_mean_20"] = ind.rolling_mean(gap, 20)
+    yield "gap_1", gap
+    yield "gap_abs_mean_20", ind.rolling_mean(np.abs(gap), 20)
+    yield "gap_mean_20", ind.rolling_mean(gap, 20)
     hlr = (h - lo) / c
-    out["hl_range_1"], out["hl_range_mean_20"] = hlr, ind.rolling_mean(hlr, 20)
-    out["oc_ret_1"] = c / o - 1.0
-    out["close_location"] = (c - lo) / (h - lo)
-    out["ret_skew_60"] = ind.rolling_skew(b.ret1, 60)
-    out["ret_kurt_60"] = ind.rolling_kurt(b.ret1, 60)
-    out["max_ret_20"] = ind.rolling_max(b.ret1, 20)
-    out["min_ret_20"] = ind.rolling_min(b.ret1, 20)
-    return out
+    yield "hl_range_1", hlr
+    yield "hl_range_mean_20", ind.rolling_mean(hlr, 20)
+    yield "oc_ret_1", c / o - 1.0
+    yield "close_location", (c - lo) / (h - lo)
+    yield "ret_skew_60", ind.rolling_skew(b.ret1, 60)
+    yield "ret_kurt_60", ind.rolling_kurt(b.ret1, 60)
+    yield "max_ret_20", ind.rolling_max(b.ret1, 20)
+    yield "min_ret_20", ind.rolling_min(b.ret1, 20)
 
 
 # ---- volume ----------------------------------------------------------------------------------
@@ -303,38 +328,41 @@ VOLUME: list[str] = [
 ]
 
 
-def volume(b: Bars) -> dict[str, Array]:
+def volume(b: Bars) -> Iterator[tuple[str, Array]]:
     """Volume relative to its own history, OBV, liquidity and money-flow measures."""
     h, lo, c, v = b.high, b.low, b.close, b.volume
-    out: dict[str, Array] = {}
-    vm = {n: ind.rolling_mean(v, n) for n in (5, 10, 20, 60)}
+    v_run = ind.flat_run(v)  # a halted stock: no volume for weeks
+    vm = {n: ind.rolling_mean(v, n, v_run) for n in (5, 10, 20, 60)}
+    vsum = {n: ind.rolling_sum(v, n, v_run) for n in (10, 20)}
     for n in (5, 10, 20, 60):
-        out[f"volume_ratio_{n}"] = v / vm[n]
-    out["log_volume"] = np.log1p(v)
-    out["volume_z_20"] = (v - vm[20]) / ind.rolling_std(v, 20)
-    out["volume_trend_5_20"] = vm[5] / vm[20]
+        yield f"volume_ratio_{n}", v / vm[n]
+    yield "log_volume", np.log1p(v)
+    yield "volume_z_20", (v - vm[20]) / ind.rolling_std(v, 20)
+    yield "volume_trend_5_20", vm[5] / vm[20]
     r = b.ret1
     signed = np.sign(c - b.prev_close) * v  # OBV's daily step; NaN on the first bar
     for n in (10, 20):
-        out[f"obv_slope_{n}"] = ind.rolling_sum(signed, n) / ind.rolling_sum(v, n)
+        yield f"obv_slope_{n}", ind.rolling_sum(signed, n) / vsum[n]
     dv = c * v
-    out["dollar_volume"] = dv
-    out["log_dollar_volume_20"] = np.log(ind.rolling_mean(dv, 20))
-    out["amihud_20"] = ind.rolling_mean(np.abs(r) / dv, 20) * 1e9
+    yield "dollar_volume", dv
+    yield "log_dollar_volume_20", np.log(ind.rolling_mean(dv, 20, ind.flat_run(dv)))
+    yield "amihud_20", ind.rolling_mean(np.abs(r) / dv, 20) * 1e9
     tp = (h + lo + c) / 3.0
     flow = tp * v
     dtp = tp - ind.shift(tp, 1)
-    pos = ind.rolling_sum(np.where(np.isnan(dtp), np.nan, np.where(dtp > 0, flow, 0.0)), 14)
-    neg = ind.rolling_sum(np.where(np.isnan(dtp), np.nan, np.where(dtp < 0, flow, 0.0)), 14)
-    out["mfi_14"] = 100.0 * pos / (pos + neg)
+    up_flow = np.where(np.isnan(dtp), np.nan, np.where(dtp > 0, flow, 0.0))
+    down_flow = np.where(np.isnan(dtp), np.nan, np.where(dtp < 0, flow, 0.0))
+    pos = ind.rolling_sum(up_flow, 14, ind.flat_run(up_flow))
+    neg = ind.rolling_sum(down_flow, 14, ind.flat_run(down_flow))
+    yield "mfi_14", 100.0 * pos / (pos + neg)
     mfm = ((c - lo) - (h - c)) / (h - lo)
     mfm[h == lo] = 0.0
-    out["cmf_20"] = ind.rolling_sum(mfm * v, 20) / ind.rolling_sum(v, 20)
-    out["vwap_dist_20"] = c / (ind.rolling_sum(flow, 20) / ind.rolling_sum(v, 20)) - 1.0
-    out["pv_corr_20"] = ind.rolling_corr(r, np.log1p(v), 20)
+    yield "cmf_20", ind.rolling_sum(mfm * v, 20) / vsum[20]
+    vwap = ind.rolling_sum(flow, 20, ind.flat_run(flow)) / vsum[20]
+    yield "vwap_dist_20", c / vwap - 1.0
+    yield "pv_corr_20", ind.rolling_corr(r, np.log1p(v), 20)
     up_v = np.where(np.isnan(r), np.nan, np.where(r > 0, v, 0.0))
-    out["up_volume_ratio_20"] = ind.rolling_sum(up_v, 20) / ind.rolling_sum(v, 20)
-    return out
+    yield "up_volume_ratio_20", ind.rolling_sum(up_v, 20) / vsum[20]
 
 
 BAR_FAMILIES: dict[str, tuple[Family, list[str]]] = {

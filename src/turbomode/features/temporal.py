@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from turbomode.features.indicators import Array
-from turbomode.features.layout import Layout
+from turbomode.features.layout import Column, Layout
 from turbomode.features.registry import feature
 
 TEMPORAL: list[str] = [
@@ -52,7 +52,7 @@ def calendar_features(dates: npt.NDArray[np.datetime64]) -> dict[str, Array]:
     }
 
 
-def temporal_features(layout: Layout) -> dict[str, Array]:
-    """The temporal family as long arrays aligned to ``layout``'s rows."""
+def temporal_features(layout: Layout) -> dict[str, Column]:
+    """The temporal family, one value per date, as columns of ``layout``'s rows."""
     per_date = calendar_features(layout.dates)
-    return {k: v[layout.date_code] for k, v in per_date.items()}
+    return {k: layout.per_date(v) for k, v in per_date.items()}
