@@ -32,12 +32,13 @@ _BACKEND: list[str] = ["numpy"]
 
 @contextmanager
 def backend(name: str) -> Iterator[None]:
-    """Run moving sums, means, maxima, minima and EWMs on ``"numpy"`` (the default: bottleneck's
-    moving-window kernels and a linear-filter recursion, each one C pass over all columns) or
-    on ``"pandas"``' per-column kernels (an independent reference for tests, and what a
-    per-symbol pandas loop runs). Moving standard deviation, skew and kurtosis always use
-    pandas, whose compensated sums stay exact on long, wide-ranging series (volume) where a
-    plain running sum of squares drifts."""
+    """Run moving sums, means, maxima, minima, EWMs, return volatilities and cross-sectional
+    ranks on ``"numpy"`` (the default: bottleneck's moving-window kernels, a linear-filter
+    recursion and :func:`rank_rows`, each one C pass over all columns) or on ``"pandas"``'
+    kernels (an independent reference for tests, and what a per-symbol pandas loop runs).
+    The standard deviation of levels (price, volume), skew and kurtosis always use pandas,
+    whose compensated sums stay exact on long, wide-ranging series where a plain running sum
+    of squares drifts."""
     if name not in ("numpy", "pandas"):
         raise ValueError(f"unknown backend {name!r}; use 'numpy' or 'pandas'")
     _BACKEND.append(name)
