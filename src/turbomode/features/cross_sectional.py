@@ -211,7 +211,7 @@ def cross_sectional_features(
     n_sectors = len(sector_names)
     onehot = (sym_sector[:, None] == np.arange(n_sectors)[None, :]).astype(np.float64)
     for n in SECTOR_RANK_RETURNS:
-        pct = _rank(wide[f"ret_{n}"]) if n not in CS_RANK_RETURNS else universe[f"ret_{n}"]
+        pct = universe[f"ret_{n}"]  # SECTOR_RANK_RETURNS ⊂ CS_RANK_RETURNS
         out[f"sector_rank_ret_{n}"] = layout.dates_column(_sector_rank(pct, onehot, sym_sector))
     out["sector_rank_rvol_20"] = layout.dates_column(
         _sector_rank(universe["rvol_20"], onehot, sym_sector)

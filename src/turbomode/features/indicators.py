@@ -348,7 +348,7 @@ def rank_rows(m: Array) -> Array:
     its column number, so one SIMD integer sort per row yields the order; values that differ
     only in those bits (a relative gap below ~1e-13) could come out of order, so every sorted
     row is checked and any such row is ranked again by bottleneck. Ties, rare here, are fixed
-    up sparsely. About 1.7× bottleneck's ``nanrankdata``, and exact."""
+    up sparsely. Exact, and about 0.6× the time of bottleneck's ``nanrankdata``."""
     T, N = m.shape
     bits = max(int(N - 1).bit_length(), 1)
     if bits > 16 or T == 0:

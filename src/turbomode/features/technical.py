@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,8 @@ import numpy.typing as npt
 from turbomode.features import indicators as ind
 from turbomode.features.indicators import TRADING_DAYS, Array
 from turbomode.features.registry import feature
+
+_A = TypeVar("_A", bound=npt.NDArray[Any])
 
 
 @dataclass
@@ -28,18 +31,16 @@ class Bars:
     low: Array
     close: Array
     volume: Array
-    _cache: dict[str, Array] = field(default_factory=dict, repr=False)
-    _close_run: npt.NDArray[np.intp] | None = field(default=None, repr=False)
+    _cache: dict[str, npt.NDArray[Any]] = field(default_factory=dict, repr=False)
 
     def release(self) -> None:
         """Drop the shared intermediates once every family has run."""
         self._cache.clear()
-        self._close_run = None
 
-    def cached(self, key: str, fn: Callable[[], Array]) -> Array:
+    def cached(self, key: str, fn: Callable[[], _A]) -> _A:
         if key not in self._cache:
             self._cache[key] = fn()
-        return self._cache[key]
+        return cast(_A, self._cache[key])
 
     @property
     def prev_close(self) -> Array:
@@ -58,9 +59,7 @@ class Bars:
 
     @property
     def close_run(self) -> npt.NDArray[np.intp]:
-        if self._close_run is None:
-            self._close_run = ind.flat_run(self.close)
-        return self._close_run
+        return self.cached("close_run", lambda: ind.flat_run(self.close))
 
     def sma(self, n: int) -> Array:
         return self.cached(f"sma{n}", lambda: ind.rolling_mean(self.close, n, self.close_run))
