@@ -91,6 +91,16 @@ def test_bad_frames_raise_schema_errors(synth) -> None:
         build_features(prices.iloc[:0], market, sectors)
 
 
+def test_report_times_each_stage(synth) -> None:
+    prices, market, sectors = synth
+    rep = build_features(prices, market, sectors).report
+    assert list(rep.stage_s) == ["prepare", "per_symbol", "panel", "assemble"]
+    assert all(v >= 0 for v in rep.stage_s.values())
+    assert sum(rep.stage_s.values()) == pytest.approx(rep.elapsed_s, abs=0.05)
+    assert rep.stage_s["per_symbol"] > rep.stage_s["assemble"]  # 150+ features vs a frame
+    assert "stages: prepare" in rep.summary()
+
+
 def test_short_symbols_are_reported_not_fatal(synth, full: pd.DataFrame) -> None:
     prices, market, sectors = synth
     tiny = pd.DataFrame(

@@ -62,12 +62,17 @@ class FeatureReport:
     """Symbols without a sector: sector features are NaN for them."""
     nan_share: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage (``prepare``, ``per_symbol``, ``panel``, ``assemble``): where a build's
+    time goes, and how much of it vectorizing the per-symbol families can win at most."""
 
     def summary(self) -> str:
         lines = [
             f"{len(self.features)} features × {self.n_rows:,} rows "
             f"({self.n_symbols} symbols, {self.n_dates} dates) in {self.elapsed_s:.1f} s"
         ]
+        if self.stage_s:
+            lines.append("stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.stage_s.items()))
         if self.short_history:
             lines.append(
                 f"{len(self.short_history)} symbol(s) with short history: {self.short_history}"
@@ -197,6 +202,7 @@ def build_features(
     layout, stream = symbol_features(p, ctx, sectors)
     col_of = {n: j for j, n in enumerate(selected)}
     block = output_block(layout.n_rows, len(selected), np.dtype(dtype))
+    stages = {"prepare": time.perf_counter() - t0}
     nan_count = np.zeros(len(selected), dtype=np.int64)
     needed: dict[str, Array] = {}
 
@@ -217,17 +223,24 @@ def build_features(
                     col[inf] = np.nan
                 nan_count[j] = np.count_nonzero(np.isnan(col))  # while the column is in cache
 
+    def lap(stage: str) -> None:
+        stages[stage] = time.perf_counter() - t0 - sum(stages.values())
+
     for _, cols in stream:
         sink(cols)
+    lap("per_symbol")
     for _, cols in panel_features(layout, needed, ctx, sectors):
         sink(cols)
     needed.clear()
+    lap("panel")
 
     frame = pd.DataFrame(block, columns=selected, copy=False)
     frame.insert(0, "date", p["date"].to_numpy())
     frame.insert(0, "symbol", p["symbol"].to_numpy())
     report = _report(layout, ctx, sectors, selected, nan_count, min_history)
+    lap("assemble")
     report.elapsed_s = time.perf_counter() - t0
+    report.stage_s = stages
     return FeatureResult(frame=frame, report=report)
 
 
