@@ -196,13 +196,18 @@ def build_features(
     data dated ≤ t only; warm-up rows are NaN.
     """
     t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        stages[stage] = time.perf_counter() - t0 - sum(stages.values())
+
     selected = select_features(features)
     p = prepare_prices(prices)
     ctx = MarketContext(market)
     layout, stream = symbol_features(p, ctx, sectors)
     col_of = {n: j for j, n in enumerate(selected)}
     block = output_block(layout.n_rows, len(selected), np.dtype(dtype))
-    stages = {"prepare": time.perf_counter() - t0}
+    lap("prepare")
     nan_count = np.zeros(len(selected), dtype=np.int64)
     needed: dict[str, Array] = {}
 
@@ -222,9 +227,6 @@ def build_features(
                 if inf.any():
                     col[inf] = np.nan
                 nan_count[j] = np.count_nonzero(np.isnan(col))  # while the column is in cache
-
-    def lap(stage: str) -> None:
-        stages[stage] = time.perf_counter() - t0 - sum(stages.values())
 
     for _, cols in stream:
         sink(cols)
