@@ -23,7 +23,7 @@ from turbomode.labels import label_columns, make_labels
 from .conftest import synthetic_market
 
 # Features that are defined on a symbol's very first bar (no look-back needed).
-BAR0 = {"log_volume", "dollar_volume", "hl_range_1", "oc_ret_1", "close_location"}
+BAR0 = {"hl_range_1", "oc_ret_1", "close_location"}
 PER_SYMBOL_GROUPS = ("trend", "oscillator", "volatility", "volume")
 
 
@@ -34,7 +34,7 @@ def full(synth: tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]) -> pd.DataFra
 
 
 def test_registry_is_complete_and_described() -> None:
-    assert 170 <= len(REGISTRY) <= 200
+    assert 170 <= len(REGISTRY) <= 220
     counts = REGISTRY.counts()
     assert set(counts) == set(GROUPS)
     for spec in REGISTRY:
@@ -120,7 +120,9 @@ def test_short_symbols_are_reported_not_fatal(synth, full: pd.DataFrame) -> None
     assert "S11" in rep.short_history  # the synthetic short symbol (30 bars)
     assert rep.unmapped_symbols == ["ONE"]
     t = res.frame[res.frame["symbol"] == "TINY"]
-    assert t["ret_1"].notna().sum() == 2 and t["sma_10"].isna().all() and t["rsi_14"].isna().all()
+    assert (
+        t["ret_1"].notna().sum() == 2 and t["dist_sma_10"].isna().all() and t["rsi_14"].isna().all()
+    )
     one = res.frame[res.frame["symbol"] == "ONE"]
     assert one["sector_rank_ret_1"].isna().all() and one["sector_etf_ret_5"].isna().all()
     # Adding them changes nothing for the others except the cross-sectional group.
@@ -166,10 +168,10 @@ def test_warm_up_rows_are_nan(synth, full: pd.DataFrame) -> None:
     assert first[cols].isna().all().all(), first[cols].notna().sum()[lambda s: s > 0]
     for name, n_nan in (
         ("ret_250", 250),
-        ("sma_200", 199),
+        ("dist_sma_200", 199),
         ("rsi_14", 14),
-        ("ema_26", 25),
-        ("atr_14", 13),
+        ("dist_ema_26", 25),
+        ("atr_pct_14", 13),
         ("rvol_20", 20),
         ("dd_252", 251),
         ("beta_spy_60", 60),

@@ -77,10 +77,10 @@ def test_trend_family(real) -> None:
         close(f["dist_sma_50"], c / c.rolling(50).mean() - 1)
         e12 = c.ewm(span=12, adjust=False).mean().where(np.arange(len(c)) >= 11)
         e26 = c.ewm(span=26, adjust=False).mean().where(np.arange(len(c)) >= 25)
-        close(f["ema_12"], e12)
+        close(f["dist_ema_12"], c / e12 - 1)
         macd = e12 - e26
         sig = macd.ewm(span=9, adjust=False).mean().where(macd.notna().cumsum() >= 9)
-        close(f["macd_hist"], macd - sig)
+        close(f["macd_hist_pct"], (macd - sig) / c)
         logc = np.log(c.to_numpy())
         for t in (59, 200, len(c) - 1):
             if t < len(c):
@@ -188,7 +188,7 @@ def test_volume_family(real) -> None:
         mfv = ((c - lo) - (h - c)) / (h - lo) * v
         close(f["cmf_20"], mfv.rolling(20).sum() / v.rolling(20).sum())
         close(f["vwap_dist_20"], c / (flow.rolling(20).sum() / v.rolling(20).sum()) - 1)
-        close(f["pv_corr_20"], c.pct_change().rolling(20).corr(np.log1p(v)), rtol=1e-5)
+        close(f["pv_corr_20"], c.pct_change().rolling(20).corr(np.log(v.where(v > 0))), rtol=1e-5)
 
 
 def test_cross_sectional_family(real) -> None:

@@ -539,7 +539,7 @@ def test_manage_book_opens_only_symbols_flat_at_the_open() -> None:
 
 
 class _Model:
-    features: ClassVar[list[str]] = ["atr_14", "f1"]
+    features: ClassVar[list[str]] = ["atr_pct_14", "f1"]
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
@@ -569,7 +569,7 @@ def test_score_universe_sets_broken_models_aside_and_goes_on() -> None:
             "cap_class": "large",
         }
     )
-    vectors = pd.DataFrame({"symbol": ["A", "B", "C", "D"], "atr_14": 1.0, "f1": 0.5})
+    vectors = pd.DataFrame({"symbol": ["A", "B", "C", "D"], "atr_pct_14": 0.1, "f1": 0.5})
     bars = pd.DataFrame({"symbol": ["A", "B", "C", "D"], "open": 10.0, "close": 10.0})
     scores, failures, missing, versions = score_universe(
         vectors,

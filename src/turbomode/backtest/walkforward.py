@@ -27,6 +27,7 @@ from turbomode.config import Settings
 from turbomode.data.sources.base import MarketData
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
+from turbomode.signals.scan import ATR_FEATURE
 
 log = logging.getLogger("turbomode.backtest.walkforward")
 
@@ -175,10 +176,11 @@ def walk_forward_signals(
         raise TurboModeError("no (symbol, day) could be scored in the test periods")
     scores = pd.concat(scored, ignore_index=True)
     bars = md.prices[["symbol", "date", "close"]].assign(date=lambda f: pd.to_datetime(f["date"]))
-    atr = world.features[["symbol", "date", "atr_14"]].rename(columns={"atr_14": "atr"})
+    atr = world.features[["symbol", "date", ATR_FEATURE]]
     scores = scores.merge(bars, on=["symbol", "date"], how="left").merge(
         atr, on=["symbol", "date"], how="left"
     )
+    scores["atr"] = scores.pop(ATR_FEATURE) * scores["close"]
     scores = scores[np.isfinite(scores["close"]) & (scores["atr"] > 0)]  # NaN > 0 is False
     caps = world.md.universe.members.set_index("symbol")["cap_class"]
     scores["cap_class"] = scores["symbol"].map(caps).fillna("unknown")

@@ -21,6 +21,36 @@ from turbomode.features.registry import SECTOR_ETF, feature
 
 CS_RANK_RETURNS = (1, 5, 20, 60, 250)
 SECTOR_RANK_RETURNS = (1, 5, 20, 60)
+EXTRA_RANKS = (
+    "resid_ret_5",
+    "gap_1",
+    "oc_ret_1",
+    "dd_252",
+    "max_ret_20",
+    "idio_vol_60",
+    "volume_shock_5_250",
+)
+"""Universe ranks of the known daily effects: residual reversal, the overnight/intraday split,
+distance to the 52-week high, lottery-like maxima, idiosyncratic volatility, volume shocks.
+Trees split poorly on raw values whose scale drifts over 20 years; a rank on the date does not
+drift."""
+EXTRA_SECTOR_RANKS = (
+    "resid_ret_1",
+    "resid_ret_5",
+    "resid_ret_20",
+    "gap_1",
+    "oc_ret_1",
+    "overnight_ret_5",
+    "intraday_ret_5",
+    "volume_ratio_20",
+    "dd_252",
+    "max_ret_20",
+    "idio_vol_60",
+)
+"""The same within the sector: reversal is much stronger among industry peers than raw."""
+NEEDS_ETF = {
+    k: (SECTOR_ETF,) for k in ("resid_ret_1", "resid_ret_5", "resid_ret_20", "idio_vol_60")
+}
 CROSS_SECTIONAL: list[str] = [
     *(
         feature(
@@ -37,9 +67,6 @@ CROSS_SECTIONAL: list[str] = [
         "cs_rank_rvol_60", "cross_sectional", "Percentile rank of rvol_60 across the universe."
     ),
     feature("cs_rank_volume_ratio_20", "cross_sectional", "Percentile rank of volume_ratio_20."),
-    feature(
-        "cs_rank_dollar_volume_20", "cross_sectional", "Percentile rank of log_dollar_volume_20."
-    ),
     feature("cs_rank_rsi_14", "cross_sectional", "Percentile rank of rsi_14 across the universe."),
     feature("cs_rank_dist_sma_50", "cross_sectional", "Percentile rank of dist_sma_50."),
     *(
@@ -52,6 +79,32 @@ CROSS_SECTIONAL: list[str] = [
     ),
     feature(
         "sector_rank_rvol_20", "cross_sectional", "Percentile rank of rvol_20 within the sector."
+    ),
+    *(
+        feature(
+            f"cs_rank_{k}",
+            "cross_sectional",
+            f"Percentile rank of {k} across the universe on the date.",
+            NEEDS_ETF.get(k, ()),
+        )
+        for k in EXTRA_RANKS
+    ),
+    *(
+        feature(
+            f"sector_rank_{k}",
+            "cross_sectional",
+            f"Percentile rank of {k} within the stock's sector on the date.",
+            NEEDS_ETF.get(k, ()),
+        )
+        for k in EXTRA_SECTOR_RANKS
+    ),
+    *(
+        feature(
+            f"sector_rel_ret_{n}",
+            "cross_sectional",
+            f"ret_{n} − its sector's mean ret_{n} on the date (equal-weighted).",
+        )
+        for n in (1, 5)
     ),
     feature("cs_z_ret_5", "cross_sectional", "z-score of ret_5 across the universe on the date."),
     feature("cs_z_ret_20", "cross_sectional", "z-score of ret_20 across the universe on the date."),
@@ -101,7 +154,7 @@ NEEDS: tuple[str, ...] = (
     "rvol_20",
     "rvol_60",
     "volume_ratio_20",
-    "log_dollar_volume_20",
+    *dict.fromkeys(k for k in (*EXTRA_RANKS, *EXTRA_SECTOR_RANKS) if k != "volume_ratio_20"),
     "rsi_14",
     "dist_sma_20",
     "dist_sma_50",
@@ -189,14 +242,17 @@ def cross_sectional_features(
 
     universe = {
         k: _rank(wide[k])
-        for k in (
-            *(f"ret_{n}" for n in CS_RANK_RETURNS),
-            "rvol_20",
-            "rvol_60",
-            "volume_ratio_20",
-            "log_dollar_volume_20",
-            "rsi_14",
-            "dist_sma_50",
+        for k in dict.fromkeys(
+            (
+                *(f"ret_{n}" for n in CS_RANK_RETURNS),
+                "rvol_20",
+                "rvol_60",
+                "volume_ratio_20",
+                "rsi_14",
+                "dist_sma_50",
+                *EXTRA_RANKS,
+                *EXTRA_SECTOR_RANKS,
+            )
         )
     }
     for n in CS_RANK_RETURNS:
@@ -204,7 +260,8 @@ def cross_sectional_features(
     out["cs_rank_rvol_20"] = layout.dates_column(universe["rvol_20"])
     out["cs_rank_rvol_60"] = layout.dates_column(universe["rvol_60"])
     out["cs_rank_volume_ratio_20"] = layout.dates_column(universe["volume_ratio_20"])
-    out["cs_rank_dollar_volume_20"] = layout.dates_column(universe["log_dollar_volume_20"])
+    for k in EXTRA_RANKS:
+        out[f"cs_rank_{k}"] = layout.dates_column(universe[k])
     out["cs_rank_rsi_14"] = layout.dates_column(universe["rsi_14"])
     out["cs_rank_dist_sma_50"] = layout.dates_column(universe["dist_sma_50"])
 
@@ -216,7 +273,9 @@ def cross_sectional_features(
     out["sector_rank_rvol_20"] = layout.dates_column(
         _sector_rank(universe["rvol_20"], onehot, sym_sector)
     )
-    sector_mean = {n: _sector_mean(wide[f"ret_{n}"], onehot, sym_sector) for n in (5, 20, 60)}
+    for k in EXTRA_SECTOR_RANKS:
+        out[f"sector_rank_{k}"] = layout.dates_column(_sector_rank(universe[k], onehot, sym_sector))
+    sector_mean = {n: _sector_mean(wide[f"ret_{n}"], onehot, sym_sector) for n in (1, 5, 20, 60)}
     above = wide["dist_sma_50"]
     sector_breadth = _sector_mean(np.where(np.isnan(above), np.nan, above > 0), onehot, sym_sector)
 
@@ -232,7 +291,8 @@ def cross_sectional_features(
         out[f"rs_sector_{n}"] = cols[f"ret_{n}"] - etf.values()
     for n in (5, 20, 60):
         out[f"sector_mom_{n}"] = layout.dates_column(sector_mean[n])
-    out["sector_rel_ret_20"] = cols["ret_20"] - layout.from_dates(sector_mean[20])
+    for n in (1, 5, 20):
+        out[f"sector_rel_ret_{n}"] = cols[f"ret_{n}"] - layout.from_dates(sector_mean[n])
 
     for n in (20, 50, 200):
         out[f"breadth_sma_{n}"] = layout.per_date(_share_positive(wide[f"dist_sma_{n}"]))

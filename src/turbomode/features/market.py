@@ -23,6 +23,8 @@ from turbomode.features.layout import Column, Gather, Layout
 from turbomode.features.registry import SECTOR_ETF, feature
 
 MAX_STALE_DAYS = 5
+RESID_WINDOWS = (1, 5, 10, 20)
+BETA_WINDOW = 60
 SERIES_RETURNS = (1, 5, 20, 60, 120)
 
 _IDX = ("SPY", "QQQ", "IWM")
@@ -94,6 +96,28 @@ MARKET: list[str] = [
         "cross_sectional",
         "Correlation of daily returns with SPY's over 60 bars.",
         ("SPY",),
+    ),
+    *(
+        feature(
+            f"resid_ret_{n}",
+            "cross_sectional",
+            f"Residual return over {n} bar(s): the sum of daily returns less beta × the sector "
+            "ETF's, beta fitted over the 60 bars before each day.",
+            (SECTOR_ETF,),
+        )
+        for n in RESID_WINDOWS
+    ),
+    feature(
+        "idio_vol_60",
+        "cross_sectional",
+        "Idiosyncratic volatility: std of the daily residual returns over 60 bars, annualized.",
+        (SECTOR_ETF,),
+    ),
+    feature(
+        "idio_share_60",
+        "cross_sectional",
+        "Share of the 60-bar return variance the sector ETF does not explain (1 − R²).",
+        (SECTOR_ETF,),
     ),
 ]
 
@@ -236,4 +260,28 @@ def market_features(
     spy1 = layout.to_bars(per["spy_ret_1"][layout.date_code])
     out["beta_spy_60"] = layout.bars_column(ind.rolling_beta(ret1_bars, spy1, 60))
     out["corr_spy_60"] = layout.bars_column(ind.rolling_corr(ret1_bars, spy1, 60))
+    etf1 = layout.to_bars(
+        sector_etf_on_rows(ctx, "ret_1", layout, sector_names, sym_sector).values()
+    )
+    out.update(residual_features(layout, ret1_bars, etf1))
+    return out
+
+
+def residual_features(layout: Layout, ret1: Array, etf1: Array) -> dict[str, Column]:
+    """Returns net of the sector ETF (which carries the market too), bar view.
+
+    Short-term reversal lives mostly in the part of a return its industry does not explain, so
+    the residual is what a reversal feature should rank. Day t's residual uses the beta fitted
+    on the 60 bars ending t − 1: known at t, and not fitted on the return it adjusts."""
+    beta = ind.shift(ind.rolling_beta(ret1, etf1, BETA_WINDOW), 1)
+    resid = ret1 - beta * etf1
+    run = ind.flat_run(resid)
+    out: dict[str, Column] = {
+        f"resid_ret_{n}": layout.bars_column(resid if n == 1 else ind.rolling_sum(resid, n, run))
+        for n in RESID_WINDOWS
+    }
+    idio = ind.rolling_std(resid, BETA_WINDOW, run)
+    total = ind.rolling_std(ret1, BETA_WINDOW, ind.flat_run(ret1))
+    out["idio_vol_60"] = layout.bars_column(idio * np.sqrt(TRADING_DAYS))
+    out["idio_share_60"] = layout.bars_column(np.clip((idio / total) ** 2, 0.0, 1.0))
     return out

@@ -74,6 +74,9 @@ Family = Callable[[Bars], Iterator[tuple[str, Array]]]
 RET_WINDOWS = (1, 2, 3, 5, 10, 20, 60, 120, 250)
 SMA_WINDOWS = (10, 20, 50, 200)
 EMA_SPANS = (12, 26, 50)
+SPLIT_WINDOWS = (5, 20)
+"""Windows of the overnight / intraday split of returns: they behave differently (overnight
+returns persist, intraday returns reverse), so the plain return mixes two effects."""
 TREND: list[str] = [
     *(
         feature(
@@ -82,19 +85,11 @@ TREND: list[str] = [
         for n in RET_WINDOWS
     ),
     feature("log_ret_1", "trend", "Log return of the last bar."),
-    *(
-        feature(f"sma_{n}", "trend", f"{n}-bar simple moving average of close (price level).")
-        for n in SMA_WINDOWS
-    ),
     *(feature(f"dist_sma_{n}", "trend", f"close / SMA({n}) − 1.") for n in SMA_WINDOWS),
     feature("sma_ratio_10_20", "trend", "SMA(10)/SMA(20) − 1: short over medium trend."),
     feature("sma_ratio_20_50", "trend", "SMA(20)/SMA(50) − 1."),
     feature("sma_ratio_50_200", "trend", "SMA(50)/SMA(200) − 1: golden/death cross distance."),
-    *(feature(f"ema_{n}", "trend", f"EMA of close, span {n} (price level).") for n in EMA_SPANS),
     *(feature(f"dist_ema_{n}", "trend", f"close / EMA({n}) − 1.") for n in EMA_SPANS),
-    feature("macd", "trend", "MACD line EMA(12) − EMA(26), price units."),
-    feature("macd_signal", "trend", "MACD signal line: EMA(9) of the MACD line."),
-    feature("macd_hist", "trend", "MACD histogram: line − signal."),
     feature("macd_pct", "trend", "MACD line / close: scale-free across symbols."),
     feature("macd_signal_pct", "trend", "MACD signal / close."),
     feature("macd_hist_pct", "trend", "MACD histogram / close."),
@@ -111,6 +106,22 @@ TREND: list[str] = [
     feature(
         "trend_slope_60", "trend", "OLS slope of log close on bar number over 60 bars (per bar)."
     ),
+    *(
+        feature(
+            f"overnight_ret_{n}",
+            "trend",
+            f"Sum of the last {n} overnight log returns, log(open / previous close).",
+        )
+        for n in SPLIT_WINDOWS
+    ),
+    *(
+        feature(
+            f"intraday_ret_{n}",
+            "trend",
+            f"Sum of the last {n} intraday log returns, log(close / open).",
+        )
+        for n in SPLIT_WINDOWS
+    ),
 ]
 
 
@@ -121,22 +132,15 @@ def trend(b: Bars) -> Iterator[tuple[str, Array]]:
         yield f"ret_{n}", b.ret1 if n == 1 else ind.pct_change(c, n)
     yield "log_ret_1", b.logret1
     for n in SMA_WINDOWS:
-        yield f"sma_{n}", b.sma(n)
-    for n in SMA_WINDOWS:
         yield f"dist_sma_{n}", c / b.sma(n) - 1.0
     yield "sma_ratio_10_20", b.sma(10) / b.sma(20) - 1.0
     yield "sma_ratio_20_50", b.sma(20) / b.sma(50) - 1.0
     yield "sma_ratio_50_200", b.sma(50) / b.sma(200) - 1.0
     emas = {n: ind.ema(c, n) for n in EMA_SPANS}
     for n in EMA_SPANS:
-        yield f"ema_{n}", emas[n]
-    for n in EMA_SPANS:
         yield f"dist_ema_{n}", c / emas[n] - 1.0
     macd = emas[12] - emas[26]
     signal = ind.ema(macd, 9)
-    yield "macd", macd
-    yield "macd_signal", signal
-    yield "macd_hist", macd - signal
     yield "macd_pct", macd / c
     yield "macd_signal_pct", signal / c
     yield "macd_hist_pct", (macd - signal) / c
@@ -150,6 +154,11 @@ def trend(b: Bars) -> Iterator[tuple[str, Array]]:
     logc = np.log(c)
     yield "trend_slope_20", ind.ols_slope(logc, 20)
     yield "trend_slope_60", ind.ols_slope(logc, 60)
+    overnight, intraday = np.log(b.open / b.prev_close), np.log(c / b.open)
+    for name, part in (("overnight", overnight), ("intraday", intraday)):
+        run = ind.flat_run(part)
+        for n in SPLIT_WINDOWS:
+            yield f"{name}_ret_{n}", ind.rolling_sum(part, n, run)
 
 
 # ---- oscillators -----------------------------------------------------------------------------
@@ -204,7 +213,6 @@ def oscillator(b: Bars) -> Iterator[tuple[str, Array]]:
 # ---- volatility ------------------------------------------------------------------------------
 RVOL_WINDOWS = (5, 10, 20, 60, 120, 250)
 VOLATILITY: list[str] = [
-    feature("atr_14", "volatility", "Average true range (Wilder, 14), price units."),
     feature("atr_pct_14", "volatility", "ATR(14) / close: the label threshold's basis."),
     feature("atr_pct_5", "volatility", "ATR(5) / close."),
     feature("atr_pct_20", "volatility", "ATR(20) / close."),
@@ -255,7 +263,6 @@ def volatility(b: Bars) -> Iterator[tuple[str, Array]]:
     """ATR, Bollinger, realized and range-based vol, drawdowns, gaps and tail shape."""
     o, h, lo, c = b.open, b.high, b.low, b.close
     ann = np.sqrt(TRADING_DAYS)
-    yield "atr_14", b.atr(14)
     yield "atr_pct_14", b.atr(14) / c
     yield "atr_pct_5", b.atr(5) / c
     yield "atr_pct_20", b.atr(20) / c
@@ -309,15 +316,20 @@ VOLUME: list[str] = [
         feature(f"volume_ratio_{n}", "volume", f"volume / {n}-bar mean volume.")
         for n in (5, 10, 20, 60)
     ),
-    feature("log_volume", "volume", "log(1 + volume)."),
     feature("volume_z_20", "volume", "(volume − 20-bar mean) / 20-bar std."),
     feature("volume_trend_5_20", "volume", "5-bar mean volume / 20-bar mean volume."),
     feature("obv_slope_10", "volume", "OBV change over 10 bars / volume traded in them (−1..1)."),
     feature("obv_slope_20", "volume", "OBV change over 20 bars / volume traded in them (−1..1)."),
-    feature("dollar_volume", "volume", "close × volume of the last bar."),
-    feature("log_dollar_volume_20", "volume", "log of the 20-bar mean dollar volume: liquidity."),
     feature(
-        "amihud_20", "volume", "Amihud illiquidity: mean |return| / dollar volume × 1e9, 20 bars."
+        "dollar_volume_ratio_20_250",
+        "volume",
+        "20-bar over 250-bar mean dollar volume: a turnover shock, free of the price scale.",
+    ),
+    feature("volume_shock_5_250", "volume", "5-bar over 250-bar mean volume: a volume shock."),
+    feature(
+        "amihud_ratio_20_250",
+        "volume",
+        "Amihud illiquidity (mean |return| / dollar volume) over 20 bars / over 250 bars.",
     ),
     feature("mfi_14", "volume", "Money flow index (14), 0–100."),
     feature("cmf_20", "volume", "Chaikin money flow (20), −1..1."),
@@ -335,17 +347,27 @@ def volume(b: Bars) -> Iterator[tuple[str, Array]]:
     vsum = {n: ind.rolling_sum(v, n, v_run) for n in (10, 20)}
     for n in (5, 10, 20, 60):
         yield f"volume_ratio_{n}", v / vm[n]
-    yield "log_volume", np.log1p(v)
     yield "volume_z_20", (v - vm[20]) / ind.rolling_std(v, 20)
     yield "volume_trend_5_20", vm[5] / vm[20]
     r = b.ret1
     signed = np.sign(c - b.prev_close) * v  # OBV's daily step; NaN on the first bar
     for n in (10, 20):
         yield f"obv_slope_{n}", ind.rolling_sum(signed, n) / vsum[n]
+    # Levels (dollar volume, Amihud) encode the price scale, and adjusted prices carry later
+    # splits and dividends into the past: only ratios of a series to its own history are kept.
     dv = c * v
-    yield "dollar_volume", dv
-    yield "log_dollar_volume_20", np.log(ind.rolling_mean(dv, 20, ind.flat_run(dv)))
-    yield "amihud_20", ind.rolling_mean(np.abs(r) / dv, 20) * 1e9
+    dv_run = ind.flat_run(dv)
+    yield (
+        "dollar_volume_ratio_20_250",
+        ind.rolling_mean(dv, 20, dv_run) / ind.rolling_mean(dv, 250, dv_run),
+    )
+    yield "volume_shock_5_250", vm[5] / ind.rolling_mean(v, 250, v_run)
+    illiq = np.abs(r) / dv
+    illiq_run = ind.flat_run(illiq)
+    yield (
+        "amihud_ratio_20_250",
+        ind.rolling_mean(illiq, 20, illiq_run) / ind.rolling_mean(illiq, 250, illiq_run),
+    )
     tp = (h + lo + c) / 3.0
     flow = tp * v
     dtp = tp - ind.shift(tp, 1)
@@ -359,7 +381,10 @@ def volume(b: Bars) -> Iterator[tuple[str, Array]]:
     yield "cmf_20", ind.rolling_sum(mfm * v, 20) / vsum[20]
     vwap = ind.rolling_sum(flow, 20, ind.flat_run(flow)) / vsum[20]
     yield "vwap_dist_20", c / vwap - 1.0
-    yield "pv_corr_20", ind.rolling_corr(r, np.log1p(v), 20)
+    # log(v), not log1p(v): a correlation ignores log v's shift under a volume rescale, but
+    # log1p's +1 is a level (a zero-volume day is a missing log volume).
+    logv = np.log(np.where(v > 0, v, np.nan))
+    yield "pv_corr_20", ind.rolling_corr(r, logv, 20)
     up_v = np.where(np.isnan(r), np.nan, np.where(r > 0, v, 0.0))
     yield "up_volume_ratio_20", ind.rolling_sum(up_v, 20) / vsum[20]
 

@@ -59,7 +59,9 @@ from turbomode.signals.store import SignalStore
 from turbomode.signals.types import Signal
 
 log = logging.getLogger("turbomode.signals.scan")
-ATR_FEATURE = "atr_14"
+ATR_FEATURE = "atr_pct_14"
+"""ATR(14) as a share of the close: the price level is not a feature (adjusted prices carry
+later splits into the past), so the stop's ATR is this share times the scan bar's close."""
 SELL_I, HOLD_I, BUY_I = 0, 1, 2
 
 
@@ -207,7 +209,8 @@ def score_universe(
                     "p_hold": proba[:, HOLD_I],
                     "p_sell": proba[:, SELL_I],
                     "close": rows["close"].to_numpy(dtype=float),
-                    "atr": rows[ATR_FEATURE].to_numpy(dtype=float),
+                    "atr": rows[ATR_FEATURE].to_numpy(dtype=float)
+                    * rows["close"].to_numpy(dtype=float),
                     "model_version": version,
                 }
             )
