@@ -20,6 +20,7 @@ from turbomode.cli_backtest import backtest_command, regime_command
 from turbomode.cli_models import models_app
 from turbomode.cli_outcomes import outcomes_app, replay_command, retrain_command
 from turbomode.cli_pipelines import pipelines_app
+from turbomode.cli_research import research_command
 from turbomode.cli_serve import serve_command
 from turbomode.cli_smart import curate_command, ranking_app, smart_scan_command
 from turbomode.cli_tune import tune_command
@@ -53,6 +54,7 @@ app.command("smart-scan")(smart_scan_command)
 app.add_typer(ranking_app, name="ranking")
 universe_app.command("curate")(curate_command)
 app.add_typer(wallet_app, name="wallet")
+app.command("research")(research_command)
 
 console = Console()
 err = Console(stderr=True)

@@ -304,6 +304,26 @@ class ModelSettings(BaseModel):
     Feature subsampling (colsample / rsm) keeps each tree cheap; raise these on a cluster.
     """
 
+    target: Literal["class3", "rank"] = Field(
+        default="class3",
+        description=(
+            "class3: the stacked 3-class ensemble on the ATR labels; rank: one LightGBM "
+            "regressor on the forward return's percentile within its (date, sector), with "
+            "class probabilities calibrated on out-of-fold scores (turbomode.models.ranker)."
+        ),
+    )
+    scope: Literal["sector", "pooled"] = Field(
+        default="sector",
+        description=(
+            "sector: one model per (sector, horizon); pooled: one model per horizon fitted on "
+            "every sector's rows (about 11× the rows), registered under each sector's key."
+        ),
+    )
+    train_years: float | None = Field(
+        default=None,
+        gt=0,
+        description="Years of rows before the out-of-time window to train on (None: all).",
+    )
     oof_folds: int = Field(default=2, ge=2, description="Walk-forward folds for stacking.")
     embargo_days: int = Field(default=5, ge=0)
     test_start: str | None = Field(
@@ -354,6 +374,20 @@ class ModelSettings(BaseModel):
             "max_samples": 0.5,
             "max_features": "sqrt",
         }
+    )
+    ranker: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "n_estimators": 300,
+            "learning_rate": 0.03,
+            "num_leaves": 31,
+            "min_child_samples": 2000,
+            "subsample": 0.5,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.5,
+            "reg_lambda": 10.0,
+            "max_bin": 63,
+        },
+        description="LightGBM regressor parameters of models.target=rank.",
     )
     meta: dict[str, Any] = Field(
         default_factory=lambda: {

@@ -143,9 +143,23 @@ def _auc(scores: NDArray[np.float64], positive: NDArray[np.bool_]) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def classification_metrics(y_true: ArrayLike, proba: ArrayLike) -> dict[str, Any]:
-    """Per-class precision/recall (argmax), balanced accuracy, macro OvR ROC-AUC, log loss,
-    multi-class Brier score, accuracy (reported, never to be read alone) and support.
+def decide(proba: NDArray[np.float64], decision_weights: ArrayLike | None) -> NDArray[np.int64]:
+    """The predicted class: argmax of the probabilities, each times its decision weight.
+
+    Calibrated probabilities (the rank model's) carry the class mix, so plain argmax says HOLD
+    almost always; weighting by 1 / prior is the rule that maximizes balanced accuracy, which
+    the balanced-weighted ensemble gets from its training weights instead."""
+    if decision_weights is None:
+        return np.argmax(proba, axis=1)
+    return np.argmax(proba * np.asarray(decision_weights, dtype=float)[None, :], axis=1)
+
+
+def classification_metrics(
+    y_true: ArrayLike, proba: ArrayLike, decision_weights: ArrayLike | None = None
+) -> dict[str, Any]:
+    """Per-class precision/recall (argmax, see :func:`decide`), balanced accuracy, macro OvR
+    ROC-AUC, log loss, multi-class Brier score, accuracy (reported, never to be read alone)
+    and support.
 
     Precision of a class never predicted is None (undefined, not 0). A class absent from
     ``y_true`` (or making up every row) has no ROC-AUC; it is left out of the macro average and
@@ -156,7 +170,7 @@ def classification_metrics(y_true: ArrayLike, proba: ArrayLike) -> dict[str, Any
     n = len(y)
     if n == 0:
         raise ValueError("no rows to evaluate")
-    pred = np.argmax(p, axis=1)
+    pred = decide(p, decision_weights)
     onehot = np.eye(N_CLASSES)[y]
     support = np.bincount(y, minlength=N_CLASSES)
     predicted = np.bincount(pred, minlength=N_CLASSES)
@@ -371,8 +385,10 @@ def evaluate(
     quantile: float = 0.1,
     bins: int = 10,
     include_daily: bool = False,
+    decision_weights: ArrayLike | None = None,
 ) -> dict[str, Any]:
-    """Every metric above on one set of rows (JSON-serializable).
+    """Every metric above on one set of rows (JSON-serializable); ``decision_weights`` as in
+    :func:`decide`.
 
     ``include_daily`` adds the daily IC and daily balanced accuracy ({ISO date: value}) that
     :func:`paired_daily_test` needs when comparing against a baseline later, and the per-day
@@ -384,7 +400,7 @@ def evaluate(
     score = p[:, BUY] - p[:, SELL]
     daily = rank_ic(score, fwd_return, dates, min_names=min_names)
     out: dict[str, Any] = {
-        "classification": classification_metrics(y, p),
+        "classification": classification_metrics(y, p, decision_weights),
         "rank_ic": ic_summary(daily),
         "top_decile": top_decile_precision(
             score, y, fwd_return, dates, quantile=quantile, min_names=min_names
@@ -392,7 +408,7 @@ def evaluate(
         "calibration": calibration(y, p, bins=bins),
     }
     if include_daily:
-        pred = np.argmax(p, axis=1)
+        pred = decide(p, decision_weights)
         bacc = daily_balanced_accuracy(y, pred, dates)
         counts = daily_class_counts(y, pred, dates)
         support = counts[[f"support_{c}" for c in CLASS_NAMES]].to_numpy().tolist()

@@ -26,8 +26,8 @@ from turbomode.io import atomic_write_json, atomic_write_text
 from turbomode.logs import event
 from turbomode.metrics import JobMetrics, job_metrics
 from turbomode.models import metrics as mx
-from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.gate import GateReport, apply_decision, decide, render_markdown
+from turbomode.models.loading import load_ensemble
 from turbomode.models.registry import ModelRegistry
 from turbomode.models.train import (
     TaskResult,
@@ -94,7 +94,7 @@ def production_evaluation(
     if registry.production(key) is None:
         return None
     path, _manifest = registry.load(key)
-    model = StackedEnsemble.load(path)
+    model = load_ensemble(path)
     proba = model.predict_proba(rows[model.features])
     label = rows[f"label_{horizon}"].to_numpy(dtype=np.int64)
     return mx.evaluate(
@@ -103,6 +103,7 @@ def production_evaluation(
         rows[f"fwd_ret_{horizon}"].to_numpy(),
         rows["date"].to_numpy(),
         include_daily=True,
+        decision_weights=getattr(model, "decision_weights", None),
     )
 
 

@@ -25,6 +25,7 @@ from turbomode.errors import TurboModeError
 from turbomode.logs import event
 from turbomode.models import metrics as mx
 from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.ranker import RankEnsemble, rank_target
 from turbomode.models.validation import out_of_time_split
 
 log = logging.getLogger("turbomode.models.train")
@@ -99,32 +100,60 @@ def oot_window_start(dates: pd.Series, settings: Settings) -> pd.Timestamp:
     return pd.Timestamp(days[int(len(days) * (1 - settings.models.test_fraction))])
 
 
-def train_one(
-    task: TrainTask,
-    rows: pd.DataFrame,
-    features: list[str],
-    settings: Settings,
-    out_dir: str,
-    test_start: str,
-    threads: int = 1,
-) -> TaskResult:
-    """Fit one ensemble on rows before the out-of-time window and score the window."""
-    t0 = time.perf_counter()
-    label, ret = f"label_{task.horizon}", f"fwd_ret_{task.horizon}"
+def split_rows(
+    rows: pd.DataFrame, horizon: int, test_start: str, settings: Settings, what: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled rows before the out-of-time window (purged by the horizon, limited to
+    ``models.train_years``) and the window's rows, both sorted by (date, symbol)."""
+    label = f"label_{horizon}"
     data = rows[rows[label].notna()].sort_values(["date", "symbol"]).reset_index(drop=True)
     if data.empty:
-        raise TurboModeError(f"{task.key}: no labelled rows")
-    dates = data["date"].to_numpy()
-    train_idx, test_idx = out_of_time_split(dates, task.horizon, pd.Timestamp(test_start))
+        raise TurboModeError(f"{what}: no labelled rows")
+    start = pd.Timestamp(test_start)
+    train_idx, test_idx = out_of_time_split(data["date"].to_numpy(), horizon, start)
     tr, te = data.iloc[train_idx], data.iloc[test_idx]
+    years = settings.models.train_years
+    if years is not None:
+        tr = tr[tr["date"] >= start - pd.Timedelta(days=round(365.25 * years))]
+    return tr, te
+
+
+def fit_model(
+    tr: pd.DataFrame, horizon: int, features: list[str], settings: Settings, threads: int
+) -> StackedEnsemble | RankEnsemble:
+    """The configured model kind (``models.target``) fitted on training rows."""
+    y_tr = tr[f"label_{horizon}"].to_numpy(dtype=np.int64)
+    dates = tr["date"].to_numpy()
+    device = settings.compute.device
+    if settings.models.target == "rank":
+        target = rank_target(tr[f"fwd_ret_{horizon}"].to_numpy(), dates, tr["sector"])
+        return RankEnsemble(features, horizon, settings.models, threads, device).fit(
+            tr[features], y_tr, dates, target
+        )
+    return StackedEnsemble(features, horizon, settings.models, threads, device).fit(
+        tr[features], y_tr, dates
+    )
+
+
+def evaluate_task(
+    task: TrainTask,
+    model: StackedEnsemble | RankEnsemble,
+    tr: pd.DataFrame,
+    te: pd.DataFrame,
+    features: list[str],
+    model_dir: Path,
+    seconds: float,
+) -> TaskResult:
+    """Score one task's out-of-time rows beside the baselines on the same rows."""
+    label, ret = f"label_{task.horizon}", f"fwd_ret_{task.horizon}"
+    if te.empty:
+        raise TurboModeError(f"{task.key}: no rows in the out-of-time window")
     y_tr = tr[label].to_numpy(dtype=np.int64)
     y_te = te[label].to_numpy(dtype=np.int64)
-    ens = StackedEnsemble(
-        features, task.horizon, settings.models, threads=threads, device=settings.compute.device
-    ).fit(tr[features], y_tr, tr["date"].to_numpy())
-    proba = ens.predict_proba(te[features])
+    proba = model.predict_proba(te[features])
     fwd, d_te = te[ret].to_numpy(), te["date"].to_numpy()
-    evaluation = mx.evaluate(y_te, proba, fwd, d_te, include_daily=True)
+    weights = getattr(model, "decision_weights", None)
+    evaluation = mx.evaluate(y_te, proba, fwd, d_te, include_daily=True, decision_weights=weights)
     past = te[MOMENTUM_FEATURE].to_numpy() if MOMENTUM_FEATURE in te else np.zeros(len(te))
     baselines = {
         "majority": mx.evaluate(
@@ -133,8 +162,6 @@ def train_one(
         "prior": mx.evaluate(y_te, mx.prior_baseline(y_tr, len(te)), fwd, d_te, include_daily=True),
         "momentum": mx.evaluate(y_te, mx.momentum_baseline(past), fwd, d_te, include_daily=True),
     }
-    model_dir = Path(out_dir) / task.sector.replace(" ", "_") / f"{task.horizon}d"
-    ens.save(model_dir)
     return TaskResult(
         sector=task.sector,
         horizon=task.horizon,
@@ -148,8 +175,65 @@ def train_one(
         test_end=str(pd.Timestamp(te["date"].max()).date()),
         evaluation=evaluation,
         baselines=baselines,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
     )
+
+
+def train_one(
+    task: TrainTask,
+    rows: pd.DataFrame,
+    features: list[str],
+    settings: Settings,
+    out_dir: str,
+    test_start: str,
+    threads: int = 1,
+) -> TaskResult:
+    """Fit one model on rows before the out-of-time window and score the window."""
+    t0 = time.perf_counter()
+    tr, te = split_rows(rows, task.horizon, test_start, settings, task.key)
+    model = fit_model(tr, task.horizon, features, settings, threads)
+    model_dir = Path(out_dir) / task.sector.replace(" ", "_") / f"{task.horizon}d"
+    model.save(model_dir)
+    return evaluate_task(task, model, tr, te, features, model_dir, time.perf_counter() - t0)
+
+
+def train_pooled(
+    tasks: Sequence[TrainTask],
+    rows: pd.DataFrame,
+    features: list[str],
+    settings: Settings,
+    out_dir: str,
+    test_start: str,
+    threads: int = 1,
+) -> list[TaskResult]:
+    """``models.scope: pooled``: one model for a horizon, fitted on every sector's rows, then
+    judged per sector on that sector's out-of-time rows (the gate decides per key)."""
+    t0 = time.perf_counter()
+    horizon = tasks[0].horizon
+    tr, te = split_rows(rows, horizon, test_start, settings, f"pooled/{horizon}d")
+    model = fit_model(tr, horizon, features, settings, threads)
+    model_dir = Path(out_dir) / "pooled" / f"{horizon}d"
+    model.save(model_dir)
+    fit_s = time.perf_counter() - t0
+    results = []
+    for task in tasks:
+        t1 = time.perf_counter()
+        mine = tr["sector"] == task.sector
+        try:
+            r = evaluate_task(
+                task,
+                model,
+                tr[mine],
+                te[te["sector"] == task.sector],
+                features,
+                model_dir,
+                fit_s / len(tasks) + time.perf_counter() - t1,
+            )
+        except Exception as exc:
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            r = TaskResult(task.sector, task.horizon, ok=False, error=detail)
+        results.append(r)
+    return results
 
 
 def _run_task(
@@ -172,6 +256,36 @@ def _run_task(
         )
 
 
+def _run_pooled(
+    tasks: list[TrainTask],
+    rows: pd.DataFrame,
+    features: list[str],
+    settings: Settings,
+    out_dir: str,
+    test_start: str,
+    threads: int,
+) -> list[TaskResult]:
+    """train_pooled with a failure turned into one failed result per task."""
+    t0 = time.perf_counter()
+    try:
+        return train_pooled(tasks, rows, features, settings, out_dir, test_start, threads)
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return [
+            TaskResult(
+                t.sector, t.horizon, ok=False, error=detail, seconds=time.perf_counter() - t0
+            )
+            for t in tasks
+        ]
+
+
+def _pooled_groups(tasks: Sequence[TrainTask]) -> list[list[TrainTask]]:
+    by_h: dict[int, list[TrainTask]] = {}
+    for t in tasks:
+        by_h.setdefault(t.horizon, []).append(t)
+    return [by_h[h] for h in sorted(by_h)]
+
+
 def train_all(
     settings: Settings,
     data: pd.DataFrame,
@@ -190,6 +304,13 @@ def train_all(
     done = on_done or (lambda _r: None)
     results: list[TaskResult] = []
     event(log, "train.start", tasks=len(tasks), ray=use_ray, test_start=start)
+    pooled = settings.models.scope == "pooled"
+    if pooled and not use_ray:
+        for group in _pooled_groups(tasks):
+            for r in _run_pooled(group, data, features, settings, str(out_dir), start, threads):
+                results.append(r)
+                done(r)
+        return results
     if not use_ray:
         for task in tasks:
             r = _run_task(
@@ -219,6 +340,33 @@ def train_all(
             num_gpus=settings.compute.gpus_per_task,
             max_retries=0,
         )(_run_task)
+        if pooled:
+            remote_pooled = ray.remote(
+                num_cpus=settings.compute.cpus_per_task,
+                num_gpus=settings.compute.gpus_per_task,
+                max_retries=0,
+            )(_run_pooled)
+            data_ref, features_ref = ray.put(data), ray.put(features)
+            waiting = {
+                remote_pooled.remote(
+                    group, data_ref, features_ref, settings, str(out_dir), start, threads
+                ): group
+                for group in _pooled_groups(tasks)
+            }
+            while waiting:
+                ready, _ = ray.wait(list(waiting), num_returns=1)
+                group = waiting.pop(ready[0])
+                try:
+                    got = ray.get(ready[0])
+                except Exception as exc:
+                    got = [
+                        TaskResult(t.sector, t.horizon, ok=False, error=f"worker failed: {exc}")
+                        for t in group
+                    ]
+                for r in got:
+                    results.append(r)
+                    done(r)
+            return results
         refs = {ray.put(v): k for k, v in by_sector.items()}
         sector_ref = {k: r for r, k in refs.items()}
         empty_ref = ray.put(empty)

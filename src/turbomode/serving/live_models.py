@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from turbomode.logs import event
-from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.loading import Scorer, load_ensemble
 
 log = logging.getLogger("turbomode.serving.models")
 
@@ -36,7 +36,7 @@ class Loaded:
     """One production ensemble in memory."""
 
     version: str
-    model: StackedEnsemble
+    model: Scorer
     loaded_at: float
     load_seconds: float
 
@@ -73,7 +73,7 @@ class LiveModels:
         self.generation = 0  # bumped on every swap: results computed before it are stale
 
     # ---- requests ----------------------------------------------------------------------
-    def get(self, key: str) -> tuple[StackedEnsemble, str] | None:
+    def get(self, key: str) -> tuple[Scorer, str] | None:
         """The served ensemble of ``key`` and its version, or None without production."""
         with self._lock:
             entry = self._models.get(key)
@@ -168,7 +168,7 @@ class LiveModels:
     def _load(self, key: str, version: str) -> Loaded:
         t0 = time.perf_counter()
         directory, _ = self.registry.load(key, version)
-        model = StackedEnsemble.load(directory, threads=self.threads)
+        model = load_ensemble(directory, threads=self.threads)
         loaded = Loaded(version, model, time.time(), time.perf_counter() - t0)
         event(log, "serving.model_loaded", key=key, version=version, seconds=loaded.load_seconds)
         return loaded

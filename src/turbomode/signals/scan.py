@@ -44,7 +44,7 @@ from turbomode.errors import TurboModeError
 from turbomode.io import atomic_path, atomic_write_json
 from turbomode.labels import CLASS_NAMES
 from turbomode.logs import event
-from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.loading import Scorer, load_ensemble
 from turbomode.risk.levels import levels_frame
 from turbomode.risk.positions import (
     manage_day,
@@ -86,9 +86,9 @@ class ModelCache:
         self.registry = registry
         self.maxsize = maxsize
         self.threads = threads
-        self._models: OrderedDict[tuple[str, str], StackedEnsemble] = OrderedDict()
+        self._models: OrderedDict[tuple[str, str], Scorer] = OrderedDict()
 
-    def get(self, key: str) -> tuple[StackedEnsemble, str] | None:
+    def get(self, key: str) -> tuple[Scorer, str] | None:
         """The production ensemble of ``key`` and its version, or None without production."""
         version = self.registry.production(key)
         if version is None:
@@ -97,7 +97,7 @@ class ModelCache:
         model = self._models.get(slot)
         if model is None:
             directory, _ = self.registry.load(key, version)
-            model = StackedEnsemble.load(directory, threads=self.threads)
+            model = load_ensemble(directory, threads=self.threads)
             for stale in [s for s in self._models if s[0] == key]:
                 del self._models[stale]
             self._models[slot] = model

@@ -1,0 +1,36 @@
+"""One loader for every model kind a registry version can hold.
+
+A version directory's ``ensemble.json`` says what it is (``kind``: absent for the stacked
+3-class ensemble, ``ranker`` for the rank model); the scan, the gate and the service load
+through here and call the same ``features`` / ``horizon`` / ``predict_proba`` on either.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from turbomode.models.ensemble import ENSEMBLE_FILE, StackedEnsemble
+from turbomode.models.ranker import KIND as RANKER_KIND
+from turbomode.models.ranker import RankEnsemble
+
+
+class Scorer(Protocol):
+    """What the scan, gate and service need of a model."""
+
+    features: list[str]
+    horizon: int
+
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray: ...
+
+
+def load_ensemble(directory: Path | str, threads: int = 1) -> StackedEnsemble | RankEnsemble:
+    """The model saved in ``directory``, whichever kind it is."""
+    spec = json.loads((Path(directory) / ENSEMBLE_FILE).read_text())
+    if spec.get("kind") == RANKER_KIND:
+        return RankEnsemble.load(directory, threads=threads)
+    return StackedEnsemble.load(directory, threads=threads)
