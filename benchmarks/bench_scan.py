@@ -106,23 +106,15 @@ def vectors_on(features: pd.DataFrame, symbols: Sequence[str], day: pd.Timestamp
 
 
 def register_from(registry: Any, models_dir: Path, horizons: Sequence[int]) -> list[str]:
-    """Register and promote bench_train's saved ensembles (<Sector_with_underscores>/<h>d)."""
-    from turbomode.config import GICS_SECTORS
+    """Register and promote the models a bench_train run saved (per sector, or pooled)."""
+    from turbomode.models.train import saved_model_dirs
 
-    if (models_dir / "models_ray").is_dir():
-        models_dir = models_dir / "models_ray"
-    done = []
-    for sector in GICS_SECTORS:
-        for h in horizons:
-            directory = models_dir / sector.replace(" ", "_") / f"{h}d"
-            if not (directory / "ensemble.json").is_file():
-                print(f"  no saved ensemble in {directory}: {sector}/{h}d stays without a model")
-                continue
-            key = f"{sector}/{h}d"
-            files = {p.name: p for p in directory.iterdir() if p.is_file()}
-            registry.promote(key, registry.register(key, files, {"source": str(directory)}))
-            done.append(key)
-    return done
+    found = saved_model_dirs(models_dir, horizons)
+    for key, directory in found.items():
+        files = {p.name: p for p in directory.iterdir() if p.is_file()}
+        registry.promote(key, registry.register(key, files, {"source": str(directory)}))
+    print(f"  registered {len(found)} keys from {models_dir}; the rest stay without a model")
+    return list(found)
 
 
 def train_small(

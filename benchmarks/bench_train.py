@@ -168,7 +168,13 @@ def child(
     with TreeMemory() as mem:
         t = time.perf_counter()
         results = train_all(
-            settings, data, features, work / f"models_{mode}", tasks, mode == "ray", progress
+            settings,
+            data,
+            features,
+            work / f"models_{mode}_{preset}",
+            tasks,
+            mode == "ray",
+            progress,
         )
         wall = time.perf_counter() - t
     out: dict[str, Any] = {

@@ -176,14 +176,30 @@ class SignalSettings(BaseModel):
         default="quantile",
         description=(
             "quantile (default): entry at the top threshold_quantile of tonight's P(BUY) / "
-            "P(SELL) across the universe, never below threshold_floor; fixed (the legacy "
-            "profile): entry at entry_probability. On real data the models' P(BUY) reaches "
-            "0.60 on almost no night (benchmarks/measure_signal_rules.py), so fixed 0.60 "
-            "issues no signals."
+            "P(SELL) across the universe, never below threshold_floor nor below "
+            "threshold_floor_lift × the model's class prior; fixed (the legacy profile): entry "
+            "at entry_probability. On real data the models' P(BUY) reaches 0.60 on no night "
+            "(benchmarks/measure_signal_rules.py), so fixed 0.60 issues no signals."
         ),
     )
     threshold_quantile: float = Field(default=0.95, gt=0, lt=1)
-    threshold_floor: float = Field(default=0.40, gt=0, lt=1)
+    threshold_floor: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="quantile mode: an absolute floor on P(side) (0: none but the lift floor).",
+    )
+    threshold_floor_lift: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "quantile mode: P(side) must be at least this multiple of the side's class prior "
+            "in the model's training rows — 1.0: the model rates the side more likely than its "
+            "base rate. Calibrated probabilities of a weak signal stay near the prior, so an "
+            "absolute floor such as 0.40 would silence them; the stacked ensemble's balanced "
+            "weights make its prior 1/3, and 1.2 reproduces the old 0.40 floor there."
+        ),
+    )
 
 
 class RiskSettings(BaseModel):
@@ -296,16 +312,20 @@ class ScheduleSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
-    """Hyperparameters of the five base learners and the meta-learner.
+    """Which model, on which rows, and the hyperparameters of each kind.
 
-    Small by default, on purpose: with ~180 features, tree building cost grows with trees ×
+    The default — one rank model per horizon pooled over every sector, trained on the last 10
+    years — was chosen by the research protocol on walk-forward folds before 2023
+    (docs/research/); the stacked 3-class ensemble per sector (``target: class3``, ``scope:
+    sector``, ``train_years: null``) stays available. Stacked ensembles are small by default,
+    on purpose: with ~180 features, tree building cost grows with trees ×
     depth × sampled features, and on daily stock data deeper or longer models did not score
     better out of time (the legacy full-depth RandomForest was half of all training time).
     Feature subsampling (colsample / rsm) keeps each tree cheap; raise these on a cluster.
     """
 
     target: Literal["class3", "rank"] = Field(
-        default="class3",
+        default="rank",
         description=(
             "class3: the stacked 3-class ensemble on the ATR labels; rank: one LightGBM "
             "regressor on the forward return's percentile within its (date, sector), with "
@@ -313,16 +333,24 @@ class ModelSettings(BaseModel):
         ),
     )
     scope: Literal["sector", "pooled"] = Field(
-        default="sector",
+        default="pooled",
         description=(
             "sector: one model per (sector, horizon); pooled: one model per horizon fitted on "
             "every sector's rows (about 11× the rows), registered under each sector's key."
         ),
     )
     train_years: float | None = Field(
-        default=None,
+        default=10.0,
         gt=0,
         description="Years of rows before the out-of-time window to train on (None: all).",
+    )
+    date_step: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "target=rank: train on every k-th trading date. Neighbouring days' rows are near "
+            "copies (overlapping windows), so thinning halves the time and loses little."
+        ),
     )
     oof_folds: int = Field(default=2, ge=2, description="Walk-forward folds for stacking.")
     embargo_days: int = Field(default=5, ge=0)

@@ -28,32 +28,45 @@ def base(synth) -> pd.DataFrame:
     return build_features(prices, market, sectors, dtype=np.float64).frame
 
 
-@pytest.mark.parametrize(("price_k", "volume_k"), [(4.0, 1.0), (1.0, 8.0), (0.1, 37.0)])
-def test_scaling_one_symbols_history_changes_no_feature(synth, base, price_k, volume_k) -> None:
-    prices, market, sectors = synth
+def _moved(a_frame: pd.DataFrame, b_frame: pd.DataFrame, names: list[str]) -> dict[str, float]:
+    """Columns whose NaN pattern or values (beyond 1e-6 relative) differ between two builds."""
+    a, b = a_frame[names].to_numpy(), b_frame[names].to_numpy()
+    out: dict[str, float] = {}
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(a - b) / np.maximum(np.abs(a), 1e-12)
+    worst = np.nanmax(np.where(np.isnan(rel), 0, rel), axis=0)
+    for j, n in enumerate(names):
+        if not (np.isnan(a[:, j]) == np.isnan(b[:, j])).all():
+            out[n] = float("nan")
+        elif worst[j] > 1e-6:
+            out[n] = float(worst[j])
+    return out
+
+
+def _scaled(prices: pd.DataFrame, price_k: float, volume_k: float) -> pd.DataFrame:
     scaled = prices.copy()
     hit = scaled["symbol"] == "S01"
     scaled.loc[hit, ["open", "high", "low", "close"]] *= price_k
     scaled.loc[hit, "volume"] *= volume_k
-    got = build_features(scaled, market, sectors, dtype=np.float64).frame
-    names = REGISTRY.names()
-    a, b = base[names].to_numpy(), got[names].to_numpy()
-    same_nan = np.isnan(a) == np.isnan(b)
-    bad = [n for j, n in enumerate(names) if not same_nan[:, j].all()]
-    assert not bad, f"NaN pattern moved for {bad}"
-    with np.errstate(invalid="ignore"):
-        rel = np.abs(a - b) / np.maximum(np.abs(a), 1e-12)
-    worst = np.nanmax(np.where(np.isnan(rel), 0, rel), axis=0)
-    moved = {n: float(w) for n, w in zip(names, worst, strict=True) if w > 1e-6}
+    return scaled
+
+
+@pytest.mark.parametrize(("price_k", "volume_k"), [(4.0, 1.0), (1.0, 8.0), (0.1, 37.0)])
+def test_scaling_one_symbols_history_changes_no_feature(synth, base, price_k, volume_k) -> None:
+    prices, market, sectors = synth
+    got = build_features(_scaled(prices, price_k, volume_k), market, sectors, dtype=np.float64)
+    moved = _moved(base, got.frame, REGISTRY.names())
     assert not moved, f"features that depend on the price or volume scale: {moved}"
 
 
 def test_a_level_feature_would_be_caught(synth, base) -> None:
-    """The check above can fail: close itself moves when the history is scaled."""
+    """The check can fail: a price level (the close, as the removed SMA levels were) moves."""
     prices, market, sectors = synth
-    scaled = prices.copy()
-    scaled.loc[scaled["symbol"] == "S01", "close"] *= 4.0
-    assert not np.allclose(scaled["close"], prices["close"])
+    got = build_features(_scaled(prices, 4.0, 1.0), market, sectors, dtype=np.float64).frame
+    key = ["symbol", "date"]
+    a = base.merge(prices[[*key, "close"]], on=key)
+    b = got.merge(_scaled(prices, 4.0, 1.0)[[*key, "close"]], on=key)
+    assert set(_moved(a, b, ["close", "rsi_14"])) == {"close"}
 
 
 def _per_symbol(prices: pd.DataFrame) -> pd.core.groupby.DataFrameGroupBy:

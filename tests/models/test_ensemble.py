@@ -16,6 +16,9 @@ from turbomode.models.metrics import prior_baseline
 from turbomode.models.validation import Fold
 
 FAST = ModelSettings(
+    target="class3",  # the stacked ensemble per sector (the rank model: test_ranker.py)
+    scope="sector",
+    train_years=None,
     oof_folds=3,
     embargo_days=2,
     lightgbm={"n_estimators": 15, "num_leaves": 7, "min_child_samples": 20},

@@ -48,7 +48,7 @@ def test_rank_target_is_a_centred_percentile_within_date_and_group() -> None:
 
 
 def test_learns_a_planted_order_and_finds_nothing_in_noise() -> None:
-    model, X, *_ = _fit(signal=0.5)
+    model, *_ = _fit(signal=0.5)
     Xn, _, _, _ = panel(n_days=60, n_sym=20, signal=0.0, seed=9)
     rho = spearmanr(model.predict_score(Xn), Xn["f0"]).statistic
     assert rho > 0.5
@@ -102,7 +102,9 @@ def test_save_load_predicts_identically_without_pickle(tmp_path: Path) -> None:
     assert spec["kind"] == "ranker" and spec["features"] == model.features
     loaded = load_ensemble(tmp_path / "m")
     assert isinstance(loaded, RankEnsemble)
-    np.testing.assert_array_equal(loaded.predict_proba(X.head(100)), model.predict_proba(X.head(100)))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(X.head(100)), model.predict_proba(X.head(100))
+    )
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from turbomode.feature_store import FeatureLayout
 from turbomode.features import build_features
 from turbomode.labels import make_labels
 from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.ranker import RankEnsemble, rank_target
 from turbomode.models.validation import out_of_time_split
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -45,7 +46,10 @@ def within_sector_ic(frame: pd.DataFrame, score: np.ndarray, target: str) -> tup
     return float(ics.mean()), float(ics.std(ddof=1) / np.sqrt(len(ics)))
 
 
-def oot_ic(strength: float) -> dict[str, float]:
+RANKER = ModelSettings(ranker={"n_estimators": 100, "num_leaves": 15, "min_child_samples": 200})
+
+
+def oot_ic(strength: float, kind: str = "class3") -> dict[str, float]:
     """Train on the first 75 % of dates (purged), score the rest; the planted truth beside."""
     md = generate_market(SyntheticSettings(n_symbols=44, n_days=700, signal_strength=strength))
     sectors = md.universe.sector_map()
@@ -59,10 +63,15 @@ def oot_ic(strength: float) -> dict[str, float]:
     tr_idx, te_idx = out_of_time_split(dates, 1, start)
     tr, te = data.iloc[tr_idx], data.iloc[te_idx]
     names = FeatureLayout.from_registry().all
-    ens = StackedEnsemble(names, 1, MODELS).fit(
-        tr[names], tr["label_1"].to_numpy(dtype=np.int64), tr["date"].to_numpy()
-    )
-    proba = ens.predict_proba(te[names])
+    y, d = tr["label_1"].to_numpy(dtype=np.int64), tr["date"].to_numpy()
+    if kind == "rank":  # the default: one rank model over every sector's rows
+        target = rank_target(tr["fwd_ret_1"].to_numpy(), d, tr["sector"].to_numpy())
+        model: StackedEnsemble | RankEnsemble = RankEnsemble(names, 1, RANKER).fit(
+            tr[names], y, d, target
+        )
+    else:
+        model = StackedEnsemble(names, 1, MODELS).fit(tr[names], y, d)
+    proba = model.predict_proba(te[names])
     ic, se = within_sector_ic(te, proba[:, 2] - proba[:, 0], "fwd_ret_1")
     test_prices = md.prices[md.prices["date"] >= start - pd.Timedelta(days=7)]
     truth, truth_se = measure_reversal_ic(test_prices, sectors)
@@ -70,8 +79,9 @@ def oot_ic(strength: float) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_planted_signal_is_recovered_within_tolerance() -> None:
-    r = oot_ic(0.20)
+@pytest.mark.parametrize("kind", ["rank", "class3"])
+def test_planted_signal_is_recovered_within_tolerance(kind: str) -> None:
+    r = oot_ic(0.20, kind)
     assert r["truth"] == pytest.approx(0.20, abs=0.03)  # what is observable in the test window
     # recovered: at least half of the observable IC ...
     assert r["ic"] >= 0.5 * r["truth"], r
@@ -80,7 +90,8 @@ def test_planted_signal_is_recovered_within_tolerance() -> None:
 
 
 @pytest.mark.slow
-def test_no_planted_signal_gives_an_ic_indistinguishable_from_zero() -> None:
-    r = oot_ic(0.0)
+@pytest.mark.parametrize("kind", ["rank", "class3"])
+def test_no_planted_signal_gives_an_ic_indistinguishable_from_zero(kind: str) -> None:
+    r = oot_ic(0.0, kind)
     assert abs(r["truth"]) < 3 * r["truth_se"] + 0.01, r
     assert abs(r["ic"]) < 3 * r["se"], r

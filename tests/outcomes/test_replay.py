@@ -26,6 +26,7 @@ SMALL = ModelSettings(
     xgb_linear={"n_estimators": 5},
     random_forest={"n_estimators": 10, "max_depth": 6},
     meta={"n_estimators": 10, "num_leaves": 7, "min_child_samples": 20},
+    ranker={"n_estimators": 40, "num_leaves": 15, "min_child_samples": 200},
 )
 TRAIN_DAYS = 500
 

@@ -226,9 +226,10 @@ def test_long_short_by_hand() -> None:
     out = f.long_short(frame, "score", prices, n=2, cost_bps=10.0)
     # Open-to-open r = open[t+2]/open[t+1] − 1 per decision day:
     #   D0: A .10, B 0, C 0, D −.10   D1: B .10, others 0   D2: A .10, C .10, others 0
-    # D0 book +½A +½B −½C −½D: gross .05 + .05 = .10, a build from nothing: Σ|Δw| 2 → turnover .5,
+    # D0 book +½A +½B −½C −½D: gross .05 + .05 = .10; built from nothing: Σ|Δw| 2 → turnover .5,
     #    cost 2 × 10 bp = .002
-    # D1 book +½A +½C −½B −½D: gross −.05; B and C swap sides (half the names): Σ|Δw| 2 → turnover .5, .002
+    # D1 book +½A +½C −½B −½D: gross −.05; B and C swap sides (half the names):
+    #    Σ|Δw| 2 → turnover .5, cost .002
     # D2 same book: gross .05 + .05 = .10, no trades
     # D3 has no r for anyone (the data ends): dropped
     assert list(out.index) == list(D[:3])

@@ -27,6 +27,7 @@ from turbomode.features.engine import build_features
 from turbomode.labels import make_labels
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
+from turbomode.models.train import saved_model_dirs
 from turbomode.signals.scan import ModelCache, ScanResult, run_scan
 
 NO_MODEL = "Utilities"  # no production model at all
@@ -191,12 +192,7 @@ def _train(
 
 
 def _register_saved(registry: ModelRegistry, models_dir: Path, horizons: Sequence[int]) -> None:
-    """Register and promote a bench_train run's ensembles (<Sector_with_underscores>/<h>d)."""
-    base = models_dir / "models_ray" if (models_dir / "models_ray").is_dir() else models_dir
-    for sector in GICS_SECTORS:
-        for h in horizons:
-            directory = base / sector.replace(" ", "_") / f"{h}d"
-            if (directory / "ensemble.json").is_file():
-                key = f"{sector}/{h}d"
-                files = {p.name: p for p in directory.iterdir() if p.is_file()}
-                registry.promote(key, registry.register(key, files, {"source": str(directory)}))
+    """Register and promote the models a bench_train run saved (per sector, or pooled)."""
+    for key, directory in saved_model_dirs(models_dir, horizons).items():
+        files = {p.name: p for p in directory.iterdir() if p.is_file()}
+        registry.promote(key, registry.register(key, files, {"source": str(directory)}))

@@ -483,3 +483,15 @@ def test_signals_from_frame_refuses_half_built_rows() -> None:
     with pytest.raises(ValueError, match=r"\['A'\]"):
         signals_from_frame(broken, AS_OF, "v1")
     assert signals_from_frame(frame.iloc[:0], AS_OF, "v1") == []
+
+
+def test_a_side_must_beat_its_class_prior_by_the_lift() -> None:
+    """Calibrated probabilities stay near the class prior: the floor is a lift over it."""
+    rows = [("A", 0.30, 0.45, 0.25), ("B", 0.28, 0.45, 0.27), ("C", 0.20, 0.45, 0.35)]
+    scores = _scores(rows, prior_buy=0.27, prior_sell=0.27)
+    got = entry_candidates(scores, S, buy_threshold=0.20, sell_threshold=0.20, min_lift=1.05)
+    # A: 0.30 ≥ 1.05 × 0.27 = 0.2835 → BUY; B: 0.28 and 0.27 < 0.2835 → nothing;
+    # C: SELL 0.35 passes.
+    assert list(zip(got["symbol"], got["side"], strict=True)) == [("A", "BUY"), ("C", "SELL")]
+    without = entry_candidates(scores, S, buy_threshold=0.20, sell_threshold=0.20)
+    assert list(without["symbol"]) == ["A", "B", "C"]  # without the lift B is a BUY

@@ -86,7 +86,15 @@ def nightly_signals(scores: pd.DataFrame, settings: Settings) -> pd.DataFrame:
             q, floor = sig.threshold_quantile, sig.threshold_floor
             t_buy = threshold_for_quantile(night["p_buy"], q, floor)
             t_sell = threshold_for_quantile(night["p_sell"], q, floor)
-            parts.append(entry_candidates(night, sig, buy_threshold=t_buy, sell_threshold=t_sell))
+            parts.append(
+                entry_candidates(
+                    night,
+                    sig,
+                    buy_threshold=t_buy,
+                    sell_threshold=t_sell,
+                    min_lift=sig.threshold_floor_lift,
+                )
+            )
         else:
             parts.append(entry_candidates(night, sig))
     if not parts:

@@ -28,6 +28,16 @@ class Scorer(Protocol):
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray: ...
 
 
+def class_prior(model: object) -> np.ndarray:
+    """P(SELL), P(HOLD), P(BUY) the model would say knowing nothing: the rank model's
+    calibration rows' class shares; 1/3 each for the stacked ensemble, whose balanced class
+    weights make every class count the same."""
+    prior = getattr(model, "class_prior", None)
+    if prior is None:
+        return np.full(3, 1.0 / 3.0)
+    return np.asarray(prior, dtype=float)
+
+
 def load_ensemble(directory: Path | str, threads: int = 1) -> StackedEnsemble | RankEnsemble:
     """The model saved in ``directory``, whichever kind it is."""
     spec = json.loads((Path(directory) / ENSEMBLE_FILE).read_text())

@@ -215,6 +215,11 @@ class RankEnsemble:
         return np.asarray(self.model_.predict(self._matrix(X), **params), dtype=float)
 
     @property
+    def class_prior(self) -> np.ndarray:
+        """The calibration rows' class shares (SELL, HOLD, BUY)."""
+        return self.calibrator_.prior
+
+    @property
     def decision_weights(self) -> np.ndarray:
         """1 / the calibration rows' class shares: the argmax weights that maximize balanced
         accuracy (see :func:`turbomode.models.metrics.decide`)."""

@@ -126,6 +126,11 @@ def fit_model(
     dates = tr["date"].to_numpy()
     device = settings.compute.device
     if settings.models.target == "rank":
+        step = settings.models.date_step
+        if step > 1:
+            days = np.sort(tr["date"].unique())
+            tr = tr[tr["date"].isin(days[::-1][::step])]  # the newest day always kept
+            y_tr, dates = tr[f"label_{horizon}"].to_numpy(dtype=np.int64), tr["date"].to_numpy()
         target = rank_target(tr[f"fwd_ret_{horizon}"].to_numpy(), dates, tr["sector"])
         return RankEnsemble(features, horizon, settings.models, threads, device).fit(
             tr[features], y_tr, dates, target
@@ -397,6 +402,25 @@ def train_all(
             ray.shutdown()
     event(log, "train.done", ok=sum(r.ok for r in results), failed=sum(not r.ok for r in results))
     return results
+
+
+def saved_model_dirs(out_dir: Path | str, horizons: Sequence[int]) -> dict[str, Path]:
+    """Registry key → directory of the models a training run saved under ``out_dir``: one per
+    (sector, horizon) (``<Sector_with_underscores>/<h>d``), or a pooled model per horizon
+    (``pooled/<h>d``) that serves every sector's key. A bench_train work directory's
+    ``models_ray*`` folder is found inside ``out_dir``."""
+    root = Path(out_dir)
+    inner = sorted(p for p in root.glob("models_ray*") if p.is_dir())
+    if inner:
+        root = inner[0]
+    found: dict[str, Path] = {}
+    for sector in GICS_SECTORS:
+        for h in horizons:
+            for directory in (root / sector.replace(" ", "_") / f"{h}d", root / "pooled" / f"{h}d"):
+                if (directory / "ensemble.json").is_file():
+                    found[f"{sector}/{h}d"] = directory
+                    break
+    return found
 
 
 def results_table(results: Sequence[TaskResult]) -> pd.DataFrame:

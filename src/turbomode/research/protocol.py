@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from turbomode.config import LabelSettings
+from turbomode.config import LabelSettings, ModelSettings
 from turbomode.features import REGISTRY, build_features
 from turbomode.labels import make_labels
 from turbomode.logs import event
@@ -50,6 +50,10 @@ class Candidate:
 
     name: str
     horizon: int = 1
+    kind: Literal["ranker", "stacked"] = "ranker"
+    """ranker: the LightGBM regressor below; stacked: the platform's 3-class stacked ensemble
+    per sector with its default settings (the configuration this protocol replaced), scored by
+    P(BUY) − P(SELL)."""
     target: Target = "sector_rank"
     scope: Scope = "pooled"
     train_years: int = 10
@@ -145,6 +149,8 @@ def fit_predict(
     import lightgbm as lgb
 
     names = cand.feature_names()
+    if cand.kind == "stacked":
+        return _fit_predict_stacked(cand, train, test, names, threads)
     y = rank_target(train, f"fwd_ret_{cand.horizon}", cand.target).to_numpy()
     params = {**cand.lgbm_params(), "n_jobs": threads, "random_state": 0}
     if cand.scope == "pooled":
@@ -157,6 +163,26 @@ def fit_predict(
             continue
         model = lgb.LGBMRegressor(**params).fit(train.loc[mask, names], y[mask])
         out[idx] = model.predict(test.iloc[idx][names])
+    return out
+
+
+def _fit_predict_stacked(
+    cand: Candidate, train: pd.DataFrame, test: pd.DataFrame, names: list[str], threads: int
+) -> np.ndarray:
+    from turbomode.models.ensemble import StackedEnsemble
+
+    label = f"label_{cand.horizon}"
+    train = train[train[label].notna()]
+    out = np.full(len(test), np.nan)
+    for sector, idx in test.groupby("sector").indices.items():
+        rows = train[train["sector"] == sector]
+        if len(rows) < 1000:
+            continue
+        ens = StackedEnsemble(names, cand.horizon, ModelSettings(), threads=threads).fit(
+            rows[names], rows[label].to_numpy(dtype=np.int64), rows["date"].to_numpy()
+        )
+        p = ens.predict_proba(test.iloc[idx][names])
+        out[idx] = p[:, 2] - p[:, 0]
     return out
 
 

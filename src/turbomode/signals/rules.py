@@ -125,12 +125,15 @@ def entry_candidates(
     *,
     buy_threshold: float | None = None,
     sell_threshold: float | None = None,
+    min_lift: float | None = None,
 ) -> pd.DataFrame:
     """The score rows that become BUY or SELL candidates, with side, confidence and entry band.
 
     ``scores`` has one row per (symbol, horizon) with the SCORE_COLUMNS (other columns are
     kept). The thresholds default to ``settings.entry_probability``; pass measured ones
-    (:func:`threshold_for_quantile`) to use the distribution instead. Adds ``side``,
+    (:func:`threshold_for_quantile`) to use the distribution instead. With ``min_lift`` and
+    the score columns ``prior_buy`` / ``prior_sell`` (the model's class prior), a side must also
+    reach ``min_lift`` × its prior. Adds ``side``,
     ``confidence`` (the probability of the side) and ``entry_low`` / ``entry_high`` =
     close × (1 ∓ entry_range). Rows keep their input order; the index is reset.
 
@@ -156,6 +159,10 @@ def entry_candidates(
     p_sell = scores["p_sell"].to_numpy(dtype=float)
     buy_ok = p_buy >= t_buy
     sell_ok = p_sell >= t_sell
+    if min_lift is not None and {"prior_buy", "prior_sell"} <= set(scores.columns):
+        # The side must also be more likely than its base rate by ``min_lift``.
+        buy_ok &= p_buy >= min_lift * scores["prior_buy"].to_numpy(dtype=float)
+        sell_ok &= p_sell >= min_lift * scores["prior_sell"].to_numpy(dtype=float)
     is_buy = buy_ok & (~sell_ok | (p_buy > p_sell))
     is_sell = sell_ok & (~buy_ok | (p_sell > p_buy))
     if not settings.shorts_enabled:
@@ -182,8 +189,8 @@ def threshold_for_quantile(probabilities: npt.ArrayLike, quantile: float, floor:
     """
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
-    if not 0.0 < floor <= 1.0:
-        raise ValueError(f"floor must be in (0, 1], got {floor}")
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"floor must be in [0, 1], got {floor}")
     p = np.asarray(probabilities, dtype=float).ravel()
     p = p[np.isfinite(p)]
     if p.size == 0:

@@ -44,7 +44,7 @@ from turbomode.errors import TurboModeError
 from turbomode.io import atomic_path, atomic_write_json
 from turbomode.labels import CLASS_NAMES
 from turbomode.logs import event
-from turbomode.models.loading import Scorer, load_ensemble
+from turbomode.models.loading import Scorer, class_prior, load_ensemble
 from turbomode.risk.levels import levels_frame
 from turbomode.risk.positions import (
     manage_day,
@@ -198,6 +198,7 @@ def score_universe(
             missing.append(f"{key} (failed to predict: {exc})")
             continue
         versions[key] = version
+        prior = class_prior(model)
         parts.append(
             pd.DataFrame(
                 {
@@ -209,6 +210,8 @@ def score_universe(
                     "p_hold": proba[:, HOLD_I],
                     "p_sell": proba[:, SELL_I],
                     "close": rows["close"].to_numpy(dtype=float),
+                    "prior_buy": prior[BUY_I],
+                    "prior_sell": prior[SELL_I],
                     "atr": rows[ATR_FEATURE].to_numpy(dtype=float)
                     * rows["close"].to_numpy(dtype=float),
                     "model_version": version,
@@ -248,8 +251,13 @@ def fresh_signals(
     """Entry candidates with stop, target and levels, as Signal records."""
     if scores.empty:
         return []
+    sig = settings.signals
     cand = rules.entry_candidates(
-        scores, settings.signals, buy_threshold=limits["buy"], sell_threshold=limits["sell"]
+        scores,
+        sig,
+        buy_threshold=limits["buy"],
+        sell_threshold=limits["sell"],
+        min_lift=sig.threshold_floor_lift if sig.threshold_mode == "quantile" else None,
     )
     if cand.empty:
         return []

@@ -1,0 +1,171 @@
+"""Run the research protocol on ../shared/data and append every figure to the results log.
+
+    python docs/research/run_protocol.py dev [NAME ...]     # walk-forward folds 2018 → 2022
+    python docs/research/run_protocol.py report NAME ...   # the report window, once per config
+
+The candidates are listed here, in the order they were tried; `results.jsonl` beside this file
+holds every fold of every one, and `README.md` the tables drawn from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from turbomode.data.sources.files import read_frames
+from turbomode.research import protocol as rp
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1].parent / "shared" / "data"
+LOG = HERE / "results.jsonl"
+
+CANDIDATES = {
+    c.name: c
+    for c in (
+        rp.Candidate("pooled_rank_1d"),
+        rp.Candidate("sector_scope_rank_1d", scope="sector"),
+        rp.Candidate("pooled_universe_rank_1d", target="universe_rank"),
+        rp.Candidate("pooled_rank_1d_history18", train_years=18),
+        rp.Candidate("pooled_rank_5d", horizon=5),
+        rp.Candidate("pooled_rank_1d_small", params={"n_estimators": 100, "num_leaves": 15}),
+        # The configuration this protocol replaced, on the same folds (date_step 1, 5.5 years:
+        # the stacked ensembles as the platform trained them on 7 years of data).
+        rp.Candidate("stacked_sector_1d", kind="stacked", train_years=5, date_step=1),
+        rp.Candidate("stacked_sector_5d", horizon=5, kind="stacked", train_years=5, date_step=1),
+    )
+}
+RULES = [(rule, h) for h in (1, 5) for rule in rp.RULES]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("phase", choices=["dev", "report", "rules", "sheets", "log"])
+    ap.add_argument("names", nargs="*")
+    ap.add_argument("--scores", type=Path, default=HERE / "scores")
+    ap.add_argument("--folds", default=None, help="comma-separated fold years (default: all)")
+    args = ap.parse_args(argv)
+    if args.phase == "log":
+        print(render_log(LOG))
+        return 0
+    t0 = time.perf_counter()
+    prices, market, sectors = read_frames(DATA, "2000-01-01", "1993-01-01")
+    if args.phase == "sheets":
+        return sheets(prices, sectors, args.scores, args.names)
+    panel = rp.build_panel(prices, market, sectors)
+    print(f"panel {len(panel.frame):,} rows in {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.phase == "rules":
+        for rule, h in RULES:
+            res = rp.evaluate_rule(panel, rule, h)
+            rp.append_log(LOG, f"{rule}@{h}d", res)
+            print(rule, h, rp.summarize(res), flush=True)
+        return 0
+    names = args.names or list(CANDIDATES)
+    for name in names:
+        cand = CANDIDATES[name]
+        if args.phase == "dev":
+            folds = [int(y) for y in args.folds.split(",")] if args.folds else rp.DEV_FOLDS
+            res = rp.evaluate_candidate(panel, cand, folds)
+            rp.append_log(LOG, cand, res)
+            print(name, {k: round(v, 4) for k, v in rp.summarize(res).items()}, flush=True)
+        else:
+            res1, scored = rp.report_window(panel, cand)
+            rp.append_log(LOG, cand, [res1])
+            args.scores.mkdir(parents=True, exist_ok=True)
+            scored[["symbol", "date", "score"]].to_parquet(args.scores / f"{name}.parquet")
+            print(name, "report", res1.figures, flush=True)
+    return 0
+
+
+COLUMNS = [
+    ("ic_open", "IC open", 4),
+    ("ic_open_t", "t", 1),
+    ("ic_open_sector", "IC open, in sector", 4),
+    ("ic_open_sector_t", "t", 1),
+    ("ic_close", "IC close", 4),
+    ("ic_close_t", "t", 1),
+    ("ls_sharpe_gross", "L/S Sharpe gross", 2),
+    ("ls_sharpe_net", "net", 2),
+    ("turnover", "turnover", 2),
+    ("ls_sharpe_net_smooth5", "net, 5-day smoothed", 2),
+    ("turnover_smooth5", "turnover", 2),
+]
+
+
+def render_log(path: Path) -> str:
+    """The results log as Markdown: every fold of every configuration, then fold means."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    frame = pd.DataFrame(rows)
+    if "turnover_def" not in frame:
+        frame["turnover_def"] = None
+    old = frame["turnover_def"].isna()  # logged as Σ|Δw|/2 before the definition settled
+    for c in ("turnover", "turnover_smooth5"):
+        frame.loc[old, c] = frame.loc[old, c] / 2
+    head = "| configuration | fold | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
+    rule = "|---|---|" + "---:|" * len(COLUMNS)
+
+    def line(name: str, fold: str, r: pd.Series) -> str:
+        cells = [f"{r[k]:.{d}f}" if pd.notna(r[k]) else "—" for k, _, d in COLUMNS]
+        return f"| {name} | {fold} | " + " | ".join(cells) + " |"
+
+    out = ["## Development folds (each year trained only on earlier, purged rows)", "", head, rule]
+    dev = frame[frame["fold"] != "report"]
+    for name, g in dev.groupby("name", sort=False):
+        out.append(line(f"**{name}**", f"mean of {len(g)}", g[[k for k, _, _ in COLUMNS]].mean()))
+        out += [line(name, str(r["fold"]), r) for _, r in g.iterrows()]
+    rep = frame[frame["fold"] == "report"]
+    if len(rep):
+        out += [
+            "",
+            "## Report window 2023-01-03 → 2024-06-28 (run once per finished configuration)",
+        ]
+        out += ["", head, rule] + [line(r["name"], "report", r) for _, r in rep.iterrows()]
+    return "\n".join(out)
+
+
+def sheets(prices, sectors, scores_dir: Path, names: list[str]) -> int:
+    """Tear sheets of the report window for the saved model scores and the baseline rules,
+    and their comparison (docs/research/report/)."""
+    from turbomode.research import scores as rules
+    from turbomode.research.tearsheet import tear_sheet, write_comparison
+
+    window = dict(start=rp.REPORT_START, end=rp.REPORT_END)
+    by_h: dict[int, list] = {1: [], 5: []}
+    for path in sorted(scores_dir.glob("*.parquet")):
+        name = path.stem
+        if names and name not in names:
+            continue
+        h = 5 if name.endswith("5d") else 1
+        sheet = tear_sheet(pd.read_parquet(path), prices, sectors, name=name, horizon=h, **window)
+        sheet.write(HERE / "report" / name)
+        by_h[h].append(sheet)
+        if name.startswith("pooled"):  # what the platform would hold: scores over 5 days
+            smooth = tear_sheet(
+                pd.read_parquet(path),
+                prices,
+                sectors,
+                name=f"{name}_smooth5",
+                horizon=h,
+                smooth=5,
+                **window,
+            )
+            smooth.write(HERE / "report" / smooth.name)
+            by_h[h].append(smooth)
+    for h in (1, 5):
+        for label, frame in (
+            ("reversal_5d", rules.reversal(prices, 5)),
+            ("momentum_20d", rules.momentum(prices, 20)),
+        ):
+            sheet = tear_sheet(frame, prices, sectors, name=f"{label}@{h}d", horizon=h, **window)
+            sheet.write(HERE / "report" / f"{label}_h{h}")
+            by_h[h].append(sheet)
+        write_comparison(by_h[h], HERE / "report" / f"compare_{h}d", f"Report window, {h}-day")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
