@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from turbomode.cli_pipelines import pipelines_app
+from turbomode.features import REGISTRY
 from turbomode.models.registry import ModelRegistry
 from turbomode.pipelines.runs import LocalRun, run_local
 
@@ -92,7 +93,7 @@ def test_training_trains_gates_and_promotes_what_the_gate_accepted(
     ]
     assert artifact(trained, "ingest", "clean")["last_date"] == PAST_DAY
     assert trained.steps["ingest"].metrics["symbols"] == 66
-    assert trained.steps["build-features"].metrics["n_features"] == 184
+    assert trained.steps["build-features"].metrics["n_features"] == len(REGISTRY)
     train = trained.steps["train"].metrics
     assert train == {"tasks": 2, "trained": 2, "failed": 0, "registered": 2}
 

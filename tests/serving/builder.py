@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -25,9 +24,8 @@ from turbomode.config import GICS_SECTORS, ModelSettings, Settings
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.features.engine import build_features
 from turbomode.labels import make_labels
-from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
-from turbomode.models.train import saved_model_dirs
+from turbomode.models.train import fit_model, saved_model_dirs
 from turbomode.signals.scan import ModelCache, ScanResult, run_scan
 
 NO_MODEL = "Utilities"  # no production model at all
@@ -169,7 +167,7 @@ def _train(
     train_rows: int | None,
     root: Path,
 ) -> dict[int, Path]:
-    """One ensemble on 1-day and one on 5-day labels over the last ``train_days``, at most
+    """One model on 1-day and one on 5-day labels over the last ``train_days``, at most
     ``train_rows`` rows (all sectors pooled: prediction cost depends on model size, not on
     what it learned)."""
     labels = make_labels(prices, settings.labels, sectors=sectors)
@@ -177,15 +175,15 @@ def _train(
     data = features.merge(labels, on=["symbol", "date"])
     data = data[data["date"] >= data["date"].max() - pd.Timedelta(days=train_days)]
     out: dict[int, Path] = {}
+    fit = settings.model_copy(update={"models": model_settings})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN warm-up columns
         for h in (1, 5):
             rows = data[data[f"label_{h}"].notna()]
             if train_rows is not None and len(rows) > train_rows:
                 rows = rows.sample(n=train_rows, random_state=0).sort_values("date")
-            ens = StackedEnsemble(cols, h, model_settings, threads=1).fit(
-                rows[cols], rows[f"label_{h}"].to_numpy(dtype=np.int64), rows["date"].to_numpy()
-            )
+            # The configured kind (the rank model by default): one fit serves every key.
+            ens = fit_model(rows.assign(sector=rows["symbol"].map(sectors)), h, cols, fit, 1)
             out[h] = root / "artifacts" / f"{h}d"
             ens.save(out[h])
     return out

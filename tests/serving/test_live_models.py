@@ -38,7 +38,7 @@ class FakeRegistry:
 
 
 class Loader:
-    """Stands in for StackedEnsemble.load; counts loads and can hold one until released."""
+    """Stands in for load_ensemble; counts loads and can hold one until released."""
 
     def __init__(self) -> None:
         self.loads: list[str] = []
@@ -60,7 +60,7 @@ class Loader:
 @pytest.fixture
 def loader(monkeypatch: pytest.MonkeyPatch) -> Loader:
     fake = Loader()
-    monkeypatch.setattr(live_models.StackedEnsemble, "load", staticmethod(fake))
+    monkeypatch.setattr(live_models, "load_ensemble", fake)
     return fake
 
 

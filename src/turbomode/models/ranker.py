@@ -112,6 +112,13 @@ class ScoreCalibrator:
         )
 
 
+def _spread(scores: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of a model's scores (1.0 when they do not vary)."""
+    s = np.asarray(scores, dtype=float)
+    std = float(s.std())
+    return float(s.mean()), std if std > 0 else 1.0
+
+
 @dataclass
 class RankEnsemble:
     """A LightGBM rank regressor plus its out-of-fold calibrator, for one horizon.
@@ -128,18 +135,29 @@ class RankEnsemble:
     seed: int = 0
     model_: Any = None
     calibrator_: ScoreCalibrator = field(default_factory=ScoreCalibrator)
+    scale_: tuple[float, float] = (0.0, 1.0)
+    """Mean and spread of the final model's scores on its training rows. The calibrator reads
+    scores standardized by their own model's spread — each out-of-fold model's on its training
+    rows, the final model's on its — so a final model fitted on more rows (wider scores) is
+    not read as more confident than the smaller fold models it was calibrated through."""
     calib_rows_: np.ndarray | None = None
     """Positions (in the fit's rows) of the out-of-fold rows the calibrator was fitted on."""
     folds_: list[Any] = field(default_factory=list)
     timings_: dict[str, float] = field(default_factory=dict)
 
-    def _regressor(self) -> Any:
+    def _regressor(self, n_rows: int) -> Any:
         import lightgbm as lgb
 
+        # CPU even under compute.device=cuda: PyPI's LightGBM wheel has no CUDA build, and one
+        # booster over ~1M rows trains in minutes on two cores.
         params = dict(self.settings.ranker)
         params.setdefault("verbose", -1)
-        if self.device == "cuda":
-            params.setdefault("device_type", "cuda")
+        # A leaf holds at most 1 % of the rows: the configured 2,000 suits a million rows, but
+        # would leave a small fold (a few thousand rows) with no split at all.
+        if "min_child_samples" in params:
+            params["min_child_samples"] = min(
+                int(params["min_child_samples"]), max(20, n_rows // 100)
+            )
         return lgb.LGBMRegressor(
             objective="regression", n_jobs=self.threads, random_state=self.seed, **params
         )
@@ -173,14 +191,17 @@ class RankEnsemble:
         t0 = time.perf_counter()
         for fold in self.folds_:
             tr = fold.train_idx[ok[fold.train_idx]]
-            model = self._regressor().fit(Xa[tr], ta[tr])
-            oof[fold.test_idx] = model.predict(Xa[fold.test_idx])
+            model = self._regressor(len(tr)).fit(Xa[tr], ta[tr])
+            scale = _spread(model.predict(Xa[tr]))
+            oof[fold.test_idx] = (model.predict(Xa[fold.test_idx]) - scale[0]) / scale[1]
         self.timings_["oof"] = time.perf_counter() - t0
         seen = np.flatnonzero(np.isfinite(oof))
         self.calibrator_ = ScoreCalibrator().fit(oof[seen], ya[seen])
         self.calib_rows_ = seen
         t0 = time.perf_counter()
-        self.model_ = self._regressor().fit(Xa[ok], ta[ok]).booster_
+        final = self._regressor(int(ok.sum())).fit(Xa[ok], ta[ok])
+        self.model_ = final.booster_
+        self.scale_ = _spread(final.predict(Xa[ok]))
         self.timings_["final"] = time.perf_counter() - t0
         event(
             log,
@@ -227,7 +248,8 @@ class RankEnsemble:
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """P(SELL), P(HOLD), P(BUY) per row, calibrated on out-of-fold scores."""
-        return self.calibrator_.predict(self.predict_score(X))
+        z = (self.predict_score(X) - self.scale_[0]) / self.scale_[1]
+        return self.calibrator_.predict(z)
 
     def save(self, directory: Path | str) -> dict[str, Path]:
         """The booster as LightGBM model text, the calibrator and description as JSON."""
@@ -242,6 +264,7 @@ class RankEnsemble:
             "horizon": self.horizon,
             "files": {k: v.name for k, v in files.items()},
             "calibrator": self.calibrator_.to_dict(),
+            "scale": list(self.scale_),
             "settings": self.settings.model_dump(mode="json"),
             "folds": [f.summary() for f in self.folds_],
         }
@@ -267,4 +290,6 @@ class RankEnsemble:
         )
         model.model_ = load_model(directory / spec["files"]["ranker"]).booster
         model.calibrator_ = ScoreCalibrator.from_dict(spec["calibrator"])
+        mean, spread = spec["scale"]
+        model.scale_ = (float(mean), float(spread))
         return model
