@@ -152,7 +152,9 @@ def child(
     settings = Settings(
         data={"data_dir": work / "data"},
         models={"test_start": TEST_START, **PRESETS[preset]},
-        compute={"cpus_per_task": 1 if mode == "ray" else cores},
+        # A pooled rank task fits one booster on every sector's rows (~4 GB resident): one at
+        # a time with both cores beats two at once competing for memory on a 24 GB machine.
+        compute={"cpus_per_task": cores if mode != "ray" or preset == "rank-pooled" else 1},
     )
     data = pd.read_parquet(work / "training_set.parquet")
     features = FeatureLayout.from_registry().all

@@ -44,11 +44,14 @@ RULES = [(rule, h) for h in (1, 5) for rule in rp.RULES]
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["dev", "report", "rules", "sheets", "log"])
+    ap.add_argument("phase", choices=["dev", "report", "rules", "sheets", "log", "platform"])
+    ap.add_argument("--work", type=Path, default=None, help="bench_train work directory")
     ap.add_argument("names", nargs="*")
     ap.add_argument("--scores", type=Path, default=HERE / "scores")
     ap.add_argument("--folds", default=None, help="comma-separated fold years (default: all)")
     args = ap.parse_args(argv)
+    if args.phase == "platform":
+        return platform_scores(args.work, args.scores)
     if args.phase == "log":
         print(render_log(LOG))
         return 0
@@ -127,6 +130,38 @@ def render_log(path: Path) -> str:
     return "\n".join(out)
 
 
+def platform_scores(work: Path, out: Path) -> int:
+    """The report window scored by the models bench_train trained through the platform (on
+    rows before 2023 only): score = P(BUY) − P(SELL), per preset and horizon."""
+    from turbomode.models.loading import load_ensemble
+    from turbomode.models.train import saved_model_dirs
+
+    data = pd.read_parquet(work / "training_set.parquet")
+    data = data[(data["date"] >= rp.REPORT_START) & (data["date"] <= rp.REPORT_END)]
+    out.mkdir(parents=True, exist_ok=True)
+    for models in sorted(work.glob("models_ray_*")):
+        preset = models.name.removeprefix("models_ray_")
+        for h in (1, 2, 5):
+            parts = []
+            found = saved_model_dirs(models, [h])
+            for directory in dict.fromkeys(found.values()):
+                model = load_ensemble(directory)
+                keys = [k for k, d in found.items() if d == directory]
+                sectors = [k.rsplit("/", 1)[0] for k in keys]
+                rows = data[data["sector"].isin(sectors)]
+                p = model.predict_proba(rows[model.features])
+                parts.append(
+                    pd.DataFrame(
+                        {"symbol": rows["symbol"], "date": rows["date"], "score": p[:, 2] - p[:, 0]}
+                    )
+                )
+            if parts:
+                name = f"platform_{preset}_{h}d"
+                pd.concat(parts, ignore_index=True).to_parquet(out / f"{name}.parquet")
+                print("scored", name, flush=True)
+    return 0
+
+
 def sheets(prices, sectors, scores_dir: Path, names: list[str]) -> int:
     """Tear sheets of the report window for the saved model scores and the baseline rules,
     and their comparison (docs/research/report/)."""
@@ -139,11 +174,13 @@ def sheets(prices, sectors, scores_dir: Path, names: list[str]) -> int:
         name = path.stem
         if names and name not in names:
             continue
-        h = 5 if name.endswith("5d") else 1
+        h = int(name.rsplit("_", 1)[1].removesuffix("d"))
+        if h not in by_h:
+            continue
         sheet = tear_sheet(pd.read_parquet(path), prices, sectors, name=name, horizon=h, **window)
         sheet.write(HERE / "report" / name)
         by_h[h].append(sheet)
-        if name.startswith("pooled"):  # what the platform would hold: scores over 5 days
+        if "rank" in name:  # what the platform would hold: scores smoothed over 5 days
             smooth = tear_sheet(
                 pd.read_parquet(path),
                 prices,
