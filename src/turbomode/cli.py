@@ -26,6 +26,7 @@ from turbomode.cli_tune import tune_command
 from turbomode.cli_wallet import wallet_app
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
+from turbomode.workspace import Workspace, with_data_dir
 
 app = typer.Typer(
     name="turbomode",
@@ -71,10 +72,7 @@ class _State:
 
 
 def _settings(**overrides: Any) -> Settings:
-    settings = load_settings(_State.config, **overrides)
-    if _State.data_dir is not None:
-        settings.data.data_dir = _State.data_dir
-    return settings
+    return with_data_dir(load_settings(_State.config, **overrides), _State.data_dir)
 
 
 def _progress(transient: bool) -> Progress:
@@ -360,7 +358,7 @@ def evaluate(
 
     try:
         settings = _settings()
-        path = settings.data.data_dir / "reports" / f"train_{run_id}.json"
+        path = Workspace.of(settings).reports_dir / f"train_{run_id}.json"
         if not path.exists():
             raise TurboModeError(f"no training report {path}: run `turbomode train` first")
         payload = json.loads(path.read_text())
@@ -466,7 +464,7 @@ def signals(
     import json
 
     try:
-        path = _settings().data.data_dir / "scans" / "latest_scan.json"
+        path = Workspace.of(_settings()).latest_scan
         if not path.exists():
             raise FileNotFoundError(f"no scan yet at {path}: run `turbomode scan` first")
         doc = json.loads(path.read_text())

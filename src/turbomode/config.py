@@ -639,6 +639,13 @@ class Settings(BaseSettings):
     smart: SmartSettings = Field(default_factory=SmartSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
 
+    @model_validator(mode="after")
+    def _stores_under_data_dir(self) -> Settings:
+        # Store locations not set explicitly follow the data directory (turbomode.workspace).
+        from turbomode.workspace import rebase
+
+        return rebase(self)
+
     @classmethod
     def settings_customise_sources(
         cls,

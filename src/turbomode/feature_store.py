@@ -44,6 +44,7 @@ from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.io import atomic_path
 from turbomode.logs import event
+from turbomode.workspace import Workspace
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -96,7 +97,7 @@ class FeatureLayout:
 
 
 def feast_dir(settings: Settings) -> Path:
-    return (settings.data.data_dir / "feast").resolve()
+    return Workspace.of(settings).feast_dir
 
 
 def redis_connection_string(url: str) -> str:

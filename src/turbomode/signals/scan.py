@@ -32,7 +32,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +56,7 @@ from turbomode.risk.types import Position, PositionEvent
 from turbomode.signals import rules
 from turbomode.signals.store import SignalStore
 from turbomode.signals.types import Signal
+from turbomode.workspace import Workspace
 
 log = logging.getLogger("turbomode.signals.scan")
 ATR_FEATURE = "atr_14"
@@ -559,7 +559,7 @@ def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
 
 def write_outputs(result: ScanResult, settings: Settings) -> dict[str, str]:
     """``latest_scan.json`` and the night's CSV, each written atomically."""
-    out_dir = Path(settings.data.data_dir) / "scans"
+    out_dir = Workspace.of(settings).scans_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = scan_document(result, settings)
     latest = out_dir / "latest_scan.json"

@@ -74,6 +74,7 @@ from turbomode.smart.types import (
     write_signals_csv,
     write_signals_json,
 )
+from turbomode.workspace import Workspace
 
 DEFAULT_HORIZON = 5
 NO_REGIME_SIZING = "CHOPPY"  # regime multiplier 1.0: neither boosts nor cuts a size
@@ -288,7 +289,7 @@ def kelly_inputs(
 
 def scan_document(settings: Settings, as_of: date | None = None) -> dict[str, Any]:
     """The nightly scan's document for ``as_of`` (default: ``latest_scan.json``)."""
-    scans = Path(settings.data.data_dir) / "scans"
+    scans = Workspace.of(settings).scans_dir
     path = scans / ("latest_scan.json" if as_of is None else f"scan_{as_of.isoformat()}.json")
     if not path.exists():
         when = "" if as_of is None else f" for {as_of}"
