@@ -59,6 +59,11 @@ console = Console()
 err = Console(stderr=True)
 
 
+# `turbomode scan` without --date when no bar newer than the last scan's arrived: nothing was
+# scanned (the CronWorkflow's step fails visibly, and TurboModeScanNoNewData fires).
+NO_NEW_BAR_EXIT = 3
+
+
 class SourceName(StrEnum):
     synthetic = "synthetic"
     parquet = "parquet"
@@ -387,7 +392,7 @@ def scan(
     target → positions → the signals store, latest_scan.json and a CSV."""
     import pandas as pd
 
-    from turbomode.signals.scan import run_scan
+    from turbomode.signals.scan import NoNewBarError, run_scan
 
     try:
         settings = _settings()
@@ -399,6 +404,9 @@ def scan(
                 scan_date=day,
                 on_stage=lambda s: progress.update(task, description=f"scan: {s}"),
             )
+    except NoNewBarError as exc:
+        err.print(f"[bold yellow]no new data:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(code=NO_NEW_BAR_EXIT) from None
     except (TurboModeError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
@@ -417,6 +425,13 @@ def _print_scan(result: Any, settings: Settings, top: int) -> None:
         f"(entry thresholds BUY ≥ {result.thresholds['buy']:.3f}, "
         f"SELL ≥ {result.thresholds['sell']:.3f}; {result.seconds:.1f} s)"
     )
+    if result.stale_features:
+        console.print(
+            f"[yellow]{result.stale_features} symbol(s) not scored: their newest features are "
+            f"older than {result.scan_date}[/] (run `turbomode features materialize`?)"
+        )
+    if result.feature_source == "offline":
+        console.print(f"features: point-in-time vectors of {result.scan_date} (offline store)")
     from turbomode.signals.scan import scan_document
 
     _print_signals(scan_document(result, settings), top)

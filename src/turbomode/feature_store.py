@@ -28,9 +28,10 @@ here and move to a distributed offline store on a cluster).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
@@ -387,6 +388,76 @@ def training_frame(
     return pd.concat([entities.reset_index(drop=True), out[layout.all]], axis=1)
 
 
+def online_vectors_at(
+    store: FeatureStore | Any, symbols: Sequence[str], n_features: int
+) -> tuple[np.ndarray, list[datetime | None]]:
+    """(symbols × features float32 matrix in the registry's order, event time per symbol).
+
+    The one online read the scan, the Smart Scanner and the service share. A symbol the store
+    does not know (or whose vector has another length) comes back all-NaN with no time.
+    """
+    resp = store.get_online_features(
+        features=[f"{VECTOR_VIEW}:{VECTOR_FEATURE}"], entity_rows={"symbol": list(symbols)}
+    ).to_dict(include_event_timestamps=True)
+    values = resp[VECTOR_FEATURE]
+    present = [v is not None and len(v) == n_features for v in values]
+    rows = [v if ok else [np.nan] * n_features for v, ok in zip(values, present, strict=True)]
+    matrix = np.asarray(rows, dtype=np.float32).reshape(len(symbols), n_features)
+    stamps = resp.get(f"{VECTOR_FEATURE}__ts", [None] * len(symbols))
+    return matrix, [_as_datetime(t) if ok else None for t, ok in zip(stamps, present, strict=True)]
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """Feast gives Unix seconds (SQLite) or a datetime depending on the online store."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if hasattr(value, "seconds"):  # a protobuf Timestamp
+        return datetime.fromtimestamp(int(value.seconds), UTC)
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def vector_date(stamp: datetime | pd.Timestamp | None) -> date | None:
+    """The market date a vector's event time stands for (rows are stamped 00:00 UTC)."""
+    if stamp is None or pd.isna(stamp):
+        return None
+    ts = pd.Timestamp(stamp)
+    return (ts.tz_convert("UTC") if ts.tzinfo else ts).date()
+
+
+def feature_age_seconds(stamp: datetime | pd.Timestamp | None, now: float | None = None) -> float:
+    """Seconds from the close (16:00 New York) of a vector's market date to ``now``: the age
+    the service reports and the stale-features alert measures. NaN without a vector."""
+    day = vector_date(stamp)
+    if day is None:
+        return float("nan")
+    return max(0.0, (time.time() if now is None else now) - market_close(pd.Timestamp(day)))
+
+
+@dataclass(frozen=True)
+class DatedVectors:
+    """Feature vectors (``symbol`` + registry columns) with the market date of each."""
+
+    frame: pd.DataFrame
+    dates: dict[str, date | None]
+    source: Literal["online", "offline", "given"] = "online"
+
+    def older_than(self, day: date) -> dict[str, str]:
+        """Symbols whose vector is older than ``day``, with the reason (not scored)."""
+        return {
+            sym: f"stale features: newest vector is from {d}, older than the scan date {day}"
+            for sym, d in sorted(self.dates.items())
+            if d is not None and d < day
+        }
+
+    def newer_than(self, day: date) -> list[str]:
+        return sorted(s for s, d in self.dates.items() if d is not None and d > day)
+
+    def newest(self) -> date | None:
+        return max((d for d in self.dates.values() if d is not None), default=None)
+
+
 def online_vectors(
     store: FeatureStore, symbols: Sequence[str], layout: FeatureLayout | None = None
 ) -> pd.DataFrame:
@@ -395,16 +466,84 @@ def online_vectors(
     Symbols the online store does not know come back as all-NaN rows so the caller can report
     them (a scan logs and skips them) instead of failing the whole batch.
     """
+    return dated_online_vectors(store, symbols, layout).frame
+
+
+def dated_online_vectors(
+    store: FeatureStore, symbols: Sequence[str], layout: FeatureLayout | None = None
+) -> DatedVectors:
+    """:func:`online_vectors` with the market date of each vector."""
     layout = layout or FeatureLayout.from_registry()
-    resp = store.get_online_features(
-        features=[f"{VECTOR_VIEW}:{VECTOR_FEATURE}"], entity_rows={"symbol": list(symbols)}
-    ).to_dict()
-    n = len(layout.all)
-    rows = [v if v is not None and len(v) == n else [np.nan] * n for v in resp[VECTOR_FEATURE]]
-    matrix = np.asarray(rows, dtype=np.float32).reshape(len(symbols), n)
+    matrix, stamps = online_vectors_at(store, symbols, len(layout.all))
     frame = pd.DataFrame(matrix, columns=layout.all)
     frame.insert(0, "symbol", list(symbols))
-    return frame
+    dates = {str(s): vector_date(t) for s, t in zip(symbols, stamps, strict=True)}
+    return DatedVectors(frame, dates, "online")
+
+
+def offline_vectors_asof(
+    settings: Settings,
+    symbols: Sequence[str],
+    day: date,
+    layout: FeatureLayout | None = None,
+) -> DatedVectors:
+    """Point in time: each symbol's newest vector dated on or before ``day``, read from the
+    offline ``stock_vector`` table (never a newer one). A back-dated scan reads these."""
+    import pyarrow.dataset as ds
+
+    layout = layout or FeatureLayout.from_registry()
+    path = feast_dir(settings) / "offline" / f"{VECTOR_VIEW}.parquet"
+    if not path.exists():
+        raise FeatureStoreError(
+            f"no offline features at {path}: a back-dated scan reads point-in-time features "
+            "from the offline store; run `turbomode features build`"
+        )
+    cutoff = pd.Timestamp(day).tz_localize("UTC") + pd.Timedelta(days=1)
+    since = cutoff - pd.Timedelta(days=settings.features.offline_ttl_days + 1)
+    dataset = ds.dataset(path)
+    ts_type = dataset.schema.field(TS).type
+    expr = (
+        (ds.field(TS) < pa.scalar(cutoff.to_pydatetime(), type=ts_type))
+        & (ds.field(TS) >= pa.scalar(since.to_pydatetime(), type=ts_type))
+        & ds.field("symbol").isin(list(symbols))
+    )
+    table = dataset.to_table(columns=["symbol", TS, VECTOR_FEATURE], filter=expr)
+    n = len(layout.all)
+    rows = table.to_pandas().sort_values(TS).groupby("symbol", sort=False).tail(1)
+    by_symbol = {
+        str(sym): (np.asarray(vec, dtype=np.float32), vector_date(ts))
+        for sym, ts, vec in zip(rows["symbol"], rows[TS], rows[VECTOR_FEATURE], strict=True)
+        if vec is not None and len(vec) == n
+    }
+    empty = np.full(n, np.nan, dtype=np.float32)
+    matrix = (
+        np.vstack([by_symbol.get(s, (empty, None))[0] for s in symbols])
+        if symbols
+        else (np.empty((0, n), dtype=np.float32))
+    )
+    frame = pd.DataFrame(matrix, columns=layout.all)
+    frame.insert(0, "symbol", list(symbols))
+    dates = {str(s): by_symbol[s][1] if s in by_symbol else None for s in symbols}
+    return DatedVectors(frame, dates, "offline")
+
+
+def vectors_for_date(
+    settings: Settings,
+    symbols: Sequence[str],
+    day: date,
+    store: FeatureStore | None = None,
+    layout: FeatureLayout | None = None,
+) -> DatedVectors:
+    """The vectors a scan of ``day`` may score: the online store's when none is newer than
+    ``day``; otherwise (a back-dated scan) the point-in-time vectors of ``day`` from the
+    offline store. Vectors older than ``day`` come back as they are, dated: the caller counts
+    and skips them (:meth:`DatedVectors.older_than`)."""
+    online = dated_online_vectors(store or open_store(settings), symbols, layout)
+    if not online.newer_than(day):
+        return online
+    dated = offline_vectors_asof(settings, symbols, day, layout)
+    event(log, "features.point_in_time", day=str(day), newest_online=str(online.newest()))
+    return dated
 
 
 def build(settings: Settings, profile: Profile | None = None) -> tuple[Any, FeatureStore]:

@@ -452,14 +452,17 @@ def _rules(
 
 
 def _features(
-    settings: Settings, tickers: list[str], vectors: pd.DataFrame | None
+    settings: Settings, tickers: list[str], vectors: pd.DataFrame | None, day: date
 ) -> dict[str, dict[str, float]]:
-    """Each ticker's newest feature vector (the online store's unless ``vectors`` is given);
-    a ticker the store does not know gets an empty row, which a rule reading it refuses."""
+    """Each ticker's feature vector of ``day`` (the online store's, or point in time from the
+    offline store for a back-dated scan, unless ``vectors`` is given); a ticker without a
+    vector of ``day`` (unknown, or stale) gets an empty row, which a rule reading it refuses."""
     if vectors is None:
         from turbomode import feature_store as fs
 
-        vectors = fs.online_vectors(fs.open_store(settings), tickers)
+        dated = fs.vectors_for_date(settings, tickers, day)
+        stale = dated.older_than(day)
+        vectors = dated.frame[~dated.frame["symbol"].isin(list(stale))]
     rows: dict[str, dict[str, float]] = {}
     for rec in vectors.to_dict("records"):
         sym = str(rec.pop("symbol"))
@@ -568,7 +571,7 @@ def run_smart_scan(
                         f"back-dated smart-scan (--date {as_of}) cannot apply them point in "
                         "time: run it without --rules"
                     )
-                features = _features(settings, tickers, vectors)
+                features = _features(settings, tickers, vectors, day)
         momentum = sector_momentum(market.market, day)
         candidates = [
             SmartCandidate(
