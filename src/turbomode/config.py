@@ -287,7 +287,11 @@ class ScheduleSettings(BaseModel):
     """Cron schedules of the batch jobs; the chart's CronWorkflows are rendered from these."""
 
     timezone: str = "America/New_York"
-    nightly_scan: str = "0 23 * * *"
+    nightly_scan: str = Field(
+        default="0 23 * * 1-5",
+        description="Weeknights after the close: a night without a new bar is reported "
+        "(TurboModeScanNoNewData), so weekends are not scheduled.",
+    )
     outcomes: str = "0 2 * * *"
     training_samples: str = "0 3 * * 0"
     retrain: str = "0 4 1 * *"
