@@ -104,7 +104,7 @@ class JobMetrics:
 
         POST (pushadd) replaces only the metrics this push carries, and a failed run does not
         carry ``last_success``: the gateway keeps the previous success time, so a "no success
-        in 26 h" alert counts from the last success, not from the last failure.
+        in N hours" alert counts from the last success, not from the last failure.
         """
         if not gateway:
             return False

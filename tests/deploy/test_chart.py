@@ -800,7 +800,7 @@ def test_rules_and_dashboards_use_exported_metrics(rendered: dict[str, list[Mani
     assert used, "no metric found in rules and dashboards"
     assert used <= exported, f"not exported by the jobs or BentoML: {sorted(used - exported)}"
     scan_rule = [e for e in exprs if 'job="turbomode_scan"' in e]
-    assert scan_rule and any("> 93600" in e for e in scan_rule)  # 26 h without a success
+    assert scan_rule and any("> 266400" in e for e in scan_rule)  # 74 h without a success
 
 
 def test_promtool_checks_the_rules(rendered: dict[str, list[Manifest]], tmp_path: Path) -> None:
@@ -837,42 +837,42 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
         "rule_files": [rules.name],
         "evaluation_interval": "1m",
         "tests": [
-            {  # the scan succeeded at t=0 and never again: stale after 26 h (+10 m pending)
+            {  # the scan succeeded at t=0 and never again: stale after 74 h (+10 m pending)
                 "interval": "5m",
                 "input_series": [
-                    {"series": scan, "values": "0x400"},
-                    {"series": 'turbomode_job_success{job="turbomode_scan"}', "values": "1x400"},
+                    {"series": scan, "values": "0x1000"},
+                    {"series": 'turbomode_job_success{job="turbomode_scan"}', "values": "1x1000"},
                 ],
                 "alert_rule_test": [
                     {
-                        "eval_time": "25h",
+                        "eval_time": "73h",
                         "alertname": "TurboModeNightlyScanStale",
                         "exp_alerts": [],
                     },
                     {
-                        "eval_time": "26h30m",
+                        "eval_time": "74h30m",
                         "alertname": "TurboModeNightlyScanStale",
                         "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
                     },
-                    {"eval_time": "26h30m", "alertname": "TurboModeJobFailed", "exp_alerts": []},
+                    {"eval_time": "74h30m", "alertname": "TurboModeJobFailed", "exp_alerts": []},
                     {
-                        "eval_time": "27h",
+                        "eval_time": "75h",
                         "alertname": "TurboModeNightlyScanMissing",
                         "exp_alerts": [],
                     },
                 ],
             },
-            {  # nothing ever reported: missing after 26 h
+            {  # nothing ever reported: missing after 74 h
                 "interval": "5m",
-                "input_series": [{"series": "up", "values": "1x400"}],
+                "input_series": [{"series": "up", "values": "1x1000"}],
                 "alert_rule_test": [
                     {
-                        "eval_time": "25h",
+                        "eval_time": "73h",
                         "alertname": "TurboModeNightlyScanMissing",
                         "exp_alerts": [],
                     },
                     {
-                        "eval_time": "26h10m",
+                        "eval_time": "74h10m",
                         "alertname": "TurboModeNightlyScanMissing",
                         "exp_alerts": [
                             {"exp_labels": {"severity": "critical", "job": "turbomode_scan"}}
