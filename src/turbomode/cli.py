@@ -258,18 +258,28 @@ def features_build(
     profile: Annotated[
         ProfileName | None, typer.Option("--profile", help="Feast profile (default: settings).")
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Recompute every date, not only the new ones.")
+    ] = False,
 ) -> None:
     """Compute every registry feature from the clean store, write Feast's offline tables and
-    apply the definitions."""
+    apply the definitions. When the clean store only gained new dates since the last build,
+    only those are computed (from the trailing features.incremental_lookback bars) and
+    appended."""
     from turbomode.feature_store import build
 
     try:
         settings = _settings()
         with err.status("building features"):
-            report, _store = build(settings, profile.value if profile else None)
+            report, _store = build(settings, profile.value if profile else None, full=full)
     except (TurboModeError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
+    if report.mode == "current":
+        console.print("features are current: no new dates in the clean store since the last build")
+        return
+    if report.mode == "incremental":
+        console.print(f"incremental build: {report.n_dates} new date(s)")
     console.print(report.summary())
 
 

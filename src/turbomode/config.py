@@ -265,6 +265,13 @@ class FeatureStoreSettings(BaseModel):
     offline_ttl_days: int = Field(
         default=7, ge=1, description="Point-in-time join lookback of the offline views (days)."
     )
+    incremental_lookback: int = Field(
+        default=600,
+        ge=260,
+        description="Bars before the first new date a nightly feature build recomputes from "
+        "(turbomode.features.incremental): enough for every window (≤ 1 year) and for the "
+        "slowest EMA to forget its start below float32 resolution.",
+    )
     online_lookback_days: int = Field(
         default=10,
         ge=1,

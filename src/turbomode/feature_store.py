@@ -169,17 +169,8 @@ def _timestamps(dates: pd.Series | np.ndarray) -> pa.Array:
     return pa.array(pd.DatetimeIndex(dates).tz_localize("UTC").as_unit("us"))
 
 
-def write_offline_tables(
-    features: pd.DataFrame, settings: Settings, layout: FeatureLayout | None = None
-) -> dict[str, Path]:
-    """Write the parquet sources of the three views (atomically, replacing earlier builds)."""
-    layout = layout or FeatureLayout.from_registry()
-    missing = [n for n in layout.all if n not in features.columns]
-    if missing:
-        raise FeatureStoreError(
-            f"feature frame lacks {len(missing)} registry feature(s): {missing[:10]}"
-        )
-    root = feast_dir(settings) / "offline"
+def _offline_tables(features: pd.DataFrame, layout: FeatureLayout) -> dict[str, pa.Table]:
+    """The Arrow tables of the three views for a feature frame."""
     created = pa.array(np.full(len(features), datetime.now(UTC)), type=pa.timestamp("us", tz="UTC"))
     ts = _timestamps(features["date"])
     stock = {
@@ -206,13 +197,73 @@ def write_offline_tables(
         CREATED: created,
         VECTOR_FEATURE: pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1))),
     }
+    return {
+        STOCK_VIEW: pa.table(stock),
+        MARKET_VIEW: pa.table(market),
+        VECTOR_VIEW: pa.table(vector),
+    }
+
+
+def write_offline_tables(
+    features: pd.DataFrame,
+    settings: Settings,
+    layout: FeatureLayout | None = None,
+    keep_before: pd.Timestamp | None = None,
+) -> dict[str, Path]:
+    """Write the parquet sources of the three views (atomically, replacing earlier builds).
+
+    ``keep_before``: an increment — the stored rows dated before it stay, the rows of
+    ``features`` (dated from it on) replace everything from that date."""
+    layout = layout or FeatureLayout.from_registry()
+    missing = [n for n in layout.all if n not in features.columns]
+    if missing:
+        raise FeatureStoreError(
+            f"feature frame lacks {len(missing)} registry feature(s): {missing[:10]}"
+        )
+    root = feast_dir(settings) / "offline"
+    tables = _offline_tables(features, layout)
     paths = {}
-    for name, cols in ((STOCK_VIEW, stock), (MARKET_VIEW, market), (VECTOR_VIEW, vector)):
+    for name, table in tables.items():
         path = root / f"{name}.parquet"
+        if keep_before is not None:
+            old = pq.read_table(path)
+            cut = pa.scalar(
+                pd.Timestamp(keep_before).tz_localize("UTC").to_pydatetime(),
+                type=old.schema.field(TS).type,
+            )
+            kept = old.filter(pa.compute.less(old[TS], cut))
+            table = pa.concat_tables([kept, table.cast(old.schema)])
         with atomic_path(path) as tmp:
-            pq.write_table(pa.table(cols), tmp, compression="zstd", row_group_size=256_000)
+            pq.write_table(table, tmp, compression="zstd", row_group_size=256_000)
         paths[name] = path
     return paths
+
+
+def stored_vectors(
+    settings: Settings, dates: Sequence[pd.Timestamp], layout: FeatureLayout | None = None
+) -> pd.DataFrame:
+    """The stored feature rows of ``dates`` (symbol, date, registry columns), from the offline
+    vector table: what an increment's recomputed check dates are compared with."""
+    import pyarrow.dataset as ds
+
+    layout = layout or FeatureLayout.from_registry()
+    path = feast_dir(settings) / "offline" / f"{VECTOR_VIEW}.parquet"
+    dataset = ds.dataset(path)
+    ts_type = dataset.schema.field(TS).type
+    wanted = [
+        pa.scalar(pd.Timestamp(d).tz_localize("UTC").to_pydatetime(), type=ts_type) for d in dates
+    ]
+    table = dataset.to_table(
+        columns=["symbol", TS, VECTOR_FEATURE], filter=ds.field(TS).isin(pa.array(wanted))
+    )
+    n = len(layout.all)
+    flat = table.column(VECTOR_FEATURE).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    frame = pd.DataFrame(flat.reshape(-1, n), columns=layout.all)
+    frame.insert(
+        0, "date", pd.DatetimeIndex(table.column(TS).to_pandas()).tz_convert(None).as_unit("ns")
+    )
+    frame.insert(0, "symbol", table.column("symbol").to_pandas().astype(str).to_numpy())
+    return frame
 
 
 # ---- definitions -----------------------------------------------------------------------------
@@ -546,18 +597,130 @@ def vectors_for_date(
     return dated
 
 
-def build(settings: Settings, profile: Profile | None = None) -> tuple[Any, FeatureStore]:
+MANIFEST = "build.json"
+
+
+def _fingerprint(frame: pd.DataFrame | None, until: pd.Timestamp) -> str:
+    """A hash of the rows dated ≤ ``until``: an increment is valid only while the history
+    the stored features came from is unchanged (no revision, no back-filled symbol)."""
+    if frame is None or frame.empty:
+        return "none"
+    rows = frame[pd.to_datetime(frame["date"]) <= until]
+    cols = [c for c in ("symbol", "date", "open", "high", "low", "close", "volume") if c in rows]
+    rows = rows.sort_values(["symbol", "date"])[cols]
+    digest = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+    return f"{len(rows)}:{int(digest.sum(dtype=np.uint64))}"
+
+
+def _manifest(
+    md: Any, names: Sequence[str], last: pd.Timestamp, sectors: dict[str, str], lookback: int
+) -> dict[str, Any]:
+    return {
+        "last_date": str(last.date()),
+        "prices": _fingerprint(md.prices, last),
+        "market": _fingerprint(md.market, last),
+        "sectors": sorted(sectors.items()),
+        "features": list(names),
+        "lookback": lookback,
+    }
+
+
+CURRENT = "current"
+
+
+def _increment_since(
+    settings: Settings, md: Any, names: Sequence[str], sectors: dict[str, str], lookback: int
+) -> tuple[pd.Timestamp | None, str]:
+    """(first new date, "") when the stored build can be extended; (None, why) otherwise."""
+    import json
+
+    root = feast_dir(settings) / "offline"
+    path = root / MANIFEST
+    if not path.exists() or not all(
+        (root / f"{v}.parquet").exists() for v in (STOCK_VIEW, MARKET_VIEW, VECTOR_VIEW)
+    ):
+        return None, "no earlier build"
+    try:
+        stored = json.loads(path.read_text())
+        last = pd.Timestamp(stored["last_date"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"unreadable {path.name}: {exc}"
+    now = _manifest(md, names, last, sectors, lookback)
+    changed = [
+        k
+        for k in ("features", "sectors", "lookback", "prices", "market")
+        if json.loads(json.dumps(now[k])) != stored.get(k)
+    ]
+    if changed:
+        return None, f"changed since the last build: {', '.join(changed)}"
+    dates = pd.to_datetime(md.prices["date"])
+    newer = dates[dates > last]
+    return (pd.Timestamp(newer.min()), "") if len(newer) else (None, CURRENT)
+
+
+def build(
+    settings: Settings, profile: Profile | None = None, full: bool = False
+) -> tuple[Any, FeatureStore]:
     """Clean store → features → offline tables → definitions applied. Returns the feature
-    report (what was computed, short histories, absent market series) and the store."""
+    report (what was computed, short histories, absent market series) and the store.
+
+    Nightly, when the clean store only gained new dates since the last build, only those are
+    computed, from the trailing ``features.incremental_lookback`` bars
+    (:mod:`turbomode.features.incremental`), checked against the stored values on the dates
+    before them, and appended; anything else (``full``, a first build, a revised history, a
+    changed registry, a failed check) rebuilds everything."""
+    import json
+
     from turbomode.data.ingest import load_clean
-    from turbomode.features.engine import build_features
+    from turbomode.features.engine import FeatureReport, build_features
+    from turbomode.features.incremental import build_increment, compare
+    from turbomode.io import atomic_write_text
     from turbomode.metrics import job_metrics
 
     with job_metrics("features_build", settings.stores.pushgateway_url) as metrics:
         md = load_clean(settings)
-        result = build_features(md.prices, md.market, md.universe.sector_map())
-        write_offline_tables(result.frame, settings)
+        sectors = md.universe.sector_map()
+        layout = FeatureLayout.from_registry()
+        names = layout.all
+        lookback = settings.features.incremental_lookback
+        since, why = (
+            (None, "--full") if full else _increment_since(settings, md, names, sectors, lookback)
+        )
+        mode = "full"
+        if why == CURRENT:  # nothing new: the stored build is current
+            last = pd.Timestamp(pd.to_datetime(md.prices["date"]).max())
+            mode, rows = "current", 0
+            report = FeatureReport(0, 0, 0, names, mode="current")
+        elif since is not None:
+            inc = build_increment(md.prices, md.market, sectors, since, lookback)
+            bad = (
+                compare(
+                    inc.check_rows, stored_vectors(settings, inc.check_dates, layout), layout.all
+                )
+                if inc.check_dates
+                else {}
+            )
+            if bad:
+                why = f"the increment differs from the stored build on {sorted(bad)[:5]}"
+                event(log, "features.increment_rejected", logging.WARNING, features=sorted(bad))
+            else:
+                new = inc.new_rows
+                write_offline_tables(new, settings, layout, keep_before=since)
+                mode, rows, report = "incremental", len(new), inc.result.report
+                report.mode, report.n_rows = "incremental", len(new)
+                report.n_dates = int(new["date"].nunique())
+                last = pd.Timestamp(new["date"].max())
+        if mode == "full":
+            result = build_features(md.prices, md.market, sectors)
+            write_offline_tables(result.frame, settings, layout)
+            rows, report = len(result.frame), result.report
+            last = pd.Timestamp(result.frame["date"].max())
+        manifest = _manifest(md, names, last, sectors, lookback)
+        manifest["mode"] = mode
+        atomic_write_text(
+            json.dumps(manifest, default=str), feast_dir(settings) / "offline" / MANIFEST
+        )
         store = apply(settings, profile)
-        metrics.rows.labels(stage="features").inc(len(result.frame))
-    event(log, "features.built", rows=len(result.frame), features=len(result.names))
-    return result.report, store
+        metrics.rows.labels(stage="features").inc(rows)
+    event(log, "features.built", rows=rows, mode=mode, reason=why or None)
+    return report, store
