@@ -18,6 +18,7 @@ full one and says why — it never stores a silently different value.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +26,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from turbomode.features.engine import FeatureResult, build_features
+from turbomode.features.cross_sectional import NEEDS as CS_NEEDS
+from turbomode.features.engine import (
+    FeatureReport,
+    FeatureResult,
+    panel_features,
+    prepare_prices,
+    symbol_features,
+)
+from turbomode.features.layout import Column, Layout, values
+from turbomode.features.market import MarketContext
+from turbomode.features.registry import select_features
 
 DEFAULT_LOOKBACK = 600
 """Bars before the first new date that the increment recomputes from (see the module doc)."""
@@ -83,17 +94,62 @@ def build_increment(
     dtype: npt.DTypeLike = np.float32,
 ) -> Increment:
     """Features of every row dated ≥ ``since`` from the trailing ``lookback`` bars (plus
-    ``check`` earlier dates to compare with a stored build)."""
+    ``check`` earlier dates to compare with a stored build).
+
+    The per-symbol families run over the whole block (their windows and smoothers need it);
+    the families that look across symbols or at the date only run on the dates kept, which is
+    what they are: one value per date from that date's per-symbol columns (the check would
+    catch one that is not)."""
+    t0 = time.perf_counter()
     since = pd.Timestamp(since)
-    dates = pd.DatetimeIndex(pd.to_datetime(prices["date"]).unique())
+    dates = pd.DatetimeIndex(pd.to_datetime(prices["date"]))
     start = block_start(dates, since, lookback)
-    calendar = pd.DatetimeIndex(sorted(dates))
+    calendar = dates.unique().sort_values()
     before = calendar[(calendar < since) & (calendar >= start)]
     checks = [pd.Timestamp(d) for d in before[-check:]] if check > 0 else []
-    block = prices[pd.to_datetime(prices["date"]) >= start]
+    first = checks[0] if checks else since
+    block = prices[dates >= start]
     mk = None if market is None else market[pd.to_datetime(market["date"]) >= start]
-    result = build_features(block, mk, sectors, features=features, dtype=dtype)
-    return Increment(result, since, start, checks)
+
+    selected = select_features(features)
+    col_of = {n: j for j, n in enumerate(selected)}
+    p = prepare_prices(block)
+    ctx = MarketContext(mk)
+    _, stream = symbol_features(p, ctx, sectors)
+    kept = np.flatnonzero(p["date"].to_numpy() >= np.datetime64(first))
+    keys = p.iloc[kept][["symbol", "date"]].reset_index(drop=True)
+    out = np.empty((len(kept), len(selected)), dtype=np.dtype(dtype), order="F")
+    needed: dict[str, npt.NDArray[np.float64]] = {}
+
+    def sink(cols: Mapping[str, Column], rows: npt.NDArray[np.intp] | None) -> None:
+        for name, v in cols.items():
+            arr = values(v) if rows is None else values(v)[rows]
+            if name in CS_NEEDS and rows is not None:
+                needed[name] = arr
+            j = col_of.get(name)
+            if j is not None:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    np.copyto(out[:, j], arr, casting="unsafe")
+                column = out[:, j]
+                column[np.isinf(column)] = np.nan
+
+    for _, cols in stream:
+        sink(cols, kept)
+    sub = Layout.from_frame(keys)
+    for _, cols in panel_features(sub, needed, ctx, sectors):
+        sink(cols, None)
+    frame = pd.DataFrame(out, columns=selected, copy=False)
+    frame.insert(0, "date", keys["date"].to_numpy())
+    frame.insert(0, "symbol", keys["symbol"].to_numpy())
+    report = FeatureReport(
+        n_rows=len(frame),
+        n_symbols=int(frame["symbol"].nunique()),
+        n_dates=int(frame["date"].nunique()),
+        features=list(selected),
+        elapsed_s=time.perf_counter() - t0,
+        mode="incremental",
+    )
+    return Increment(FeatureResult(frame, report), since, start, checks)
 
 
 def compare(
