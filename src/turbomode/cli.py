@@ -486,13 +486,11 @@ def signals(
     top: Annotated[int, typer.Option("--top", help="Signals shown per cap class and side.")] = 5,
 ) -> None:
     """Print the latest scan's signals (``latest_scan.json``) without scanning again."""
-    import json
+
+    from turbomode.signals.scan import latest_document
 
     try:
-        path = Workspace.of(_settings()).latest_scan
-        if not path.exists():
-            raise FileNotFoundError(f"no scan yet at {path}: run `turbomode scan` first")
-        doc = json.loads(path.read_text())
+        doc = latest_document(_settings())
     except (TurboModeError, OSError, ValueError) as exc:
         _fail(exc)
         return

@@ -63,6 +63,7 @@ JSON_KEYS = {
     "stale_features",
     "feature_source",
     "previous_scan_date",
+    "token",
     "thresholds",
     "missing_models",
     "signals",
@@ -714,3 +715,55 @@ def test_vectors_dated_after_the_scan_date_are_refused(market: Market, store: Si
             vectors=vectors,
             vector_dates=dates,
         )
+
+
+def test_a_crash_after_the_commit_leaves_signals_showing_the_committed_scan(
+    market: Market, store: SignalStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Killed between the store's commit and latest_scan.json: the next `turbomode signals`
+    shows the committed night and repairs the file."""
+    from typer.testing import CliRunner
+
+    import turbomode.signals.scan as scan_mod
+    from turbomode.cli import app
+
+    settings = market.settings.model_copy(deep=True)
+    settings.data.data_dir = tmp_path
+    md = load_clean(market.settings)
+    first, second = market.dates[-3], market.dates[-2]
+    run_scan(
+        settings,
+        store=store,
+        models=market.models,
+        scan_date=first,
+        vectors=market.vectors(first),
+        market=md,
+    )
+    latest = tmp_path / "scans" / "latest_scan.json"
+    assert json.loads(latest.read_text())["scan_date"] == str(first)
+
+    def killed(*_a: Any, **_k: Any) -> dict[str, str]:
+        raise KeyboardInterrupt  # the process dies after the commit, before the file
+
+    monkeypatch.setattr(scan_mod, "write_outputs", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_scan(
+            settings,
+            store=store,
+            models=market.models,
+            scan_date=second,
+            vectors=market.vectors(second),
+            market=md,
+        )
+    monkeypatch.undo()
+    assert json.loads(latest.read_text())["scan_date"] == str(first)  # the file lags
+    assert {d.date() for d in store.runs()["scan_date"]} == {first, second}
+
+    monkeypatch.setenv("TURBOMODE_STORES__SIGNALS_URL", store.url)
+    res = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "signals"])
+    assert res.exit_code == 0, res.output
+    assert f"Scan {second}" in res.output
+    doc = json.loads(latest.read_text())
+    assert doc["scan_date"] == str(second) and doc["run_id"] == store.run(second).id
+    committed = store.run(second).summary["document"]
+    assert doc["signals"] == committed["signals"] and doc["token"] == committed["token"]

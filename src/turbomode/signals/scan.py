@@ -26,8 +26,10 @@ For scan date D (the newest bar in the clean store, after its close):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -133,6 +135,7 @@ class ScanResult:
     pending_exits: list[str] = field(default_factory=list)
     stale_features: int = 0
     feature_source: str = "online"
+    token: str = ""
     previous_scan_date: date | None = None
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
@@ -512,20 +515,9 @@ def run_scan(
             "newest_bar": str(newest_bar.date()),
             "new_bar": bool(new_bar),
         }
-        stage("writing the signals store")
-        run_id = store.write_scan(
-            day.date(),
-            active,
-            failures=failures,
-            positions=[book[s] for s in changed],
-            events=events,
-            summary=summary,
-            model_versions=versions,
-            n_symbols=len(symbols),
-        )
         result = ScanResult(
             scan_date=day.date(),
-            run_id=run_id,
+            run_id=0,
             n_symbols=len(symbols),
             scores=scores,
             fresh=fresh,
@@ -542,6 +534,24 @@ def run_scan(
             feature_source=dated.source,
             previous_scan_date=prev.scan_date if prev else None,
         )
+        # The night's document is committed with the run, so latest_scan.json can always be
+        # derived from the store (latest_document repairs it after a crash between the two).
+        document = scan_document(result, settings)
+        document["token"] = uuid.uuid4().hex
+        summary["document"] = {k: v for k, v in document.items() if k != "run_id"}
+        stage("writing the signals store")
+        run_id = store.write_scan(
+            day.date(),
+            active,
+            failures=failures,
+            positions=[book[s] for s in changed],
+            events=events,
+            summary=summary,
+            model_versions=versions,
+            n_symbols=len(symbols),
+        )
+        result.run_id = run_id
+        result.token = document["token"]
         result.files = write_outputs(result, settings)
         result.seconds = time.perf_counter() - t0
         metrics.rows.labels(stage="scored").inc(result.n_scored)
@@ -601,6 +611,7 @@ def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
         "pending_exits": result.pending_exits,
         "failures": result.failures,
         "labels": CLASS_NAMES,
+        **({"token": result.token} if result.token else {}),
     }
 
 
@@ -619,3 +630,42 @@ def write_outputs(result: ScanResult, settings: Settings) -> dict[str, str]:
     with atomic_path(csv) as tmp:
         pd.DataFrame(doc["signals"], columns=columns).to_csv(tmp, index=False)
     return {"json": str(latest), "csv": str(csv)}
+
+
+def latest_document(settings: Settings, store: SignalStore | None = None) -> dict[str, Any]:
+    """The newest committed scan's document (``latest_scan.json``), from the store's truth.
+
+    ``latest_scan.json`` is written after the store's transaction commits; a crash between
+    the two would leave it a night behind. Each run carries its document, so when the file
+    lags (or is missing, or unreadable) it is rewritten from the store, atomically, and the
+    committed night is what callers see."""
+    path = Workspace.of(settings).latest_scan
+    try:
+        on_disk: dict[str, Any] | None = json.loads(path.read_text())
+    except (OSError, ValueError):
+        on_disk = None
+    own = store is None
+    store = store or SignalStore(settings.stores.signals_url)
+    try:
+        runs = store.runs()
+        if runs.empty:
+            if on_disk is None:
+                raise ScanError(f"no scan yet at {path}: run `turbomode scan` first")
+            return on_disk
+        newest = runs.sort_values(["finished_at", "id"]).iloc[-1]
+        run = store.run(pd.Timestamp(newest["scan_date"]).date())
+    finally:
+        if own:
+            store.dispose()
+    stored = (run.summary or {}).get("document") if run is not None else None
+    if run is None or stored is None:  # a run from before documents were stored
+        if on_disk is None:
+            raise ScanError(f"no scan document at {path}: run `turbomode scan` again")
+        return on_disk
+    if on_disk is not None and on_disk.get("token") == stored.get("token"):
+        return on_disk
+    doc = {**stored, "run_id": run.id}
+    atomic_write_json(doc, path.parent / f"scan_{run.scan_date}.json")
+    atomic_write_json(doc, path)
+    event(log, "scan.document_repaired", scan_date=str(run.scan_date), run_id=run.id)
+    return doc
