@@ -11,6 +11,11 @@ same frames; the median of ``--repeat`` runs is reported with every run's time. 
 increment's rows for the new date are compared value by value with the full build's (float32
 as stored): identical values, and the largest relative difference.
 
+``--store`` measures the whole ``turbomode features build`` instead (``feature_store.build``
+in a temporary data directory: the clean store's fingerprint, the increment, its check against
+the stored values, and rewriting Feast's offline tables), a full build against the nightly one
+after the clean store gains the last date.
+
 Data: the newest ``--years`` of ``--data`` (the real S&P 500 prices, ``../shared/data``), or
 with ``--synthetic`` (or when the data is absent) the synthetic market with ``--symbols``
 symbols over ``--years`` × 252 trading days.
@@ -49,6 +54,37 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, dict[str
     return md.prices, md.market, md.universe.sector_map(), label
 
 
+def run_store(args: argparse.Namespace) -> None:
+    """Full `features build` vs the nightly one, through the clean store and Feast's tables."""
+    import tempfile
+
+    from turbomode import feature_store as fs
+    from turbomode.data.ingest import ingest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data={"data_dir": tmp, "source": "parquet", "source_path": args.data},
+            features={"incremental_lookback": args.lookback},
+        )
+        dates = pd.to_datetime(
+            pd.read_parquet(args.data / "prices.parquet", columns=["date"])["date"]
+        )
+        end = pd.Timestamp(dates.max())
+        start = end - pd.DateOffset(years=args.years) + pd.Timedelta(days=1)
+        before = pd.Timestamp(sorted(dates[dates < end].unique())[-1])
+        ingest(settings, start=start, end=before)
+        t0 = time.perf_counter()
+        report, _ = fs.build(settings)
+        full = time.perf_counter() - t0
+        print(f"full `features build`:    {full:6.2f} s ({report.mode}, {report.n_rows:,} rows)")
+        ingest(settings, start=start, end=end)
+        t0 = time.perf_counter()
+        report, _ = fs.build(settings)
+        nightly = time.perf_counter() - t0
+        print(f"nightly `features build`: {nightly:6.2f} s ({report.mode}, {report.n_rows:,} rows)")
+        print(f"nightly / full: {100 * nightly / full:.1f} %")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -57,7 +93,11 @@ def main() -> None:
     ap.add_argument("--lookback", type=int, default=600)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--synthetic", action="store_true")
+    ap.add_argument("--store", action="store_true", help="through feature_store.build")
     args = ap.parse_args()
+    if args.store:
+        run_store(args)
+        return
 
     prices, market, sectors, label = load(args)
     since = pd.Timestamp(pd.to_datetime(prices["date"]).max())

@@ -204,38 +204,71 @@ def _offline_tables(features: pd.DataFrame, layout: FeatureLayout) -> dict[str, 
     }
 
 
+MAX_PARTS = 40
+"""Nightly parts a view's table may hold before they are compacted into one file."""
+
+
+def view_table(settings: Settings, view: str) -> Path:
+    """A view's offline table: a directory of parquet parts (``base.parquet`` from the last full
+    build, one ``part-<date>.parquet`` per nightly increment since), read as one dataset."""
+    return feast_dir(settings) / "offline" / f"{view}.parquet"
+
+
+def _replace_dir(target: Path, table: pa.Table) -> None:
+    """Write ``table`` as the only part of ``target``: built beside it, then swapped in."""
+    import shutil
+    import uuid
+
+    fresh = target.with_name(f".{target.name}.{uuid.uuid4().hex}.new")
+    fresh.mkdir(parents=True)
+    pq.write_table(table, fresh / "base.parquet", compression="zstd", row_group_size=256_000)
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    if target.exists():
+        target.rename(old)
+    fresh.rename(target)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old.exists():
+        old.unlink()  # an earlier release's single-file table
+
+
 def write_offline_tables(
     features: pd.DataFrame,
     settings: Settings,
     layout: FeatureLayout | None = None,
     keep_before: pd.Timestamp | None = None,
 ) -> dict[str, Path]:
-    """Write the parquet sources of the three views (atomically, replacing earlier builds).
+    """Write the parquet sources of the three views.
 
-    ``keep_before``: an increment — the stored rows dated before it stay, the rows of
-    ``features`` (dated from it on) replace everything from that date."""
+    A full build (``keep_before`` None) replaces each view's table with one part. An increment
+    (``keep_before``: the first new date; every row of ``features`` is dated from it on)
+    drops the parts dated from it on — a retried night replaces its own part — and adds
+    ``part-<date>.parquet`` atomically; beyond :data:`MAX_PARTS` parts a view is compacted.
+    Nothing older is read or rewritten, so a night costs its own rows."""
     layout = layout or FeatureLayout.from_registry()
     missing = [n for n in layout.all if n not in features.columns]
     if missing:
         raise FeatureStoreError(
             f"feature frame lacks {len(missing)} registry feature(s): {missing[:10]}"
         )
-    root = feast_dir(settings) / "offline"
     tables = _offline_tables(features, layout)
     paths = {}
     for name, table in tables.items():
-        path = root / f"{name}.parquet"
-        if keep_before is not None:
-            old = pq.read_table(path)
-            cut = pa.scalar(
-                pd.Timestamp(keep_before).tz_localize("UTC").to_pydatetime(),
-                type=old.schema.field(TS).type,
-            )
-            kept = old.filter(pa.compute.less(old[TS], cut))
-            table = pa.concat_tables([kept, table.cast(old.schema)])
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=256_000)
-        paths[name] = path
+        target = view_table(settings, name)
+        if keep_before is None or not target.is_dir():
+            _replace_dir(target, table)
+            paths[name] = target
+            continue
+        day = pd.Timestamp(keep_before).strftime("%Y-%m-%d")
+        base = pq.read_schema(target / "base.parquet")
+        for part in target.glob("part-*.parquet"):
+            if part.stem.removeprefix("part-") >= day:
+                part.unlink()
+        with atomic_path(target / f"part-{day}.parquet") as tmp:
+            pq.write_table(table.cast(base), tmp, compression="zstd", row_group_size=256_000)
+        if len(list(target.glob("*.parquet"))) > MAX_PARTS:
+            _replace_dir(target, pq.read_table(target))
+        paths[name] = target
     return paths
 
 
@@ -247,8 +280,7 @@ def stored_vectors(
     import pyarrow.dataset as ds
 
     layout = layout or FeatureLayout.from_registry()
-    path = feast_dir(settings) / "offline" / f"{VECTOR_VIEW}.parquet"
-    dataset = ds.dataset(path)
+    dataset = ds.dataset(view_table(settings, VECTOR_VIEW))
     ts_type = dataset.schema.field(TS).type
     wanted = [
         pa.scalar(pd.Timestamp(d).tz_localize("UTC").to_pydatetime(), type=ts_type) for d in dates
@@ -292,7 +324,7 @@ def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list
     def source(view: str) -> FileSource:
         return FileSource(
             name=f"{view}_source",
-            path=str(root / f"{view}.parquet"),
+            path=str(root / f"{view}.parquet" / "*.parquet"),  # every part (DuckDB glob)
             timestamp_field=TS,
             created_timestamp_column=CREATED,
         )
@@ -637,7 +669,8 @@ def _increment_since(
     root = feast_dir(settings) / "offline"
     path = root / MANIFEST
     if not path.exists() or not all(
-        (root / f"{v}.parquet").exists() for v in (STOCK_VIEW, MARKET_VIEW, VECTOR_VIEW)
+        (root / f"{v}.parquet" / "base.parquet").exists()
+        for v in (STOCK_VIEW, MARKET_VIEW, VECTOR_VIEW)
     ):
         return None, "no earlier build"
     try:

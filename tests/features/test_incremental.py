@@ -100,6 +100,22 @@ def test_nightly_build_appends_only_the_new_dates(tmp_path: Path) -> None:
         else:
             pd.testing.assert_frame_equal(a, b, rtol=1e-6)
 
+    # the nights were appended as parts, and Feast reads every part: the online store gets the
+    # newest (incremental) date, a point-in-time read of it sees the appended rows
+    parts = sorted(p.name for p in fs.view_table(nightly, fs.VECTOR_VIEW).glob("*.parquet"))
+    assert parts == [
+        "base.parquet",
+        *(f"part-{pd.Timestamp(d).date()}.parquet" for d in dates[-2:]),
+    ]
+    store = fs.open_store(nightly)
+    fs.materialize(store, nightly)
+    online = fs.dated_online_vectors(store, ["CS01", "IT01"])
+    assert set(online.dates.values()) == {pd.Timestamp(dates[-1]).date()}
+    entities = pd.DataFrame({"symbol": ["CS01", "IT01"], "date": [dates[-1], dates[-2]]})
+    names = fs.FeatureLayout.from_registry().all[:5]
+    pit = fs.training_frame(store, entities, names)
+    assert pit[names].notna().all().all()
+
     manifest = json.loads((fs.feast_dir(nightly) / "offline" / fs.MANIFEST).read_text())
     assert manifest["last_date"] == str(pd.Timestamp(dates[-1]).date())
     # a revised history (a changed past bar) rebuilds everything
