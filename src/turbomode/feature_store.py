@@ -204,6 +204,10 @@ def _offline_tables(features: pd.DataFrame, layout: FeatureLayout) -> dict[str, 
     }
 
 
+ROW_GROUP = 64_000
+"""Rows per parquet row group. Tables are written in date order, so a read of a few dates
+(the increment's check, a back-dated scan) decompresses only the row groups that hold them."""
+
 MAX_PARTS = 40
 """Nightly parts a view's table may hold before they are compacted into one file."""
 
@@ -214,6 +218,11 @@ def view_table(settings: Settings, view: str) -> Path:
     return feast_dir(settings) / "offline" / f"{view}.parquet"
 
 
+def _by_date(table: pa.Table) -> pa.Table:
+    entity = "symbol" if "symbol" in table.column_names else "market"
+    return table.sort_by([(TS, "ascending"), (entity, "ascending")])
+
+
 def _replace_dir(target: Path, table: pa.Table) -> None:
     """Write ``table`` as the only part of ``target``: built beside it, then swapped in."""
     import shutil
@@ -221,7 +230,9 @@ def _replace_dir(target: Path, table: pa.Table) -> None:
 
     fresh = target.with_name(f".{target.name}.{uuid.uuid4().hex}.new")
     fresh.mkdir(parents=True)
-    pq.write_table(table, fresh / "base.parquet", compression="zstd", row_group_size=256_000)
+    pq.write_table(
+        _by_date(table), fresh / "base.parquet", compression="zstd", row_group_size=ROW_GROUP
+    )
     old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
     if target.exists():
         target.rename(old)
@@ -265,7 +276,9 @@ def write_offline_tables(
             if part.stem.removeprefix("part-") >= day:
                 part.unlink()
         with atomic_path(target / f"part-{day}.parquet") as tmp:
-            pq.write_table(table.cast(base), tmp, compression="zstd", row_group_size=256_000)
+            pq.write_table(
+                _by_date(table.cast(base)), tmp, compression="zstd", row_group_size=ROW_GROUP
+            )
         if len(list(target.glob("*.parquet"))) > MAX_PARTS:
             _replace_dir(target, pq.read_table(target))
         paths[name] = target
@@ -282,12 +295,12 @@ def stored_vectors(
     layout = layout or FeatureLayout.from_registry()
     dataset = ds.dataset(view_table(settings, VECTOR_VIEW))
     ts_type = dataset.schema.field(TS).type
-    wanted = [
-        pa.scalar(pd.Timestamp(d).tz_localize("UTC").to_pydatetime(), type=ts_type) for d in dates
-    ]
-    table = dataset.to_table(
-        columns=["symbol", TS, VECTOR_FEATURE], filter=ds.field(TS).isin(pa.array(wanted))
-    )
+    stamps = sorted(pd.Timestamp(d).tz_localize("UTC").to_pydatetime() for d in dates)
+    wanted = [pa.scalar(t, type=ts_type) for t in stamps]
+    # a range first (row-group statistics prune everything outside it), then the dates
+    span = (ds.field(TS) >= wanted[0]) & (ds.field(TS) <= wanted[-1])
+    table = dataset.to_table(columns=["symbol", TS, VECTOR_FEATURE], filter=span)
+    table = table.filter(pa.compute.is_in(table[TS], value_set=pa.array(wanted)))
     n = len(layout.all)
     flat = table.column(VECTOR_FEATURE).combine_chunks().flatten().to_numpy(zero_copy_only=False)
     frame = pd.DataFrame(flat.reshape(-1, n), columns=layout.all)
