@@ -757,6 +757,8 @@ def build(
                 report.n_dates = int(new["date"].nunique())
                 last = pd.Timestamp(new["date"].max())
         if mode == "full":
+            # no manifest while the tables are replaced: a crash half-way means a full build
+            (feast_dir(settings) / "offline" / MANIFEST).unlink(missing_ok=True)
             result = build_features(md.prices, md.market, sectors)
             write_offline_tables(result.frame, settings, layout)
             rows, report = len(result.frame), result.report
