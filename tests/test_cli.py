@@ -100,7 +100,7 @@ def test_universe_and_config_views(tmp_path: Path) -> None:
     )
     assert code == 0 and "EN01" in out
     code, out = invoke("config", "show")
-    assert code == 0 and "nightly_scan: 0 23 * * *" in out
+    assert code == 0 and "nightly_scan: 0 23 * * 1-5" in out
     cfg = tmp_path / "c.yaml"
     cfg.write_text("synthetic:\n  n_symbols: 22\n")
     code, out = invoke("--config", str(cfg), "--data-dir", str(tmp_path / "b"), "ingest", "--json")

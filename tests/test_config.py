@@ -18,7 +18,7 @@ def test_defaults_are_the_local_embedded_setup() -> None:
     assert s.compute.device == "cpu"
     assert s.signals.entry_probability == 0.60
     assert (s.signals.threshold_mode, s.signals.threshold_quantile) == ("quantile", 0.95)
-    assert s.schedules.nightly_scan == "0 23 * * *"
+    assert s.schedules.nightly_scan == "0 23 * * 1-5"
     assert s.data.clean_dir == Path("data/clean")
 
 

@@ -27,6 +27,7 @@ from turbomode.cli_tune import tune_command
 from turbomode.cli_wallet import wallet_app
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
+from turbomode.workspace import Workspace, with_data_dir
 
 app = typer.Typer(
     name="turbomode",
@@ -60,6 +61,11 @@ console = Console()
 err = Console(stderr=True)
 
 
+# `turbomode scan` without --date when no bar newer than the last scan's arrived: nothing was
+# scanned (the CronWorkflow's step fails visibly, and TurboModeScanNoNewData fires).
+NO_NEW_BAR_EXIT = 3
+
+
 class SourceName(StrEnum):
     synthetic = "synthetic"
     parquet = "parquet"
@@ -73,10 +79,7 @@ class _State:
 
 
 def _settings(**overrides: Any) -> Settings:
-    settings = load_settings(_State.config, **overrides)
-    if _State.data_dir is not None:
-        settings.data.data_dir = _State.data_dir
-    return settings
+    return with_data_dir(load_settings(_State.config, **overrides), _State.data_dir)
 
 
 def _progress(transient: bool) -> Progress:
@@ -257,18 +260,28 @@ def features_build(
     profile: Annotated[
         ProfileName | None, typer.Option("--profile", help="Feast profile (default: settings).")
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Recompute every date, not only the new ones.")
+    ] = False,
 ) -> None:
     """Compute every registry feature from the clean store, write Feast's offline tables and
-    apply the definitions."""
+    apply the definitions. When the clean store only gained new dates since the last build,
+    only those are computed (from the trailing features.incremental_lookback bars) and
+    appended."""
     from turbomode.feature_store import build
 
     try:
         settings = _settings()
         with err.status("building features"):
-            report, _store = build(settings, profile.value if profile else None)
+            report, _store = build(settings, profile.value if profile else None, full=full)
     except (TurboModeError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
+    if report.mode == "current":
+        console.print("features are current: no new dates in the clean store since the last build")
+        return
+    if report.mode == "incremental":
+        console.print(f"incremental build: {report.n_dates} new date(s)")
     console.print(report.summary())
 
 
@@ -362,7 +375,7 @@ def evaluate(
 
     try:
         settings = _settings()
-        path = settings.data.data_dir / "reports" / f"train_{run_id}.json"
+        path = Workspace.of(settings).reports_dir / f"train_{run_id}.json"
         if not path.exists():
             raise TurboModeError(f"no training report {path}: run `turbomode train` first")
         payload = json.loads(path.read_text())
@@ -391,7 +404,7 @@ def scan(
     target → positions → the signals store, latest_scan.json and a CSV."""
     import pandas as pd
 
-    from turbomode.signals.scan import run_scan
+    from turbomode.signals.scan import NoNewBarError, run_scan
 
     try:
         settings = _settings()
@@ -403,6 +416,9 @@ def scan(
                 scan_date=day,
                 on_stage=lambda s: progress.update(task, description=f"scan: {s}"),
             )
+    except NoNewBarError as exc:
+        err.print(f"[bold yellow]no new data:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(code=NO_NEW_BAR_EXIT) from None
     except (TurboModeError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
@@ -421,6 +437,13 @@ def _print_scan(result: Any, settings: Settings, top: int) -> None:
         f"(entry thresholds BUY ≥ {result.thresholds['buy']:.3f}, "
         f"SELL ≥ {result.thresholds['sell']:.3f}; {result.seconds:.1f} s)"
     )
+    if result.stale_features:
+        console.print(
+            f"[yellow]{result.stale_features} symbol(s) not scored: their newest features are "
+            f"older than {result.scan_date}[/] (run `turbomode features materialize`?)"
+        )
+    if result.feature_source == "offline":
+        console.print(f"features: point-in-time vectors of {result.scan_date} (offline store)")
     from turbomode.signals.scan import scan_document
 
     _print_signals(scan_document(result, settings), top)
@@ -465,13 +488,11 @@ def signals(
     top: Annotated[int, typer.Option("--top", help="Signals shown per cap class and side.")] = 5,
 ) -> None:
     """Print the latest scan's signals (``latest_scan.json``) without scanning again."""
-    import json
+
+    from turbomode.signals.scan import latest_document
 
     try:
-        path = _settings().data.data_dir / "scans" / "latest_scan.json"
-        if not path.exists():
-            raise FileNotFoundError(f"no scan yet at {path}: run `turbomode scan` first")
-        doc = json.loads(path.read_text())
+        doc = latest_document(_settings())
     except (TurboModeError, OSError, ValueError) as exc:
         _fail(exc)
         return

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from turbomode.cli_common import err, fail, parse_day, settings_from
 from turbomode.errors import TurboModeError
+from turbomode.workspace import Workspace
 
 console = Console()
 _EXPECTED = (TurboModeError, ValueError, OSError)
@@ -102,7 +103,7 @@ def backtest_command(
             read = pd.read_csv if signals.suffix == ".csv" else pd.read_parquet
             table = read(signals)
             table["date"] = pd.to_datetime(table["date"])
-        target = out or settings.data.data_dir / "backtests" / f"{s}_{e}"
+        target = out or Workspace.of(settings).backtests_dir / f"{s}_{e}"
         run = run_backtests(
             settings,
             load_clean(settings),

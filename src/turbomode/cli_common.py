@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from turbomode.config import Settings, load_settings
+from turbomode.workspace import with_data_dir
 
 err = Console(stderr=True)
 
@@ -20,10 +21,7 @@ def settings_from(ctx: typer.Context) -> Settings:
     environment."""
     params = ctx.find_root().params
     config, data_dir = params.get("config"), params.get("data_dir")
-    settings = load_settings(Path(config) if config else None)
-    if data_dir is not None:
-        settings.data.data_dir = Path(data_dir)
-    return settings
+    return with_data_dir(load_settings(Path(config) if config else None), data_dir)
 
 
 def fail(exc: BaseException) -> NoReturn:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from turbomode.cli_common import err, fail, parse_day, settings_from
 from turbomode.errors import TurboModeError
+from turbomode.workspace import Workspace
 
 outcomes_app = typer.Typer(
     help="The feedback loop: outcomes of issued signals and training samples.",
@@ -138,7 +139,7 @@ def replay_command(
         assert s is not None and e is not None
         if e < s:
             raise ValueError(f"--end {e} is before --start {s}")
-        work_dir = work or settings.data.data_dir / "replays" / f"{s}_{e}"
+        work_dir = work or Workspace.of(settings).replays_dir / f"{s}_{e}"
         month = {"m": ""}
 
         def on_day(d: date, stage: str) -> None:

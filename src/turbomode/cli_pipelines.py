@@ -19,6 +19,7 @@ from rich.table import Table
 
 from turbomode.cli_common import fail, settings_from
 from turbomode.errors import TurboModeError
+from turbomode.workspace import Workspace
 
 pipelines_app = typer.Typer(
     help="Kubeflow pipelines: list, compile to YAML, run locally, submit to a KFP endpoint.",
@@ -108,7 +109,7 @@ def run_local_command(
         settings = settings_from(ctx)
         if data_dir is not None:  # the steps are subprocesses: they read it from the env
             os.environ["TURBOMODE_DATA__DATA_DIR"] = str(Path(data_dir).resolve())
-        where = root or Path(settings.data.data_dir) / "kfp"
+        where = root or Workspace.of(settings).kfp_dir
         run = run_local(name, where, Path(config) if config else None, arguments)
     except (TurboModeError, OSError, ValueError, RuntimeError) as exc:
         fail(exc)

@@ -19,6 +19,7 @@ from turbomode.cli_common import fail, settings_from
 from turbomode.config import GICS_SECTORS
 from turbomode.errors import TurboModeError
 from turbomode.models.ensemble import BASE_MODELS
+from turbomode.workspace import Workspace
 
 console = Console()
 err = Console(stderr=True)
@@ -98,7 +99,7 @@ def tune_command(
                         )
                     )
         slug = sector.replace(" ", "_")
-        target = out or settings.data.data_dir / "tuning" / f"{slug}_{horizon}d.yaml"
+        target = out or Workspace.of(settings).tuning_dir / f"{slug}_{horizon}d.yaml"
         path = write_params(results, target, settings)
     except (TurboModeError, FileNotFoundError, ValueError) as exc:
         fail(exc)

@@ -281,6 +281,13 @@ class FeatureStoreSettings(BaseModel):
     offline_ttl_days: int = Field(
         default=7, ge=1, description="Point-in-time join lookback of the offline views (days)."
     )
+    incremental_lookback: int = Field(
+        default=600,
+        ge=260,
+        description="Bars before the first new date a nightly feature build recomputes from "
+        "(turbomode.features.incremental): enough for every window (≤ 1 year) and for the "
+        "slowest EMA to forget its start below float32 resolution.",
+    )
     online_lookback_days: int = Field(
         default=10,
         ge=1,
@@ -303,7 +310,11 @@ class ScheduleSettings(BaseModel):
     """Cron schedules of the batch jobs; the chart's CronWorkflows are rendered from these."""
 
     timezone: str = "America/New_York"
-    nightly_scan: str = "0 23 * * *"
+    nightly_scan: str = Field(
+        default="0 23 * * 1-5",
+        description="Weeknights after the close: a night without a new bar is reported "
+        "(TurboModeScanNoNewData), so weekends are not scheduled.",
+    )
     outcomes: str = "0 2 * * *"
     training_samples: str = "0 3 * * 0"
     retrain: str = "0 4 1 * *"
@@ -700,6 +711,13 @@ class Settings(BaseSettings):
     regime: RegimeSettings = Field(default_factory=RegimeSettings)
     smart: SmartSettings = Field(default_factory=SmartSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+
+    @model_validator(mode="after")
+    def _stores_under_data_dir(self) -> Settings:
+        # Store locations not set explicitly follow the data directory (turbomode.workspace).
+        from turbomode.workspace import rebase
+
+        return rebase(self)
 
     @classmethod
     def settings_customise_sources(

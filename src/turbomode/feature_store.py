@@ -28,9 +28,10 @@ here and move to a distributed offline store on a cluster).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
@@ -44,6 +45,7 @@ from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.io import atomic_path
 from turbomode.logs import event
+from turbomode.workspace import Workspace
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -96,7 +98,7 @@ class FeatureLayout:
 
 
 def feast_dir(settings: Settings) -> Path:
-    return (settings.data.data_dir / "feast").resolve()
+    return Workspace.of(settings).feast_dir
 
 
 def redis_connection_string(url: str) -> str:
@@ -167,17 +169,8 @@ def _timestamps(dates: pd.Series | np.ndarray) -> pa.Array:
     return pa.array(pd.DatetimeIndex(dates).tz_localize("UTC").as_unit("us"))
 
 
-def write_offline_tables(
-    features: pd.DataFrame, settings: Settings, layout: FeatureLayout | None = None
-) -> dict[str, Path]:
-    """Write the parquet sources of the three views (atomically, replacing earlier builds)."""
-    layout = layout or FeatureLayout.from_registry()
-    missing = [n for n in layout.all if n not in features.columns]
-    if missing:
-        raise FeatureStoreError(
-            f"feature frame lacks {len(missing)} registry feature(s): {missing[:10]}"
-        )
-    root = feast_dir(settings) / "offline"
+def _offline_tables(features: pd.DataFrame, layout: FeatureLayout) -> dict[str, pa.Table]:
+    """The Arrow tables of the three views for a feature frame."""
     created = pa.array(np.full(len(features), datetime.now(UTC)), type=pa.timestamp("us", tz="UTC"))
     ts = _timestamps(features["date"])
     stock = {
@@ -204,13 +197,118 @@ def write_offline_tables(
         CREATED: created,
         VECTOR_FEATURE: pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1))),
     }
+    return {
+        STOCK_VIEW: pa.table(stock),
+        MARKET_VIEW: pa.table(market),
+        VECTOR_VIEW: pa.table(vector),
+    }
+
+
+ROW_GROUP = 64_000
+"""Rows per parquet row group. Tables are written in date order, so a read of a few dates
+(the increment's check, a back-dated scan) decompresses only the row groups that hold them."""
+
+MAX_PARTS = 40
+"""Nightly parts a view's table may hold before they are compacted into one file."""
+
+
+def view_table(settings: Settings, view: str) -> Path:
+    """A view's offline table: a directory of parquet parts (``base.parquet`` from the last full
+    build, one ``part-<date>.parquet`` per nightly increment since), read as one dataset."""
+    return feast_dir(settings) / "offline" / f"{view}.parquet"
+
+
+def _by_date(table: pa.Table) -> pa.Table:
+    entity = "symbol" if "symbol" in table.column_names else "market"
+    return table.sort_by([(TS, "ascending"), (entity, "ascending")])
+
+
+def _replace_dir(target: Path, table: pa.Table) -> None:
+    """Write ``table`` as the only part of ``target``: built beside it, then swapped in."""
+    import shutil
+    import uuid
+
+    fresh = target.with_name(f".{target.name}.{uuid.uuid4().hex}.new")
+    fresh.mkdir(parents=True)
+    pq.write_table(
+        _by_date(table), fresh / "base.parquet", compression="zstd", row_group_size=ROW_GROUP
+    )
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    if target.exists():
+        target.rename(old)
+    fresh.rename(target)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old.exists():
+        old.unlink()  # an earlier release's single-file table
+
+
+def write_offline_tables(
+    features: pd.DataFrame,
+    settings: Settings,
+    layout: FeatureLayout | None = None,
+    keep_before: pd.Timestamp | None = None,
+) -> dict[str, Path]:
+    """Write the parquet sources of the three views.
+
+    A full build (``keep_before`` None) replaces each view's table with one part. An increment
+    (``keep_before``: the first new date; every row of ``features`` is dated from it on)
+    drops the parts dated from it on — a retried night replaces its own part — and adds
+    ``part-<date>.parquet`` atomically; beyond :data:`MAX_PARTS` parts a view is compacted.
+    Nothing older is read or rewritten, so a night costs its own rows."""
+    layout = layout or FeatureLayout.from_registry()
+    missing = [n for n in layout.all if n not in features.columns]
+    if missing:
+        raise FeatureStoreError(
+            f"feature frame lacks {len(missing)} registry feature(s): {missing[:10]}"
+        )
+    tables = _offline_tables(features, layout)
     paths = {}
-    for name, cols in ((STOCK_VIEW, stock), (MARKET_VIEW, market), (VECTOR_VIEW, vector)):
-        path = root / f"{name}.parquet"
-        with atomic_path(path) as tmp:
-            pq.write_table(pa.table(cols), tmp, compression="zstd", row_group_size=256_000)
-        paths[name] = path
+    for name, table in tables.items():
+        target = view_table(settings, name)
+        if keep_before is None or not target.is_dir():
+            _replace_dir(target, table)
+            paths[name] = target
+            continue
+        day = pd.Timestamp(keep_before).strftime("%Y-%m-%d")
+        base = pq.read_schema(target / "base.parquet")
+        for part in target.glob("part-*.parquet"):
+            if part.stem.removeprefix("part-") >= day:
+                part.unlink()
+        with atomic_path(target / f"part-{day}.parquet") as tmp:
+            pq.write_table(
+                _by_date(table.cast(base)), tmp, compression="zstd", row_group_size=ROW_GROUP
+            )
+        if len(list(target.glob("*.parquet"))) > MAX_PARTS:
+            _replace_dir(target, pq.read_table(target))
+        paths[name] = target
     return paths
+
+
+def stored_vectors(
+    settings: Settings, dates: Sequence[pd.Timestamp], layout: FeatureLayout | None = None
+) -> pd.DataFrame:
+    """The stored feature rows of ``dates`` (symbol, date, registry columns), from the offline
+    vector table: what an increment's recomputed check dates are compared with."""
+    import pyarrow.dataset as ds
+
+    layout = layout or FeatureLayout.from_registry()
+    dataset = ds.dataset(view_table(settings, VECTOR_VIEW))
+    ts_type = dataset.schema.field(TS).type
+    stamps = sorted(pd.Timestamp(d).tz_localize("UTC").to_pydatetime() for d in dates)
+    wanted = [pa.scalar(t, type=ts_type) for t in stamps]
+    # a range first (row-group statistics prune everything outside it), then the dates
+    span = (ds.field(TS) >= wanted[0]) & (ds.field(TS) <= wanted[-1])
+    table = dataset.to_table(columns=["symbol", TS, VECTOR_FEATURE], filter=span)
+    table = table.filter(pa.compute.is_in(table[TS], value_set=pa.array(wanted)))
+    n = len(layout.all)
+    flat = table.column(VECTOR_FEATURE).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    frame = pd.DataFrame(flat.reshape(-1, n), columns=layout.all)
+    frame.insert(
+        0, "date", pd.DatetimeIndex(table.column(TS).to_pandas()).tz_convert(None).as_unit("ns")
+    )
+    frame.insert(0, "symbol", table.column("symbol").to_pandas().astype(str).to_numpy())
+    return frame
 
 
 # ---- definitions -----------------------------------------------------------------------------
@@ -239,7 +337,7 @@ def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list
     def source(view: str) -> FileSource:
         return FileSource(
             name=f"{view}_source",
-            path=str(root / f"{view}.parquet"),
+            path=str(root / f"{view}.parquet" / "*.parquet"),  # every part (DuckDB glob)
             timestamp_field=TS,
             created_timestamp_column=CREATED,
         )
@@ -386,6 +484,76 @@ def training_frame(
     return pd.concat([entities.reset_index(drop=True), out[layout.all]], axis=1)
 
 
+def online_vectors_at(
+    store: FeatureStore | Any, symbols: Sequence[str], n_features: int
+) -> tuple[np.ndarray, list[datetime | None]]:
+    """(symbols × features float32 matrix in the registry's order, event time per symbol).
+
+    The one online read the scan, the Smart Scanner and the service share. A symbol the store
+    does not know (or whose vector has another length) comes back all-NaN with no time.
+    """
+    resp = store.get_online_features(
+        features=[f"{VECTOR_VIEW}:{VECTOR_FEATURE}"], entity_rows={"symbol": list(symbols)}
+    ).to_dict(include_event_timestamps=True)
+    values = resp[VECTOR_FEATURE]
+    present = [v is not None and len(v) == n_features for v in values]
+    rows = [v if ok else [np.nan] * n_features for v, ok in zip(values, present, strict=True)]
+    matrix = np.asarray(rows, dtype=np.float32).reshape(len(symbols), n_features)
+    stamps = resp.get(f"{VECTOR_FEATURE}__ts", [None] * len(symbols))
+    return matrix, [_as_datetime(t) if ok else None for t, ok in zip(stamps, present, strict=True)]
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """Feast gives Unix seconds (SQLite) or a datetime depending on the online store."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if hasattr(value, "seconds"):  # a protobuf Timestamp
+        return datetime.fromtimestamp(int(value.seconds), UTC)
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def vector_date(stamp: datetime | pd.Timestamp | None) -> date | None:
+    """The market date a vector's event time stands for (rows are stamped 00:00 UTC)."""
+    if stamp is None or pd.isna(stamp):
+        return None
+    ts = pd.Timestamp(stamp)
+    return (ts.tz_convert("UTC") if ts.tzinfo else ts).date()
+
+
+def feature_age_seconds(stamp: datetime | pd.Timestamp | None, now: float | None = None) -> float:
+    """Seconds from the close (16:00 New York) of a vector's market date to ``now``: the age
+    the service reports and the stale-features alert measures. NaN without a vector."""
+    day = vector_date(stamp)
+    if day is None:
+        return float("nan")
+    return max(0.0, (time.time() if now is None else now) - market_close(pd.Timestamp(day)))
+
+
+@dataclass(frozen=True)
+class DatedVectors:
+    """Feature vectors (``symbol`` + registry columns) with the market date of each."""
+
+    frame: pd.DataFrame
+    dates: dict[str, date | None]
+    source: Literal["online", "offline", "given"] = "online"
+
+    def older_than(self, day: date) -> dict[str, str]:
+        """Symbols whose vector is older than ``day``, with the reason (not scored)."""
+        return {
+            sym: f"stale features: newest vector is from {d}, older than the scan date {day}"
+            for sym, d in sorted(self.dates.items())
+            if d is not None and d < day
+        }
+
+    def newer_than(self, day: date) -> list[str]:
+        return sorted(s for s, d in self.dates.items() if d is not None and d > day)
+
+    def newest(self) -> date | None:
+        return max((d for d in self.dates.values() if d is not None), default=None)
+
+
 def online_vectors(
     store: FeatureStore, symbols: Sequence[str], layout: FeatureLayout | None = None
 ) -> pd.DataFrame:
@@ -394,30 +562,213 @@ def online_vectors(
     Symbols the online store does not know come back as all-NaN rows so the caller can report
     them (a scan logs and skips them) instead of failing the whole batch.
     """
+    return dated_online_vectors(store, symbols, layout).frame
+
+
+def dated_online_vectors(
+    store: FeatureStore, symbols: Sequence[str], layout: FeatureLayout | None = None
+) -> DatedVectors:
+    """:func:`online_vectors` with the market date of each vector."""
     layout = layout or FeatureLayout.from_registry()
-    resp = store.get_online_features(
-        features=[f"{VECTOR_VIEW}:{VECTOR_FEATURE}"], entity_rows={"symbol": list(symbols)}
-    ).to_dict()
-    n = len(layout.all)
-    rows = [v if v is not None and len(v) == n else [np.nan] * n for v in resp[VECTOR_FEATURE]]
-    matrix = np.asarray(rows, dtype=np.float32).reshape(len(symbols), n)
+    matrix, stamps = online_vectors_at(store, symbols, len(layout.all))
     frame = pd.DataFrame(matrix, columns=layout.all)
     frame.insert(0, "symbol", list(symbols))
-    return frame
+    dates = {str(s): vector_date(t) for s, t in zip(symbols, stamps, strict=True)}
+    return DatedVectors(frame, dates, "online")
 
 
-def build(settings: Settings, profile: Profile | None = None) -> tuple[Any, FeatureStore]:
+def offline_vectors_asof(
+    settings: Settings,
+    symbols: Sequence[str],
+    day: date,
+    layout: FeatureLayout | None = None,
+) -> DatedVectors:
+    """Point in time: each symbol's newest vector dated on or before ``day``, read from the
+    offline ``stock_vector`` table (never a newer one). A back-dated scan reads these."""
+    import pyarrow.dataset as ds
+
+    layout = layout or FeatureLayout.from_registry()
+    path = feast_dir(settings) / "offline" / f"{VECTOR_VIEW}.parquet"
+    if not path.exists():
+        raise FeatureStoreError(
+            f"no offline features at {path}: a back-dated scan reads point-in-time features "
+            "from the offline store; run `turbomode features build`"
+        )
+    cutoff = pd.Timestamp(day).tz_localize("UTC") + pd.Timedelta(days=1)
+    since = cutoff - pd.Timedelta(days=settings.features.offline_ttl_days + 1)
+    dataset = ds.dataset(path)
+    ts_type = dataset.schema.field(TS).type
+    expr = (
+        (ds.field(TS) < pa.scalar(cutoff.to_pydatetime(), type=ts_type))
+        & (ds.field(TS) >= pa.scalar(since.to_pydatetime(), type=ts_type))
+        & ds.field("symbol").isin(list(symbols))
+    )
+    table = dataset.to_table(columns=["symbol", TS, VECTOR_FEATURE], filter=expr)
+    n = len(layout.all)
+    rows = table.to_pandas().sort_values(TS).groupby("symbol", sort=False).tail(1)
+    by_symbol = {
+        str(sym): (np.asarray(vec, dtype=np.float32), vector_date(ts))
+        for sym, ts, vec in zip(rows["symbol"], rows[TS], rows[VECTOR_FEATURE], strict=True)
+        if vec is not None and len(vec) == n
+    }
+    empty = np.full(n, np.nan, dtype=np.float32)
+    matrix = (
+        np.vstack([by_symbol.get(s, (empty, None))[0] for s in symbols])
+        if symbols
+        else (np.empty((0, n), dtype=np.float32))
+    )
+    frame = pd.DataFrame(matrix, columns=layout.all)
+    frame.insert(0, "symbol", list(symbols))
+    dates = {str(s): by_symbol[s][1] if s in by_symbol else None for s in symbols}
+    return DatedVectors(frame, dates, "offline")
+
+
+def vectors_for_date(
+    settings: Settings,
+    symbols: Sequence[str],
+    day: date,
+    store: FeatureStore | None = None,
+    layout: FeatureLayout | None = None,
+) -> DatedVectors:
+    """The vectors a scan of ``day`` may score: the online store's when none is newer than
+    ``day``; otherwise (a back-dated scan) the point-in-time vectors of ``day`` from the
+    offline store. Vectors older than ``day`` come back as they are, dated: the caller counts
+    and skips them (:meth:`DatedVectors.older_than`)."""
+    online = dated_online_vectors(store or open_store(settings), symbols, layout)
+    if not online.newer_than(day):
+        return online
+    dated = offline_vectors_asof(settings, symbols, day, layout)
+    event(log, "features.point_in_time", day=str(day), newest_online=str(online.newest()))
+    return dated
+
+
+MANIFEST = "build.json"
+
+
+def _fingerprint(frame: pd.DataFrame | None, until: pd.Timestamp) -> str:
+    """A hash of the rows dated ≤ ``until``: an increment is valid only while the history
+    the stored features came from is unchanged (no revision, no back-filled symbol)."""
+    if frame is None or frame.empty:
+        return "none"
+    rows = frame[pd.to_datetime(frame["date"]) <= until]
+    cols = [c for c in ("symbol", "date", "open", "high", "low", "close", "volume") if c in rows]
+    rows = rows.sort_values(["symbol", "date"])[cols]
+    digest = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+    return f"{len(rows)}:{int(digest.sum(dtype=np.uint64))}"
+
+
+def _manifest(
+    md: Any, names: Sequence[str], last: pd.Timestamp, sectors: dict[str, str], lookback: int
+) -> dict[str, Any]:
+    return {
+        "last_date": str(last.date()),
+        "prices": _fingerprint(md.prices, last),
+        "market": _fingerprint(md.market, last),
+        "sectors": sorted(sectors.items()),
+        "features": list(names),
+        "lookback": lookback,
+    }
+
+
+CURRENT = "current"
+
+
+def _increment_since(
+    settings: Settings, md: Any, names: Sequence[str], sectors: dict[str, str], lookback: int
+) -> tuple[pd.Timestamp | None, str]:
+    """(first new date, "") when the stored build can be extended; (None, why) otherwise."""
+    import json
+
+    root = feast_dir(settings) / "offline"
+    path = root / MANIFEST
+    if not path.exists() or not all(
+        (root / f"{v}.parquet" / "base.parquet").exists()
+        for v in (STOCK_VIEW, MARKET_VIEW, VECTOR_VIEW)
+    ):
+        return None, "no earlier build"
+    try:
+        stored = json.loads(path.read_text())
+        last = pd.Timestamp(stored["last_date"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"unreadable {path.name}: {exc}"
+    now = _manifest(md, names, last, sectors, lookback)
+    changed = [
+        k
+        for k in ("features", "sectors", "lookback", "prices", "market")
+        if json.loads(json.dumps(now[k])) != stored.get(k)
+    ]
+    if changed:
+        return None, f"changed since the last build: {', '.join(changed)}"
+    dates = pd.to_datetime(md.prices["date"])
+    newer = dates[dates > last]
+    return (pd.Timestamp(newer.min()), "") if len(newer) else (None, CURRENT)
+
+
+def build(
+    settings: Settings, profile: Profile | None = None, full: bool = False
+) -> tuple[Any, FeatureStore]:
     """Clean store → features → offline tables → definitions applied. Returns the feature
-    report (what was computed, short histories, absent market series) and the store."""
+    report (what was computed, short histories, absent market series) and the store.
+
+    Nightly, when the clean store only gained new dates since the last build, only those are
+    computed, from the trailing ``features.incremental_lookback`` bars
+    (:mod:`turbomode.features.incremental`), checked against the stored values on the dates
+    before them, and appended; anything else (``full``, a first build, a revised history, a
+    changed registry, a failed check) rebuilds everything."""
+    import json
+
     from turbomode.data.ingest import load_clean
-    from turbomode.features.engine import build_features
+    from turbomode.features.engine import FeatureReport, build_features
+    from turbomode.features.incremental import build_increment, compare
+    from turbomode.io import atomic_write_text
     from turbomode.metrics import job_metrics
 
     with job_metrics("features_build", settings.stores.pushgateway_url) as metrics:
         md = load_clean(settings)
-        result = build_features(md.prices, md.market, md.universe.sector_map())
-        write_offline_tables(result.frame, settings)
+        sectors = md.universe.sector_map()
+        layout = FeatureLayout.from_registry()
+        names = layout.all
+        lookback = settings.features.incremental_lookback
+        since, why = (
+            (None, "--full") if full else _increment_since(settings, md, names, sectors, lookback)
+        )
+        mode = "full"
+        if why == CURRENT:  # nothing new: the stored build is current
+            last = pd.Timestamp(pd.to_datetime(md.prices["date"]).max())
+            mode, rows = "current", 0
+            report = FeatureReport(0, 0, 0, names, mode="current")
+        elif since is not None:
+            inc = build_increment(md.prices, md.market, sectors, since, lookback)
+            bad = (
+                compare(
+                    inc.check_rows, stored_vectors(settings, inc.check_dates, layout), layout.all
+                )
+                if inc.check_dates
+                else {}
+            )
+            if bad:
+                why = f"the increment differs from the stored build on {sorted(bad)[:5]}"
+                event(log, "features.increment_rejected", logging.WARNING, features=sorted(bad))
+            else:
+                new = inc.new_rows
+                write_offline_tables(new, settings, layout, keep_before=since)
+                mode, rows, report = "incremental", len(new), inc.result.report
+                report.mode, report.n_rows = "incremental", len(new)
+                report.n_dates = int(new["date"].nunique())
+                last = pd.Timestamp(new["date"].max())
+        if mode == "full":
+            # no manifest while the tables are replaced: a crash half-way means a full build
+            (feast_dir(settings) / "offline" / MANIFEST).unlink(missing_ok=True)
+            result = build_features(md.prices, md.market, sectors)
+            write_offline_tables(result.frame, settings, layout)
+            rows, report = len(result.frame), result.report
+            last = pd.Timestamp(result.frame["date"].max())
+        manifest = _manifest(md, names, last, sectors, lookback)
+        manifest["mode"] = mode
+        atomic_write_text(
+            json.dumps(manifest, default=str), feast_dir(settings) / "offline" / MANIFEST
+        )
         store = apply(settings, profile)
-        metrics.rows.labels(stage="features").inc(len(result.frame))
-    event(log, "features.built", rows=len(result.frame), features=len(result.names))
-    return result.report, store
+        metrics.rows.labels(stage="features").inc(rows)
+    event(log, "features.built", rows=rows, mode=mode, reason=why or None)
+    return report, store

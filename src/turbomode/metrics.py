@@ -26,6 +26,19 @@ JOB_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Event time (Unix seconds) of the newest feature rows loaded into the online store",
         (),
     ),
+    "turbomode_scan_bar_timestamp_seconds": (
+        "Close (Unix seconds, 16:00 New York) of the newest bar in the clean store when the scan "
+        "ran",
+        (),
+    ),
+    "turbomode_scan_new_bar": (
+        "1 if the scan's newest bar is newer than the last scan's, 0 if no new data arrived",
+        (),
+    ),
+    "turbomode_scan_stale_features": (
+        "Symbols not scored because their newest feature vector is older than the scan date",
+        (),
+    ),
     "turbomode_signal_hit_rate": (
         "Share of signals judged correct among those resolved in the rolling window, by horizon",
         ("horizon",),
@@ -91,7 +104,7 @@ class JobMetrics:
 
         POST (pushadd) replaces only the metrics this push carries, and a failed run does not
         carry ``last_success``: the gateway keeps the previous success time, so a "no success
-        in 26 h" alert counts from the last success, not from the last failure.
+        in N hours" alert counts from the last success, not from the last failure.
         """
         if not gateway:
             return False

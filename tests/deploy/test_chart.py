@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from turbomode.jobs import JOBS, enabled_steps
 
 from .conftest import (
     CHART,
@@ -51,14 +52,8 @@ CUSTOM_SCHEMAS = {
     "PrometheusRule": "monitoring.coreos.com/prometheusrule_v1.json",
 }
 # The command each CronWorkflow runs (`turbomode …`), keyed like ScheduleSettings' fields.
-JOB_COMMANDS = {
-    "nightly_scan": ["scan"],
-    "outcomes": ["outcomes", "track"],
-    "training_samples": ["outcomes", "samples"],
-    "retrain": ["retrain"],
-    "adaptive_ranking": ["ranking", "update"],
-    "universe_curation": ["universe", "curate"],
-}
+# Every job's steps, each a `turbomode` command line: the one definition (turbomode.jobs).
+JOB_COMMANDS = {job: [list(s.args) for s in steps] for job, steps in JOBS.items()}
 # Jobs the default values run; a job whose command has not landed yet is disabled there.
 ENABLED_JOBS = [
     job
@@ -355,7 +350,7 @@ def _set(doc: Manifest, path: str, value: Any) -> Manifest:
     ("kind", "path", "value"),
     [
         ("CronWorkflow", "spec.concurrencyPolicy", 5),
-        ("CronWorkflow", "spec.workflowSpec.templates.0.retryStrategy.limti", 2),
+        ("CronWorkflow", "spec.workflowSpec.templates.1.retryStrategy.limti", 2),
         ("RayCluster", "spec.workerGroupSpecs.0.maxReplicas", "many"),
         ("ServiceMonitor", "spec.endpoints.0.honorLabels", "yes"),
         ("PrometheusRule", "spec.groups.0.rules.0.for", 600),
@@ -500,12 +495,27 @@ def test_schedules_match_settings(
             assert spec["failedJobsHistoryLimit"] >= 1
             wf = spec["workflowSpec"]
             assert wf["serviceAccountName"] == RELEASE
-            (template,) = wf["templates"]
-            assert int(template["retryStrategy"]["limit"]) >= 1
-            container = template["container"]
-            assert "turbomode/components:" in container["image"]
-            assert [*container["command"], *container["args"]] == ["turbomode", *JOB_COMMANDS[job]]
-            assert container["envFrom"][0]["configMapRef"]["name"] == f"{RELEASE}-settings"
+            entry, *templates = wf["templates"]
+            steps = enabled_steps(job)
+            assert wf["entrypoint"] == entry["name"]
+            assert [g[0]["template"] for g in entry["steps"]] == [s.name for s in steps]
+            assert all(len(g) == 1 for g in entry["steps"])  # one after the other
+            assert [t["name"] for t in templates] == [s.name for s in steps], (profile, job)
+            for step, template in zip(steps, templates, strict=True):
+                assert int(template["retryStrategy"]["limit"]) >= 1
+                container = template["container"]
+                assert "turbomode/components:" in container["image"]
+                assert [*container["command"], *container["args"]] == ["turbomode", *step.args]
+                assert container["envFrom"][0]["configMapRef"]["name"] == f"{RELEASE}-settings"
+
+
+def test_chart_steps_are_the_jobs_definition(values: dict[str, Any]) -> None:
+    """values.yaml lists exactly turbomode.jobs.JOBS: names, commands, order, defaults."""
+    for job, steps in JOBS.items():
+        listed = values["cronWorkflows"]["jobs"][job]["steps"]
+        assert [(s["name"], s["args"], s["enabled"]) for s in listed] == [
+            (s.name, list(s.args), s.enabled) for s in steps
+        ], job
 
 
 @pytest.mark.parametrize("job", ENABLED_JOBS)
@@ -516,13 +526,17 @@ def test_cron_commands_exist_in_the_cli(job: str) -> None:
     from turbomode.cli import app
 
     command: Any = typer.main.get_command(app)
-    path = JOB_COMMANDS[job]
-    for name in path:
-        subcommands = getattr(command, "commands", None)
-        assert subcommands is not None, f"`turbomode {' '.join(path)}`: {command.name} has none"
-        assert name in subcommands, f"`turbomode {' '.join(path)}` does not exist (job {job})"
-        command = subcommands[name]
-    assert not getattr(command, "commands", None), f"`turbomode {' '.join(path)}` is a group"
+    root = command
+    for path in JOB_COMMANDS[job]:
+        command = root
+        words = [w for w in path if not w.startswith("-")]
+        for name in words:
+            subcommands = getattr(command, "commands", None)
+            if subcommands is None:  # a positional argument of the command reached
+                break
+            assert name in subcommands, f"`turbomode {' '.join(path)}` does not exist ({job})"
+            command = subcommands[name]
+        assert not getattr(command, "commands", None), f"`turbomode {' '.join(path)}` is a group"
 
 
 @pytest.mark.parametrize("profile", PROFILE_IDS)
@@ -786,7 +800,7 @@ def test_rules_and_dashboards_use_exported_metrics(rendered: dict[str, list[Mani
     assert used, "no metric found in rules and dashboards"
     assert used <= exported, f"not exported by the jobs or BentoML: {sorted(used - exported)}"
     scan_rule = [e for e in exprs if 'job="turbomode_scan"' in e]
-    assert scan_rule and any("> 93600" in e for e in scan_rule)  # 26 h without a success
+    assert scan_rule and any("> 266400" in e for e in scan_rule)  # 74 h without a success
 
 
 def test_promtool_checks_the_rules(rendered: dict[str, list[Manifest]], tmp_path: Path) -> None:
@@ -823,42 +837,42 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
         "rule_files": [rules.name],
         "evaluation_interval": "1m",
         "tests": [
-            {  # the scan succeeded at t=0 and never again: stale after 26 h (+10 m pending)
+            {  # the scan succeeded at t=0 and never again: stale after 74 h (+10 m pending)
                 "interval": "5m",
                 "input_series": [
-                    {"series": scan, "values": "0x400"},
-                    {"series": 'turbomode_job_success{job="turbomode_scan"}', "values": "1x400"},
+                    {"series": scan, "values": "0x1000"},
+                    {"series": 'turbomode_job_success{job="turbomode_scan"}', "values": "1x1000"},
                 ],
                 "alert_rule_test": [
                     {
-                        "eval_time": "25h",
+                        "eval_time": "73h",
                         "alertname": "TurboModeNightlyScanStale",
                         "exp_alerts": [],
                     },
                     {
-                        "eval_time": "26h30m",
+                        "eval_time": "74h30m",
                         "alertname": "TurboModeNightlyScanStale",
                         "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
                     },
-                    {"eval_time": "26h30m", "alertname": "TurboModeJobFailed", "exp_alerts": []},
+                    {"eval_time": "74h30m", "alertname": "TurboModeJobFailed", "exp_alerts": []},
                     {
-                        "eval_time": "27h",
+                        "eval_time": "75h",
                         "alertname": "TurboModeNightlyScanMissing",
                         "exp_alerts": [],
                     },
                 ],
             },
-            {  # nothing ever reported: missing after 26 h
+            {  # nothing ever reported: missing after 74 h
                 "interval": "5m",
-                "input_series": [{"series": "up", "values": "1x400"}],
+                "input_series": [{"series": "up", "values": "1x1000"}],
                 "alert_rule_test": [
                     {
-                        "eval_time": "25h",
+                        "eval_time": "73h",
                         "alertname": "TurboModeNightlyScanMissing",
                         "exp_alerts": [],
                     },
                     {
-                        "eval_time": "26h10m",
+                        "eval_time": "74h10m",
                         "alertname": "TurboModeNightlyScanMissing",
                         "exp_alerts": [
                             {"exp_labels": {"severity": "critical", "job": "turbomode_scan"}}
@@ -899,6 +913,63 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
                     {
                         "eval_time": "108h40m",
                         "alertname": "TurboModeFeaturesStale",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                ],
+            },
+            {  # no materialization ever reported: the features alert fires on absence too
+                "interval": "5m",
+                "input_series": [{"series": "up", "values": "1x40"}],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": "TurboModeFeaturesStale", "exp_alerts": []},
+                    {
+                        "eval_time": "40m",
+                        "alertname": "TurboModeFeaturesStale",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                ],
+            },
+            {  # fresh features (the close moves every 24 h): quiet, absent() included
+                "interval": "5m",
+                "input_series": [
+                    {
+                        "series": "turbomode_features_latest_timestamp_seconds"
+                        '{job="turbomode_materialize"}',
+                        "values": "0x287 86400x287 172800x287",
+                    }
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "70h", "alertname": "TurboModeFeaturesStale", "exp_alerts": []}
+                ],
+            },
+            {  # the scan found a new bar on night 1, none on night 2, stale vectors on night 3
+                "interval": "5m",
+                "input_series": [
+                    {
+                        "series": 'turbomode_scan_new_bar{job="turbomode_scan"}',
+                        "values": "1x287 0x287 1x287",
+                    },
+                    {
+                        "series": 'turbomode_scan_stale_features{job="turbomode_scan"}',
+                        "values": "0x287 0x287 5x287",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "20h", "alertname": "TurboModeScanNoNewData", "exp_alerts": []},
+                    {
+                        "eval_time": "30h",
+                        "alertname": "TurboModeScanNoNewData",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                    {"eval_time": "50h", "alertname": "TurboModeScanNoNewData", "exp_alerts": []},
+                    {
+                        "eval_time": "30h",
+                        "alertname": "TurboModeScanStaleFeatures",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "50h",
+                        "alertname": "TurboModeScanStaleFeatures",
                         "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
                     },
                 ],

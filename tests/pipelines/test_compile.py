@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from turbomode.cli_pipelines import pipelines_app
+from turbomode.jobs import JOBS, PIPELINE_OF_JOB
 from turbomode.pipelines import components as comp
 from turbomode.pipelines.definitions import (
     CLUSTER_PARAMS,
@@ -240,3 +241,22 @@ def test_unknown_pipeline_names_the_known_ones() -> None:
     result = CliRunner().invoke(pipelines_app, ["run-local", "trainign"])
     assert result.exit_code == 2
     assert "unknown pipeline 'trainign'" in result.output and "nightly-scan" in result.output
+
+
+@pytest.mark.parametrize("job", sorted(PIPELINE_OF_JOB))
+def test_pipelines_run_the_jobs_steps_in_order(fresh: Path, job: str) -> None:
+    """A scheduled job and its pipeline run the same chain (turbomode.jobs.JOBS): the
+    pipeline's tasks, each after the one before, are the job's first steps."""
+    tasks = _tasks(load(fresh / "pipelines" / f"{PIPELINE_OF_JOB[job]}.yaml"))
+    order: list[str] = []
+    while len(order) < len(tasks):
+        ready = [
+            t
+            for t, body in tasks.items()
+            if t not in order and set(body.get("dependentTasks", [])) <= set(order)
+        ]
+        assert len(ready) == 1, f"{job}: not a chain ({ready})"
+        order += ready
+    steps = [s.name for s in JOBS[job]]
+    assert order == steps[: len(order)], (order, steps)
+    assert all(s.name not in ("ingest", "scan") for s in JOBS[job][len(order) :])

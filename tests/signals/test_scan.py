@@ -60,6 +60,10 @@ JSON_KEYS = {
     "n_symbols",
     "n_scored",
     "n_failed",
+    "stale_features",
+    "feature_source",
+    "previous_scan_date",
+    "token",
     "thresholds",
     "missing_models",
     "signals",
@@ -589,3 +593,177 @@ def test_score_universe_sets_broken_models_aside_and_goes_on() -> None:
     assert missing[2].startswith("Financials/2d (failed to load: ensemble.json")
     assert missing[3].startswith("Industrials/1d (failed to predict: feature frame lacks")
     assert set(versions) == {"Financials/1d", "Industrials/2d", "Materials/1d", "Materials/2d"}
+
+
+# --------------------------------------------------------------------------- dated features
+
+
+@pytest.fixture(scope="module")
+def feast_settings(market: Market, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The market's features in a Feast store of their own (offline tables + definitions)."""
+    from turbomode import feature_store as fs
+
+    settings = market.settings.model_copy(deep=True)
+    settings.data.data_dir = tmp_path_factory.mktemp("feast_scan")
+    fs.write_offline_tables(market.features, settings)
+    fs.apply(settings, "local")
+    return settings
+
+
+def test_back_dated_scan_reads_point_in_time_never_newer(
+    market: Market, feast_settings: Settings, store: SignalStore
+) -> None:
+    from turbomode import feature_store as fs
+
+    fs.materialize(fs.open_store(feast_settings), feast_settings)  # online: the newest date
+    md = load_clean(market.settings)
+    symbols = sorted(market.members["symbol"])
+    for day in (market.dates[-6], market.dates[-3]):
+        dated = fs.vectors_for_date(feast_settings, symbols, day)
+        assert dated.source == "offline"
+        assert all(d is None or d <= day for d in dated.dates.values())
+        expect = market.vectors(day).set_index("symbol")
+        on_day = market.features.loc[market.features["date"] == pd.Timestamp(day), "symbol"]
+        expect = expect.loc[sorted(on_day)]  # a delisted symbol has no vector that day
+        assert {s for s, d in dated.dates.items() if d == day} == set(expect.index)
+        got = dated.frame.set_index("symbol").loc[expect.index]
+        np.testing.assert_array_equal(got.to_numpy(), expect.to_numpy())
+
+    day = market.dates[-6]
+    result = run_scan(feast_settings, store=store, models=market.models, scan_date=day, market=md)
+    assert result.feature_source == "offline" and result.stale_features == 0
+    reference = run_scan(
+        feast_settings,
+        store=store,
+        models=market.models,
+        scan_date=day,
+        market=md,
+        vectors=market.vectors(day),
+    )
+    pd.testing.assert_frame_equal(result.scores, reference.scores)
+
+
+def test_stale_online_store_is_detected_and_counted(
+    market: Market, feast_settings: Settings, store: SignalStore
+) -> None:
+    from turbomode import feature_store as fs
+
+    settings = feast_settings.model_copy(deep=True)
+    settings.data.data_dir = Path(str(feast_settings.data.data_dir) + "_stale")
+    fs.write_offline_tables(
+        market.features[market.features["date"] < pd.Timestamp(market.dates[-1])], settings
+    )
+    fs.materialize(fs.apply(settings, "local"), settings)  # online: yesterday's vectors
+    md = load_clean(market.settings)
+    result = run_scan(settings, store=store, models=market.models, market=md)
+    assert result.scan_date == market.dates[-1]
+    stale = [s for s, r in result.failures.items() if "older than the scan date" in r]
+    absent = [s for s, r in result.failures.items() if r == "no features in the online store"]
+    assert result.stale_features == len(stale) >= len(market.members) - 2
+    assert len(stale) + len(absent) == len(market.members)  # absent: delisted before
+    assert result.n_scored == 0 and result.scores.empty
+    doc = json.loads(Path(result.files["json"]).read_text())
+    assert doc["stale_features"] == len(stale)
+
+
+def test_no_new_bar_is_not_rescanned(market: Market, store: SignalStore) -> None:
+    from turbomode.signals.scan import NoNewBarError
+
+    newest = market.dates[-1]
+    md = load_clean(market.settings)
+    first = run_scan(
+        market.settings,
+        store=store,
+        models=market.models,
+        vectors=market.vectors(newest),
+        market=md,
+    )
+    assert first.scan_date == newest
+    with pytest.raises(NoNewBarError, match="no new bar since the last scan"):
+        run_scan(
+            market.settings,
+            store=store,
+            models=market.models,
+            vectors=market.vectors(newest),
+            market=md,
+        )
+    assert len(store.runs()) == 1
+    # given on purpose, a date is re-run (and replaces its run)
+    run_scan(
+        market.settings,
+        store=store,
+        models=market.models,
+        scan_date=newest,
+        vectors=market.vectors(newest),
+        market=md,
+    )
+    assert len(store.runs()) == 1
+
+
+def test_vectors_dated_after_the_scan_date_are_refused(market: Market, store: SignalStore) -> None:
+    from turbomode.signals.scan import ScanError
+
+    day = market.dates[-3]
+    vectors = market.vectors(day)
+    dates = dict.fromkeys(vectors["symbol"], market.dates[-1])
+    with pytest.raises(ScanError, match="refusing a look-ahead"):
+        run_scan(
+            market.settings,
+            store=store,
+            models=market.models,
+            scan_date=day,
+            vectors=vectors,
+            vector_dates=dates,
+        )
+
+
+def test_a_crash_after_the_commit_leaves_signals_showing_the_committed_scan(
+    market: Market, store: SignalStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Killed between the store's commit and latest_scan.json: the next `turbomode signals`
+    shows the committed night and repairs the file."""
+    from typer.testing import CliRunner
+
+    import turbomode.signals.scan as scan_mod
+    from turbomode.cli import app
+
+    settings = market.settings.model_copy(deep=True)
+    settings.data.data_dir = tmp_path
+    md = load_clean(market.settings)
+    first, second = market.dates[-3], market.dates[-2]
+    run_scan(
+        settings,
+        store=store,
+        models=market.models,
+        scan_date=first,
+        vectors=market.vectors(first),
+        market=md,
+    )
+    latest = tmp_path / "scans" / "latest_scan.json"
+    assert json.loads(latest.read_text())["scan_date"] == str(first)
+
+    def killed(*_a: Any, **_k: Any) -> dict[str, str]:
+        raise KeyboardInterrupt  # the process dies after the commit, before the file
+
+    monkeypatch.setattr(scan_mod, "write_outputs", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_scan(
+            settings,
+            store=store,
+            models=market.models,
+            scan_date=second,
+            vectors=market.vectors(second),
+            market=md,
+        )
+    monkeypatch.undo()
+    assert json.loads(latest.read_text())["scan_date"] == str(first)  # the file lags
+    assert {d.date() for d in store.runs()["scan_date"]} == {first, second}
+
+    monkeypatch.setenv("TURBOMODE_STORES__SIGNALS_URL", store.url)
+    res = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "signals"])
+    assert res.exit_code == 0, res.output
+    assert f"Scan {second}" in res.output
+    doc = json.loads(latest.read_text())
+    assert doc["scan_date"] == str(second) and doc["run_id"] == store.run(second).id
+    committed = store.run(second).summary["document"]
+    assert doc["signals"] == committed["signals"] and doc["token"] == committed["token"]

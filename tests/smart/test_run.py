@@ -469,7 +469,8 @@ def cli() -> typer.Typer:
 
 
 def chart_args(job: str) -> list[str]:
-    return list(yaml.safe_load(CHART_VALUES.read_text())["cronWorkflows"]["jobs"][job]["args"])
+    (step,) = yaml.safe_load(CHART_VALUES.read_text())["cronWorkflows"]["jobs"][job]["steps"]
+    return list(step["args"])
 
 
 def test_cli_runs_the_charts_commands_unchanged(

@@ -65,6 +65,8 @@ class FeatureReport:
     stage_s: dict[str, float] = field(default_factory=dict)
     """Seconds per stage (``prepare``, ``per_symbol``, ``panel``, ``assemble``): where a build's
     time goes, and how much of it vectorizing the per-symbol families can win at most."""
+    mode: str = "full"
+    """full, incremental (the new dates only: turbomode.features.incremental) or current."""
 
     def summary(self) -> str:
         lines = [

@@ -38,6 +38,7 @@ from turbomode.models.train import (
     train_all,
     training_set,
 )
+from turbomode.workspace import Workspace
 
 log = logging.getLogger("turbomode.models.pipeline")
 
@@ -139,7 +140,7 @@ def run_training(
 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     features = FeatureLayout.from_registry().all
-    work = settings.data.data_dir / "runs" / run_id
+    work = Workspace.of(settings).runs_dir / run_id
     registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
     with job_metrics("train", settings.stores.pushgateway_url) as metrics:
         data = training_set(settings) if data is None else data
@@ -230,7 +231,7 @@ def _data_hash(data: pd.DataFrame, sector: str) -> str:
 def write_run_report(run: TrainingRun, settings: Settings) -> dict[str, str]:
     """The evaluation table (every task beside its baselines) and the gate decisions, as
     JSON and Markdown under ``data/reports``; ``latest.*`` points at the newest run."""
-    directory = settings.data.data_dir / "reports"
+    directory = Workspace.of(settings).reports_dir
     table = results_table(run.results)
     payload = {
         "run_id": run.run_id,

@@ -27,6 +27,7 @@ from turbomode.logs import event
 from turbomode.models.registry import ModelRegistry
 from turbomode.outcomes.samples import samples_as_training_rows
 from turbomode.signals.store import SignalStore
+from turbomode.workspace import Workspace
 
 if TYPE_CHECKING:
     from turbomode.metrics import JobMetrics
@@ -238,7 +239,7 @@ def _push_state(metrics: JobMetrics, store: SignalStore, pointers: dict[str, str
 
 def write_report(run_id: int, status: str, report: dict[str, Any], settings: Settings) -> Any:
     """``data/reports/retrain_<id>.{json,md}``: what was decided and which rule decided it."""
-    directory = settings.data.data_dir / "reports"
+    directory = Workspace.of(settings).reports_dir
     atomic_write_json(
         {"run_id": run_id, "status": status, **report}, directory / f"retrain_{run_id}.json"
     )

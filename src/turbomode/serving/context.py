@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from turbomode.config import Settings
 from turbomode.data.universe import Universe
 from turbomode.errors import TurboModeError
+from turbomode.workspace import Workspace
 
 BAR_COLUMNS = ["symbol", "open", "high", "low", "close"]
 
@@ -116,7 +117,7 @@ EMPTY_SCAN = ScanSnapshot({}, pd.DataFrame(), pd.DataFrame(), ((0, 0),))
 
 
 def scan_path(settings: Settings, override: Path | None = None) -> Path:
-    return override or Path(settings.data.data_dir) / "scans" / "latest_scan.json"
+    return override or Workspace.of(settings).latest_scan
 
 
 def load_scan(path: Path) -> ScanSnapshot:

@@ -46,7 +46,8 @@ MODELS_LOADED = Gauge(
 )
 FEATURE_AGE = Gauge(
     "turbomode_feature_age_seconds",
-    "Age of the newest feature vector used by the latest prediction (now − event time)",
+    "Age of the newest feature vector used by the latest prediction (now − the close of its "
+    "market date; turbomode.feature_store.feature_age_seconds)",
     multiprocess_mode="livemostrecent",
 )
 FEATURE_TIMESTAMP = Gauge(

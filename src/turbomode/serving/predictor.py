@@ -53,7 +53,7 @@ from turbomode.serving.context import (
     scan_path,
 )
 from turbomode.serving.live_models import LiveModels, Loaded, Swap
-from turbomode.serving.online import online_vectors_at
+from turbomode.serving.online import feature_age_seconds, online_vectors_at
 from turbomode.serving.schemas import (
     BatchPredictions,
     Check,
@@ -343,7 +343,7 @@ class Predictor:
         newest = max((t for t in stamps if t is not None), default=None)
         if newest is not None:
             metrics.FEATURE_TIMESTAMP.set(newest.timestamp())
-            metrics.FEATURE_AGE.set(max(0.0, time.time() - newest.timestamp()))
+            metrics.FEATURE_AGE.set(feature_age_seconds(newest))
         return _Vectors(list(symbols), matrix, self.feature_names, by_symbol, digests)
 
     def current_thresholds(self) -> dict[str, float]:

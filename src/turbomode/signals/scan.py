@@ -26,13 +26,14 @@ For scan date D (the newest bar in the clean store, after its close):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,7 @@ from turbomode.risk.types import Position, PositionEvent
 from turbomode.signals import rules
 from turbomode.signals.store import SignalStore
 from turbomode.signals.types import Signal
+from turbomode.workspace import Workspace
 
 log = logging.getLogger("turbomode.signals.scan")
 ATR_FEATURE = "atr_pct_14"
@@ -67,6 +69,11 @@ SELL_I, HOLD_I, BUY_I = 0, 1, 2
 
 class ScanError(TurboModeError):
     """The scan cannot run at all (no clean store, no online features, no date)."""
+
+
+class NoNewBarError(ScanError):
+    """The newest bar is not newer than the last scan's: no new data arrived, so there is
+    nothing to scan (re-scanning would replace that night's run with the same result)."""
 
 
 def model_key(sector: str, horizon: int) -> str:
@@ -128,6 +135,10 @@ class ScanResult:
     sectors: pd.DataFrame
     thresholds: dict[str, float]
     pending_exits: list[str] = field(default_factory=list)
+    stale_features: int = 0
+    feature_source: str = "online"
+    token: str = ""
+    previous_scan_date: date | None = None
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
 
@@ -407,6 +418,7 @@ def run_scan(
     vectors: pd.DataFrame | None = None,
     on_stage: Callable[[str], None] | None = None,
     market: MarketData | None = None,
+    vector_dates: dict[str, date | None] | None = None,
 ) -> ScanResult:
     """Scan the universe for ``scan_date`` (default: the newest bar) and record it.
 
@@ -424,7 +436,21 @@ def run_scan(
         stage("loading the clean store")
         md = market if market is not None else load_clean(settings)
         prices = md.prices
-        day = pd.Timestamp(scan_date) if scan_date else pd.Timestamp(prices["date"].max())
+        newest_bar = pd.Timestamp(prices["date"].max())
+        metrics.gauge("turbomode_scan_bar_timestamp_seconds").set(fs.market_close(newest_bar))
+        day = pd.Timestamp(scan_date) if scan_date else newest_bar
+        store = store or SignalStore(settings.stores.signals_url)
+        store.migrate()
+        runs = store.runs()
+        scanned = sorted(pd.to_datetime(runs["scan_date"]).dt.date) if len(runs) else []
+        new_bar = not scanned or newest_bar.date() > scanned[-1]
+        metrics.gauge("turbomode_scan_new_bar").set(1 if new_bar else 0)
+        if scan_date is None and not new_bar:
+            raise NoNewBarError(
+                f"no new bar since the last scan: the newest bar in the clean store is "
+                f"{newest_bar.date()} and the last scan was {scanned[-1]}; did the ingest "
+                "receive the day's data? (pass --date to re-run a date on purpose)"
+            )
         todays = prices[prices["date"] == day]
         if todays.empty:
             raise ScanError(f"no prices on the scan date {day.date()} in the clean store")
@@ -432,8 +458,27 @@ def run_scan(
         members = md.universe.members[["symbol", "sector", "cap_class"]]
         symbols = sorted(members["symbol"])
         if vectors is None:
-            stage("reading features from the online store")
-            vectors = fs.online_vectors(fs.open_store(settings), symbols)
+            stage("reading features")
+            try:
+                dated = fs.vectors_for_date(settings, symbols, day.date())
+            except fs.FeatureStoreError as exc:
+                raise ScanError(str(exc)) from exc
+        else:  # handed in (replay): dated by the caller, or taken as the scan date's
+            dates = vector_dates or dict.fromkeys(vectors["symbol"].astype(str), day.date())
+            dated = fs.DatedVectors(vectors, dict(dates), "given")
+        newer = dated.newer_than(day.date())
+        if newer:  # cannot happen through vectors_for_date; refuse rather than look ahead
+            raise ScanError(
+                f"{len(newer)} feature vector(s) are newer than the scan date {day.date()} "
+                f"(e.g. {newer[0]} of {dated.dates[newer[0]]}): refusing a look-ahead"
+            )
+        stale = dated.older_than(day.date())
+        vectors = dated.frame
+        if stale:
+            feature_cols = [c for c in vectors.columns if c != "symbol"]
+            vectors = vectors.copy()
+            vectors.loc[vectors["symbol"].isin(list(stale)), feature_cols] = np.nan
+        metrics.gauge("turbomode_scan_stale_features").set(len(stale))
         if models is None:
             registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
             models = ModelCache(registry, threads=max(1, int(settings.compute.cpus_per_task)))
@@ -441,18 +486,12 @@ def run_scan(
         scores, failures, missing, versions = score_universe(
             vectors, members, bars.reset_index(), models, settings.labels.horizons
         )
+        failures.update({s: r for s, r in stale.items() if s in set(members["symbol"])})
         limits = thresholds(scores, settings)
         fresh = fresh_signals(scores, day.date(), settings, limits)
 
         stage("managing the book")
-        store = store or SignalStore(settings.stores.signals_url)
-        store.migrate()
-        runs = store.runs()
-        earlier = (
-            sorted(d for d in pd.to_datetime(runs["scan_date"]).dt.date if d < day.date())
-            if len(runs)
-            else []
-        )
+        earlier = [d for d in scanned if d < day.date()]
         prev = store.run(earlier[-1]) if earlier else None
         existing = _history_signals(store, prev.scan_date) if prev else []
         if existing:  # a signal whose outcome is recorded has left the active set
@@ -482,21 +521,14 @@ def run_scan(
                 else {m.split("/")[0] for m in missing}
             ),
             "n_events": len(events),
+            "stale_features": len(stale),
+            "feature_source": dated.source,
+            "newest_bar": str(newest_bar.date()),
+            "new_bar": bool(new_bar),
         }
-        stage("writing the signals store")
-        run_id = store.write_scan(
-            day.date(),
-            active,
-            failures=failures,
-            positions=[book[s] for s in changed],
-            events=events,
-            summary=summary,
-            model_versions=versions,
-            n_symbols=len(symbols),
-        )
         result = ScanResult(
             scan_date=day.date(),
-            run_id=run_id,
+            run_id=0,
             n_symbols=len(symbols),
             scores=scores,
             fresh=fresh,
@@ -509,7 +541,28 @@ def run_scan(
             sectors=sectors,
             thresholds=limits,
             pending_exits=exits,
+            stale_features=len(stale),
+            feature_source=dated.source,
+            previous_scan_date=prev.scan_date if prev else None,
         )
+        # The night's document is committed with the run, so latest_scan.json can always be
+        # derived from the store (latest_document repairs it after a crash between the two).
+        document = scan_document(result, settings)
+        document["token"] = uuid.uuid4().hex
+        summary["document"] = {k: v for k, v in document.items() if k != "run_id"}
+        stage("writing the signals store")
+        run_id = store.write_scan(
+            day.date(),
+            active,
+            failures=failures,
+            positions=[book[s] for s in changed],
+            events=events,
+            summary=summary,
+            model_versions=versions,
+            n_symbols=len(symbols),
+        )
+        result.run_id = run_id
+        result.token = document["token"]
         result.files = write_outputs(result, settings)
         result.seconds = time.perf_counter() - t0
         metrics.rows.labels(stage="scored").inc(result.n_scored)
@@ -522,6 +575,7 @@ def run_scan(
         run_id=run_id,
         scored=result.n_scored,
         failed=len(failures),
+        stale_features=len(stale),
         fresh=len(fresh),
         active=len(active),
         events=len(events),
@@ -557,6 +611,9 @@ def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
         "n_symbols": result.n_symbols,
         "n_scored": result.n_scored,
         "n_failed": len(result.failures),
+        "stale_features": result.stale_features,
+        "feature_source": result.feature_source,
+        "previous_scan_date": str(result.previous_scan_date) if result.previous_scan_date else None,
         "thresholds": result.thresholds,
         "missing_models": result.missing_models,
         "signals": frame.replace({np.nan: None}).to_dict(orient="records"),
@@ -565,12 +622,13 @@ def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
         "pending_exits": result.pending_exits,
         "failures": result.failures,
         "labels": CLASS_NAMES,
+        **({"token": result.token} if result.token else {}),
     }
 
 
 def write_outputs(result: ScanResult, settings: Settings) -> dict[str, str]:
     """``latest_scan.json`` and the night's CSV, each written atomically."""
-    out_dir = Path(settings.data.data_dir) / "scans"
+    out_dir = Workspace.of(settings).scans_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = scan_document(result, settings)
     latest = out_dir / "latest_scan.json"
@@ -583,3 +641,42 @@ def write_outputs(result: ScanResult, settings: Settings) -> dict[str, str]:
     with atomic_path(csv) as tmp:
         pd.DataFrame(doc["signals"], columns=columns).to_csv(tmp, index=False)
     return {"json": str(latest), "csv": str(csv)}
+
+
+def latest_document(settings: Settings, store: SignalStore | None = None) -> dict[str, Any]:
+    """The newest committed scan's document (``latest_scan.json``), from the store's truth.
+
+    ``latest_scan.json`` is written after the store's transaction commits; a crash between
+    the two would leave it a night behind. Each run carries its document, so when the file
+    lags (or is missing, or unreadable) it is rewritten from the store, atomically, and the
+    committed night is what callers see."""
+    path = Workspace.of(settings).latest_scan
+    try:
+        on_disk: dict[str, Any] | None = json.loads(path.read_text())
+    except (OSError, ValueError):
+        on_disk = None
+    own = store is None
+    store = store or SignalStore(settings.stores.signals_url)
+    try:
+        runs = store.runs()
+        if runs.empty:
+            if on_disk is None:
+                raise ScanError(f"no scan yet at {path}: run `turbomode scan` first")
+            return on_disk
+        newest = runs.sort_values(["finished_at", "id"]).iloc[-1]
+        run = store.run(pd.Timestamp(newest["scan_date"]).date())
+    finally:
+        if own:
+            store.dispose()
+    stored = (run.summary or {}).get("document") if run is not None else None
+    if run is None or stored is None:  # a run from before documents were stored
+        if on_disk is None:
+            raise ScanError(f"no scan document at {path}: run `turbomode scan` again")
+        return on_disk
+    if on_disk is not None and on_disk.get("token") == stored.get("token"):
+        return on_disk
+    doc = {**stored, "run_id": run.id}
+    atomic_write_json(doc, path.parent / f"scan_{run.scan_date}.json")
+    atomic_write_json(doc, path)
+    event(log, "scan.document_repaired", scan_date=str(run.scan_date), run_id=run.id)
+    return doc

@@ -74,6 +74,7 @@ from turbomode.smart.types import (
     write_signals_csv,
     write_signals_json,
 )
+from turbomode.workspace import Workspace
 
 DEFAULT_HORIZON = 5
 NO_REGIME_SIZING = "CHOPPY"  # regime multiplier 1.0: neither boosts nor cuts a size
@@ -288,7 +289,7 @@ def kelly_inputs(
 
 def scan_document(settings: Settings, as_of: date | None = None) -> dict[str, Any]:
     """The nightly scan's document for ``as_of`` (default: ``latest_scan.json``)."""
-    scans = Path(settings.data.data_dir) / "scans"
+    scans = Workspace.of(settings).scans_dir
     path = scans / ("latest_scan.json" if as_of is None else f"scan_{as_of.isoformat()}.json")
     if not path.exists():
         when = "" if as_of is None else f" for {as_of}"
@@ -451,14 +452,17 @@ def _rules(
 
 
 def _features(
-    settings: Settings, tickers: list[str], vectors: pd.DataFrame | None
+    settings: Settings, tickers: list[str], vectors: pd.DataFrame | None, day: date
 ) -> dict[str, dict[str, float]]:
-    """Each ticker's newest feature vector (the online store's unless ``vectors`` is given);
-    a ticker the store does not know gets an empty row, which a rule reading it refuses."""
+    """Each ticker's feature vector of ``day`` (the online store's, or point in time from the
+    offline store for a back-dated scan, unless ``vectors`` is given); a ticker without a
+    vector of ``day`` (unknown, or stale) gets an empty row, which a rule reading it refuses."""
     if vectors is None:
         from turbomode import feature_store as fs
 
-        vectors = fs.online_vectors(fs.open_store(settings), tickers)
+        dated = fs.vectors_for_date(settings, tickers, day)
+        stale = dated.older_than(day)
+        vectors = dated.frame[~dated.frame["symbol"].isin(list(stale))]
     rows: dict[str, dict[str, float]] = {}
     for rec in vectors.to_dict("records"):
         sym = str(rec.pop("symbol"))
@@ -567,7 +571,7 @@ def run_smart_scan(
                         f"back-dated smart-scan (--date {as_of}) cannot apply them point in "
                         "time: run it without --rules"
                     )
-                features = _features(settings, tickers, vectors)
+                features = _features(settings, tickers, vectors, day)
         momentum = sector_momentum(market.market, day)
         candidates = [
             SmartCandidate(

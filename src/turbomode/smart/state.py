@@ -33,6 +33,7 @@ from turbomode.errors import SchemaError
 from turbomode.io import atomic_write_json
 from turbomode.smart.tiers import Curation, SymbolRank, month_start, quarter_start
 from turbomode.smart.types import TIER_ORDER, Tier, to_tier
+from turbomode.workspace import Workspace
 
 STATE_DIR = "smart"
 _TIERS_RE = re.compile(r"^tiers_(\d{4})-(\d{2})\.json$")
@@ -41,7 +42,7 @@ _UNIVERSE_RE = re.compile(r"^universe_(\d{4})Q([1-4])\.json$")
 
 def state_dir(settings: Settings) -> Path:
     """Where the Smart Scanner's artifacts live: ``<data_dir>/smart``."""
-    return Path(settings.data.data_dir) / STATE_DIR
+    return Workspace.of(settings).smart_dir
 
 
 def month_label(day: date) -> str:

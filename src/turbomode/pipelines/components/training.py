@@ -48,14 +48,13 @@ def evaluate_and_gate(
     """Publish the run's out-of-time evaluation and the gate's decision for every registered
     candidate: the Markdown report, and as metrics the mean rank IC and balanced accuracy of
     the ensembles beside each baseline on the same rows."""
-    from pathlib import Path
-
     from turbomode.pipelines import runtime as rt
+    from turbomode.workspace import Workspace
 
     settings = rt.settings(config)
     rt.expect_same_store(run, settings)
     payload = rt.read_json(run)
-    markdown = Path(settings.data.data_dir) / "reports" / f"train_{payload['run_id']}.md"
+    markdown = Workspace.of(settings).reports_dir / f"train_{payload['run_id']}.md"
     rt.copy_file(markdown, report)
     gated = {
         key: {"version": payload["versions"][key], "gate": gate}
