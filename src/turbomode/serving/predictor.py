@@ -40,6 +40,7 @@ from turbomode.config import GICS_SECTORS, Settings
 from turbomode.errors import TurboModeError
 from turbomode.feature_store import FeatureLayout
 from turbomode.logs import event
+from turbomode.models.loading import class_prior
 from turbomode.serving import metrics
 from turbomode.serving.context import (
     EMPTY_SCAN,
@@ -543,6 +544,7 @@ class Predictor:
             )
         X = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float32)
         proba = model.predict_proba(X)
+        prior = class_prior(model)
         limits = self.current_thresholds()
         scores = pd.DataFrame(
             {
@@ -553,6 +555,8 @@ class Predictor:
                 "p_buy": proba[:, BUY_I],
                 "p_hold": proba[:, HOLD_I],
                 "p_sell": proba[:, SELL_I],
+                "prior_buy": prior[BUY_I],
+                "prior_sell": prior[SELL_I],
                 "close": np.nan,  # no price here: the entry rule needs none
                 "atr": np.nan,
                 "row": np.arange(len(X)),
@@ -560,11 +564,13 @@ class Predictor:
         )
         if rules.invalid_probability_mask(scores).any():
             raise ServingError(500, f"the {key} model returned invalid probabilities")
+        sig = self.settings.signals
         cand = rules.entry_candidates(
             scores,
-            self.settings.signals,
+            sig,
             buy_threshold=limits["buy"],
             sell_threshold=limits["sell"],
+            min_lift=sig.threshold_floor_lift if sig.threshold_mode == "quantile" else None,
         )
         side = dict(zip(cand["row"].tolist(), cand["side"].tolist(), strict=True))
         conf = dict(zip(cand["row"].tolist(), cand["confidence"].tolist(), strict=True))
