@@ -10,8 +10,9 @@ or the 33 stacked ensembles), scores every night of the out-of-time window
   rows' class shares) on the same rows — calibrated means not worse than the prior;
 * quantiles of P(BUY) and P(SELL);
 * signals per night under the legacy rule (probability ≥ 0.60), under the old quantile rule
-  (top q of the night's probabilities, floor 0.40) and under the default quantile rule (top q,
-  and at least ``threshold_floor_lift`` × the model's class prior).
+  (top q of the night's probabilities, floor 0.40) and under the default quantile rule (top q
+  of the night's lifts — P(side) over the model's class prior — never below
+  ``threshold_floor_lift``).
 
 Usage: python benchmarks/measure_signal_rules.py --work /tmp/bench_train_XXXX [--preset rank-pooled]
 """
@@ -112,25 +113,25 @@ def main() -> int:
         print(f"\n{side} quantiles by horizon:\n{table.to_string()}")
         out[f"{side}_quantiles"] = table.to_dict()
     rules: dict[str, dict[int, float]] = {}
-    for name, q, floor in (
-        ("legacy ≥ 0.60", None, "none"),
-        (f"top 5 %, floor {args.old_floor}", 0.95, "abs"),
-        (f"top 5 %, ≥ {lift} × prior (default)", 0.95, "lift"),
-        (f"top 2 %, ≥ {lift} × prior", 0.98, "lift"),
+    for name, q, basis in (
+        ("legacy P ≥ 0.60", None, "p"),
+        (f"top 5 % of P, floor {args.old_floor}", 0.95, "p"),
+        (f"top 5 % of lift, ≥ {lift} (default)", 0.95, "lift"),
+        (f"top 2 % of lift, ≥ {lift}", 0.98, "lift"),
     ):
         fired = np.zeros(len(scores))
         for side in ("buy", "sell"):
-            col = f"p_{side}"
             # as the scan does: one threshold per night over every (symbol, horizon) score
+            value = scores[f"p_{side}"] / scores[f"prior_{side}"] if basis == "lift" else None
             if q is None:
-                ok = scores[col] >= 0.60
+                ok = scores[f"p_{side}"] >= 0.60
+            elif basis == "p":
+                thr = scores.groupby("date")[f"p_{side}"].transform(lambda s, q=q: s.quantile(q))
+                ok = scores[f"p_{side}"] >= np.maximum(thr, args.old_floor)
             else:
-                thr = scores.groupby("date")[col].transform(lambda s, q=q: s.quantile(q))
-                if floor == "abs":
-                    thr = np.maximum(thr, args.old_floor)
-                ok = scores[col] >= thr
-                if floor == "lift":
-                    ok &= scores[col] >= lift * scores[f"prior_{side}"]
+                assert value is not None
+                thr = value.groupby(scores["date"]).transform(lambda s, q=q: s.quantile(q))
+                ok = value >= np.maximum(thr, lift)
             fired += ok.to_numpy()
         per_h = pd.Series(fired).groupby(scores["horizon"].to_numpy()).sum() / nights
         rules[name] = {int(h): float(v) for h, v in per_h.items()}

@@ -175,10 +175,11 @@ class SignalSettings(BaseModel):
     threshold_mode: Literal["fixed", "quantile"] = Field(
         default="quantile",
         description=(
-            "quantile (default): entry at the top threshold_quantile of tonight's P(BUY) / "
-            "P(SELL) across the universe, never below threshold_floor nor below "
-            "threshold_floor_lift × the model's class prior; fixed (the legacy profile): entry "
-            "at entry_probability. On real data the models' P(BUY) reaches 0.60 on no night "
+            "quantile (default): entry at the top threshold_quantile of tonight's lifts — "
+            "P(BUY) or P(SELL) over the model's class prior, comparable across horizons, "
+            "sectors and model kinds — never below threshold_floor_lift (and P(side) never "
+            "below threshold_floor); fixed (the legacy profile): P(side) ≥ entry_probability. "
+            "On real data the models' P(BUY) reaches 0.60 on no night "
             "(benchmarks/measure_signal_rules.py), so fixed 0.60 issues no signals."
         ),
     )
@@ -193,11 +194,11 @@ class SignalSettings(BaseModel):
         default=1.0,
         ge=0,
         description=(
-            "quantile mode: P(side) must be at least this multiple of the side's class prior "
-            "in the model's training rows — 1.0: the model rates the side more likely than its "
-            "base rate. Calibrated probabilities of a weak signal stay near the prior, so an "
-            "absolute floor such as 0.40 would silence them; the stacked ensemble's balanced "
-            "weights make its prior 1/3, and 1.2 reproduces the old 0.40 floor there."
+            "quantile mode: the lowest lift that enters — 1.0: the model rates the side at "
+            "least as likely as its base rate in the training rows. Calibrated probabilities "
+            "of a weak signal stay near the prior, so an absolute floor such as the old 0.40 "
+            "silences them; the stacked ensemble's balanced classes make its prior 1/3, where "
+            "1.2 reproduces the old 0.40 floor."
         ),
     )
 

@@ -157,13 +157,13 @@ def test_concurrent_predictions_while_versions_swap(
 def test_changed_files_are_reread(market: ServedMarket, predictor: Predictor) -> None:
     assert predictor.reload_files() == (False, False)
     doc = json.loads(predictor.scan_file.read_text())
-    doc["thresholds"] = {"buy": 0.99, "sell": 0.98}
+    doc["thresholds"] = {"buy": 99.0, "sell": 98.0}  # quantile mode: lifts over the prior
     predictor.scan_file.write_text(json.dumps(doc))
     os.utime(predictor.scan_file, ns=(1, 1))  # a different mtime, whatever the clock
     assert predictor.reload_files() == (False, True)
-    assert predictor.current_thresholds() == {"buy": 0.99, "sell": 0.98}
+    assert predictor.current_thresholds() == {"buy": 99.0, "sell": 98.0}
     sym = scored_symbol(market)
-    assert predictor.predict(sym, 1).signal == "HOLD"  # nothing reaches 0.99
+    assert predictor.predict(sym, 1).signal == "HOLD"  # no side is 98× likelier than its prior
 
     fixed = market.settings.model_copy(deep=True)
     fixed.signals.threshold_mode = "fixed"

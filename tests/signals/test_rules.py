@@ -17,6 +17,8 @@ from turbomode.signals.rules import (
     effective_confidence,
     entry_candidates,
     invalid_probability_mask,
+    lifts,
+    quantile_thresholds,
     sector_overview,
     select_active,
     signal_age,
@@ -485,13 +487,25 @@ def test_signals_from_frame_refuses_half_built_rows() -> None:
     assert signals_from_frame(frame.iloc[:0], AS_OF, "v1") == []
 
 
-def test_a_side_must_beat_its_class_prior_by_the_lift() -> None:
-    """Calibrated probabilities stay near the class prior: the floor is a lift over it."""
+def test_quantile_mode_ranks_lifts_over_each_models_class_prior() -> None:
+    """Calibrated probabilities sit around different priors (a 5-day BUY is likelier than a
+    1-day one): the night's quantile is taken over P / prior, comparable across them."""
     rows = [("A", 0.30, 0.45, 0.25), ("B", 0.28, 0.45, 0.27), ("C", 0.20, 0.45, 0.35)]
     scores = _scores(rows, prior_buy=0.27, prior_sell=0.27)
-    got = entry_candidates(scores, S, buy_threshold=0.20, sell_threshold=0.20, min_lift=1.05)
-    # A: 0.30 ≥ 1.05 × 0.27 = 0.2835 → BUY; B: 0.28 and 0.27 < 0.2835 → nothing;
-    # C: SELL 0.35 passes.
-    assert list(zip(got["symbol"], got["side"], strict=True)) == [("A", "BUY"), ("C", "SELL")]
-    without = entry_candidates(scores, S, buy_threshold=0.20, sell_threshold=0.20)
-    assert list(without["symbol"]) == ["A", "B", "C"]  # without the lift B is a BUY
+    scores.loc[2, ["prior_buy", "prior_sell"]] = 0.40  # C's model has other priors
+    lift_buy, lift_sell = lifts(scores)
+    np.testing.assert_allclose(lift_buy, [0.30 / 0.27, 0.28 / 0.27, 0.20 / 0.40])
+    np.testing.assert_allclose(lift_sell, [0.25 / 0.27, 0.27 / 0.27, 0.35 / 0.40])
+    limits = quantile_thresholds(scores, S.model_copy(update={"threshold_quantile": 0.5}))
+    assert limits["buy"] == pytest.approx(0.28 / 0.27)  # the median lift, above the 1.0 floor
+    assert limits["sell"] == 1.0  # median SELL lift 0.875 < 1.0: the floor holds
+    got = entry_candidates(
+        scores, S, buy_threshold=limits["buy"], sell_threshold=limits["sell"], on="lift"
+    )
+    # A and B reach the BUY lift; C's P(SELL) 0.35 is below its own prior 0.40 (lift 0.875),
+    # though above A's and B's — by probability it would have been the strongest SELL.
+    assert list(zip(got["symbol"], got["side"], strict=True)) == [("A", "BUY"), ("B", "BUY")]
+    assert got["confidence"].tolist() == [0.30, 0.28]  # confidence stays the probability
+    # Without priors (the stacked ensemble) the lift is 3 × P: the same order as P.
+    plain = _scores(rows)
+    np.testing.assert_allclose(lifts(plain)[0], 3 * plain["p_buy"].to_numpy())

@@ -450,14 +450,19 @@ def test_thresholds_fixed_and_quantile() -> None:
     quantile = Settings(
         signals={"threshold_mode": "quantile", "threshold_quantile": 0.75, "threshold_floor": 0.25}
     )
-    # np.quantile, linear: P(BUY) 0.10..0.50 → 0.40; P(SELL) sorted 0.05..0.50 → 0.45.
-    assert thresholds(scores, quantile) == pytest.approx({"buy": 0.40, "sell": 0.45})
-    quantile.signals.threshold_floor = 0.42
-    assert thresholds(scores, quantile) == pytest.approx({"buy": 0.42, "sell": 0.45})
+    # Quantile mode works on lifts, P over the model's prior (1/3 without prior columns):
+    # np.quantile, linear: P(BUY) 0.10..0.50 → 0.40 → lift 1.20; P(SELL) → 0.45 → 1.35.
+    assert thresholds(scores, quantile) == pytest.approx({"buy": 1.20, "sell": 1.35})
+    quantile.signals.threshold_floor_lift = 1.26
+    assert thresholds(scores, quantile) == pytest.approx({"buy": 1.26, "sell": 1.35})
     quantile.signals.threshold_quantile = 0.5
-    assert thresholds(scores, quantile) == pytest.approx({"buy": 0.42, "sell": 0.42})
-    # No scores tonight: nothing to take a quantile of, the fixed threshold stands.
-    assert thresholds(scores.iloc[0:0], quantile) == {"buy": 0.6, "sell": 0.6}
+    assert thresholds(scores, quantile) == pytest.approx({"buy": 1.26, "sell": 1.26})
+    with_prior = scores.assign(prior_buy=0.25, prior_sell=0.5)
+    assert thresholds(with_prior, quantile) == pytest.approx({"buy": 1.26, "sell": 1.26})
+    quantile.signals.threshold_floor_lift = 1.0
+    assert thresholds(with_prior, quantile) == pytest.approx({"buy": 1.2, "sell": 1.0})
+    # No scores tonight: nothing to take a quantile of, the floor stands.
+    assert thresholds(scores.iloc[0:0], quantile) == {"buy": 1.0, "sell": 1.0}
 
 
 # --------------------------------------------------------------------------- (g) pure parts

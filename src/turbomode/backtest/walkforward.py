@@ -77,22 +77,20 @@ def period_bounds(
 
 def nightly_signals(scores: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Each night's scores through the scan's entry rules (fixed or quantile thresholds)."""
-    from turbomode.signals.rules import entry_candidates, threshold_for_quantile
+    from turbomode.signals.rules import entry_candidates, quantile_thresholds
 
     sig = settings.signals
     parts = []
     for (_day, _h), night in scores.groupby(["date", "horizon"], sort=True):
         if sig.threshold_mode == "quantile":
-            q, floor = sig.threshold_quantile, sig.threshold_floor
-            t_buy = threshold_for_quantile(night["p_buy"], q, floor)
-            t_sell = threshold_for_quantile(night["p_sell"], q, floor)
+            limits = quantile_thresholds(night, sig)
             parts.append(
                 entry_candidates(
                     night,
                     sig,
-                    buy_threshold=t_buy,
-                    sell_threshold=t_sell,
-                    min_lift=sig.threshold_floor_lift,
+                    buy_threshold=limits["buy"],
+                    sell_threshold=limits["sell"],
+                    on="lift",
                 )
             )
         else:

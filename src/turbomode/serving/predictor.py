@@ -83,6 +83,7 @@ from turbomode.signals.scan import (
     fresh_signals,
     model_key,
     score_universe,
+    threshold_basis,
     thresholds,
 )
 
@@ -564,13 +565,12 @@ class Predictor:
         )
         if rules.invalid_probability_mask(scores).any():
             raise ServingError(500, f"the {key} model returned invalid probabilities")
-        sig = self.settings.signals
         cand = rules.entry_candidates(
             scores,
-            sig,
+            self.settings.signals,
             buy_threshold=limits["buy"],
             sell_threshold=limits["sell"],
-            min_lift=sig.threshold_floor_lift if sig.threshold_mode == "quantile" else None,
+            on=threshold_basis(self.settings),
         )
         side = dict(zip(cand["row"].tolist(), cand["side"].tolist(), strict=True))
         conf = dict(zip(cand["row"].tolist(), cand["confidence"].tolist(), strict=True))

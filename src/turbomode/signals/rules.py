@@ -125,15 +125,16 @@ def entry_candidates(
     *,
     buy_threshold: float | None = None,
     sell_threshold: float | None = None,
-    min_lift: float | None = None,
+    on: Literal["probability", "lift"] = "probability",
 ) -> pd.DataFrame:
     """The score rows that become BUY or SELL candidates, with side, confidence and entry band.
 
     ``scores`` has one row per (symbol, horizon) with the SCORE_COLUMNS (other columns are
     kept). The thresholds default to ``settings.entry_probability``; pass measured ones
-    (:func:`threshold_for_quantile`) to use the distribution instead. With ``min_lift`` and
-    the score columns ``prior_buy`` / ``prior_sell`` (the model's class prior), a side must also
-    reach ``min_lift`` × its prior. Adds ``side``,
+    (:func:`threshold_for_quantile`) to use the distribution instead. ``on="lift"`` compares
+    each side's *lift* — its probability over the model's class prior (:func:`lifts`) — with
+    the thresholds instead (:func:`quantile_thresholds`), and the probability with
+    ``settings.threshold_floor``. Adds ``side``,
     ``confidence`` (the probability of the side) and ``entry_low`` / ``entry_high`` =
     close × (1 ∓ entry_range). Rows keep their input order; the index is reset.
 
@@ -148,23 +149,29 @@ def entry_candidates(
         labels = [f"{s} (h={h})" for s, h in zip(symbols, rows["horizon"].tolist(), strict=True)]
         raise InvalidProbabilityError(labels, symbols)
 
-    t_buy = _check_threshold(
-        settings.entry_probability if buy_threshold is None else buy_threshold, "buy_threshold"
-    )
-    t_sell = _check_threshold(
-        settings.entry_probability if sell_threshold is None else sell_threshold,
-        "sell_threshold",
-    )
     p_buy = scores["p_buy"].to_numpy(dtype=float)
     p_sell = scores["p_sell"].to_numpy(dtype=float)
-    buy_ok = p_buy >= t_buy
-    sell_ok = p_sell >= t_sell
-    if min_lift is not None and {"prior_buy", "prior_sell"} <= set(scores.columns):
-        # The side must also be more likely than its base rate by ``min_lift``.
-        buy_ok &= p_buy >= min_lift * scores["prior_buy"].to_numpy(dtype=float)
-        sell_ok &= p_sell >= min_lift * scores["prior_sell"].to_numpy(dtype=float)
-    is_buy = buy_ok & (~sell_ok | (p_buy > p_sell))
-    is_sell = sell_ok & (~buy_ok | (p_sell > p_buy))
+    if on == "lift":
+        t_buy = _check_lift(buy_threshold, "buy_threshold")
+        t_sell = _check_lift(sell_threshold, "sell_threshold")
+        v_buy, v_sell = lifts(scores)
+        floor = settings.threshold_floor
+        buy_ok = (v_buy >= t_buy) & (p_buy >= floor)
+        sell_ok = (v_sell >= t_sell) & (p_sell >= floor)
+    else:
+        t_buy = _check_threshold(
+            settings.entry_probability if buy_threshold is None else buy_threshold,
+            "buy_threshold",
+        )
+        t_sell = _check_threshold(
+            settings.entry_probability if sell_threshold is None else sell_threshold,
+            "sell_threshold",
+        )
+        v_buy, v_sell = p_buy, p_sell
+        buy_ok = p_buy >= t_buy
+        sell_ok = p_sell >= t_sell
+    is_buy = buy_ok & (~sell_ok | (v_buy > v_sell))
+    is_sell = sell_ok & (~buy_ok | (v_sell > v_buy))
     if not settings.shorts_enabled:
         is_sell = np.zeros_like(is_sell)
 
@@ -176,6 +183,41 @@ def entry_candidates(
     close = out["close"].to_numpy(dtype=float)
     out["entry_low"] = close * (1.0 - settings.entry_range)
     out["entry_high"] = close * (1.0 + settings.entry_range)
+    return out
+
+
+def _check_lift(value: float | None, name: str) -> float:
+    if value is None or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive lift, got {value}")
+    return float(value)
+
+
+def lifts(scores: pd.DataFrame) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """P(BUY) / prior(BUY) and P(SELL) / prior(SELL) per row: how much likelier than its base
+    rate the model rates each side. Calibrated probabilities of different models, horizons and
+    sectors sit around different priors (a 5-day BUY is likelier than a 1-day one); lifts are
+    comparable across them. Without ``prior_buy`` / ``prior_sell`` columns the prior is 1/3
+    (the stacked ensemble's balanced classes)."""
+    third = np.full(len(scores), 1.0 / 3.0)
+    pb = scores["prior_buy"].to_numpy(dtype=float) if "prior_buy" in scores else third
+    ps = scores["prior_sell"].to_numpy(dtype=float) if "prior_sell" in scores else third
+    return (
+        scores["p_buy"].to_numpy(dtype=float) / pb,
+        scores["p_sell"].to_numpy(dtype=float) / ps,
+    )
+
+
+def quantile_thresholds(scores: pd.DataFrame, settings: SignalSettings) -> dict[str, float]:
+    """The night's lift thresholds: the ``threshold_quantile`` of every (symbol, horizon)
+    lift, never below ``threshold_floor_lift`` — for :func:`entry_candidates` with
+    ``on="lift"``."""
+    out = {}
+    for side, values in zip(("buy", "sell"), lifts(scores), strict=True):
+        v = values[np.isfinite(values)]
+        if v.size == 0:
+            raise ValueError("no finite probabilities to take a quantile of")
+        q = float(np.quantile(v, settings.threshold_quantile))
+        out[side] = max(settings.threshold_floor_lift, q)
     return out
 
 

@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -244,16 +244,19 @@ def score_universe(
 
 
 def thresholds(scores: pd.DataFrame, settings: Settings) -> dict[str, float]:
-    """Tonight's entry thresholds: fixed, or the top quantile of tonight's probabilities."""
+    """Tonight's entry thresholds: fixed probabilities, or (quantile mode) the top quantile of
+    tonight's lifts — P(side) over the model's class prior (:func:`rules.lifts`)."""
     sig = settings.signals
-    if sig.threshold_mode == "fixed" or scores.empty:
+    if sig.threshold_mode == "fixed":
         return {"buy": sig.entry_probability, "sell": sig.entry_probability}
-    return {
-        side: rules.threshold_for_quantile(
-            scores[f"p_{side}"].to_numpy(), sig.threshold_quantile, sig.threshold_floor
-        )
-        for side in ("buy", "sell")
-    }
+    if scores.empty:
+        return {"buy": sig.threshold_floor_lift, "sell": sig.threshold_floor_lift}
+    return rules.quantile_thresholds(scores, sig)
+
+
+def threshold_basis(settings: Settings) -> Literal["probability", "lift"]:
+    """What the thresholds are compared with: probabilities (fixed) or lifts (quantile)."""
+    return "lift" if settings.signals.threshold_mode == "quantile" else "probability"
 
 
 def fresh_signals(
@@ -268,7 +271,7 @@ def fresh_signals(
         sig,
         buy_threshold=limits["buy"],
         sell_threshold=limits["sell"],
-        min_lift=sig.threshold_floor_lift if sig.threshold_mode == "quantile" else None,
+        on=threshold_basis(settings),
     )
     if cand.empty:
         return []
