@@ -201,7 +201,40 @@ def sheets(prices, sectors, scores_dir: Path, names: list[str]) -> int:
             sheet.write(HERE / "report" / f"{label}_h{h}")
             by_h[h].append(sheet)
         write_comparison(by_h[h], HERE / "report" / f"compare_{h}d", f"Report window, {h}-day")
+    log_report(by_h[1] + by_h[5])
     return 0
+
+
+def log_report(sheets_done: list) -> None:
+    """The report window's headline figures into the results log (fold "report"), once per
+    finished configuration: the platform-trained models and the baseline rules."""
+    logged = {
+        (r["name"], r["fold"])
+        for r in (json.loads(x) for x in LOG.read_text().splitlines() if x.strip())
+    }
+    rows = []
+    for sheet in sheets_done:
+        if (sheet.name, "report") in logged:
+            continue
+        h = sheet.headline()
+        smoothed = sheet.smooth > 1
+        figs = {
+            "ic_open": h["ic_open"],
+            "ic_open_t": h["ic_open_t"],
+            "ic_open_sector": h["ic_open_sector"],
+            "ic_open_sector_t": h["ic_open_sector_t"],
+            "ic_close": h["ic_close"],
+            "ic_close_t": h["ic_close_t"],
+            "ls_sharpe_gross": None if smoothed else h["ls_sharpe_gross"],
+            "ls_sharpe_net": None if smoothed else h["ls_sharpe_net"],
+            "turnover": None if smoothed else h["ls_turnover"],
+            "ls_sharpe_net_smooth5": h["ls_sharpe_net"] if smoothed else None,
+            "turnover_smooth5": h["ls_turnover"] if smoothed else None,
+        }
+        rows.append({"name": sheet.name, "fold": "report", "turnover_def": "sum|dw|/4", **figs})
+    with LOG.open("a") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
