@@ -51,6 +51,22 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
     return w[y]
 
 
+def feature_matrix(X: pd.DataFrame | np.ndarray, features: list[str]) -> np.ndarray:
+    """The model's features as a float32 matrix in its order; a frame missing some, or an
+    array of the wrong width, is an error that says which."""
+    if isinstance(X, pd.DataFrame):
+        missing = [c for c in features if c not in X.columns]
+        if missing:
+            raise TrainingDataError(
+                f"feature frame lacks {len(missing)} model feature(s): {missing[:10]}"
+            )
+        return X[features].to_numpy(dtype=np.float32)
+    arr = np.asarray(X, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != len(features):
+        raise TrainingDataError(f"expected {len(features)} features per row, got shape {arr.shape}")
+    return arr
+
+
 @dataclass
 class Standardizer:
     """Mean/std scaling fitted on training rows only (gblinear needs comparable scales);
@@ -226,19 +242,7 @@ class StackedEnsemble:
 
     # ---- prediction ---------------------------------------------------------------------
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        if isinstance(X, pd.DataFrame):
-            missing = [c for c in self.features if c not in X.columns]
-            if missing:
-                raise TrainingDataError(
-                    f"feature frame lacks {len(missing)} model feature(s): {missing[:10]}"
-                )
-            return X[self.features].to_numpy(dtype=np.float32)
-        arr = np.asarray(X, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != len(self.features):
-            raise TrainingDataError(
-                f"expected {len(self.features)} features per row, got shape {arr.shape}"
-            )
-        return arr
+        return feature_matrix(X, self.features)
 
     def base_probabilities(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The 15 stacked inputs of the meta-learner."""

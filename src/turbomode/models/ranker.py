@@ -30,7 +30,12 @@ import pandas as pd
 from turbomode.config import ModelSettings
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
-from turbomode.models.ensemble import ENSEMBLE_FILE, N_CLASSES, TrainingDataError
+from turbomode.models.ensemble import (
+    ENSEMBLE_FILE,
+    N_CLASSES,
+    TrainingDataError,
+    feature_matrix,
+)
 from turbomode.models.validation import WalkForward, walk_forward_splits
 
 log = logging.getLogger("turbomode.models.ranker")
@@ -214,19 +219,7 @@ class RankEnsemble:
         return self
 
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        if isinstance(X, pd.DataFrame):
-            missing = [c for c in self.features if c not in X.columns]
-            if missing:
-                raise TrainingDataError(
-                    f"feature frame lacks {len(missing)} model feature(s): {missing[:10]}"
-                )
-            return X[self.features].to_numpy(dtype=np.float32)
-        arr = np.asarray(X, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != len(self.features):
-            raise TrainingDataError(
-                f"expected {len(self.features)} features per row, got shape {arr.shape}"
-            )
-        return arr
+        return feature_matrix(X, self.features)
 
     def predict_score(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The rank score: higher means a higher expected forward-return rank in its sector."""

@@ -68,19 +68,9 @@ class Candidate:
         return list(self.features) if self.features else REGISTRY.names()
 
     def lgbm_params(self) -> dict[str, Any]:
-        base = {
-            "objective": "regression",
-            "n_estimators": 300,
-            "learning_rate": 0.03,
-            "num_leaves": 31,
-            "min_child_samples": 2000,
-            "subsample": 0.5,
-            "subsample_freq": 1,
-            "colsample_bytree": 0.5,
-            "reg_lambda": 10.0,
-            "max_bin": 63,
-            "verbose": -1,
-        }
+        """The platform's rank-model parameters (``models.ranker``), with this candidate's
+        overrides: what the folds choose is what the platform trains."""
+        base = {"objective": "regression", **ModelSettings().ranker, "verbose": -1}
         return {**base, **dict(self.params)}
 
 
