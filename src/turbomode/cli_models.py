@@ -72,6 +72,15 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def _gate_line(gate: dict[str, Any]) -> str:
+    """The decision, the rule that made it, and which look on the key it was."""
+    line = f"{gate.get('decision', '?')} — {gate.get('deciding_rule', '?')}"
+    look = gate.get("look") or {}
+    if look:
+        line += f" (decision {look['number']} on this key, baselines at alpha {look['alpha']:.3g})"
+    return line
+
+
 @models_app.command()
 def show(
     ctx: typer.Context,
@@ -87,6 +96,7 @@ def show(
         registry = _registry(ctx, family)
         meta = registry.manifest(key, version)
         production = registry.production(key)
+        looks = registry.looks(key)
     except _EXPECTED as exc:
         fail(exc)
     if as_json:
@@ -103,8 +113,9 @@ def show(
         summary.add_row("data_hash", escape(str(meta["data_hash"])[:16]))
     if isinstance(meta.get("features"), list):
         summary.add_row("features", str(len(meta["features"])))
-    if "gate" in meta:
-        summary.add_row("gate", escape(_scalar(meta["gate"])))
+    if isinstance(meta.get("gate"), dict):
+        summary.add_row("gate", escape(_gate_line(meta["gate"])))
+    summary.add_row("gate looks on this key", str(len(looks)))
     console.print(summary)
     metrics = meta.get("metrics")
     if isinstance(metrics, dict) and metrics:

@@ -470,6 +470,13 @@ class GateSettings(BaseModel):
     * profile ``legacy``: the old system's targets (accuracy 60 %, precision and recall 55 %),
       applied honestly — to balanced accuracy and to BUY and SELL precision/recall, never plain
       accuracy — in place of the IC and balanced-accuracy floors.
+    * ``look_correction`` ``alpha_spending``: a (sector, horizon) is gated again at every
+      retrain, on test windows that overlap by ~80 %, so a fixed ``alpha`` per decision is
+      worn down — sooner or later a model without edge passes by chance. The k-th decision on
+      a key tests the baselines at ``alpha`` · 6/(π² k²); these sum to ``alpha``, so the chance
+      that a key *ever* promotes a model that does not beat the baselines stays below
+      ``alpha`` whatever the overlap (:func:`turbomode.models.gate.look_alpha`). ``none``
+      tests every decision at ``alpha`` (the old gate; kept to measure the difference).
     """
 
     profile: Literal["honest", "legacy"] = "honest"
@@ -500,6 +507,11 @@ class GateSettings(BaseModel):
     )
     production_balanced_accuracy_tolerance: float = Field(
         default=0.01, ge=0, description="Candidate balanced accuracy may trail by this much."
+    )
+    look_correction: Literal["alpha_spending", "none"] = Field(
+        default="alpha_spending",
+        description="Spend alpha over the repeated decisions on one key (alpha_spending) or "
+        "test each at alpha (none).",
     )
 
 

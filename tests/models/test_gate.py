@@ -8,6 +8,7 @@ of its latent score with that return.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from turbomode.models.gate import (
     GateReport,
     apply_decision,
     decide,
+    look_alpha,
     render_markdown,
 )
 from turbomode.models.metrics import (
@@ -450,3 +452,59 @@ def test_report_round_trips_through_json_and_renders(
             assert f"`{rule.name}`" in md
             for c in rule.checks:
                 assert f"| {c.name} |" in md
+
+
+# --------------------------------------------------------------------------- repeated looks
+
+
+def test_alpha_spent_over_looks_sums_to_alpha_and_none_keeps_it() -> None:
+    spend, fixed = GateSettings(), GateSettings(look_correction="none")
+    levels = [look_alpha(spend, k) for k in range(1, 100_001)]
+    assert levels[0] == pytest.approx(0.05 * 6 / np.pi**2)
+    assert all(a > b for a, b in itertools.pairwise(levels))
+    assert sum(levels) < spend.alpha  # the union bound over every look a key will ever have
+    assert sum(levels) > 0.999 * spend.alpha  # and no alpha left unused
+    assert {look_alpha(fixed, k) for k in (1, 2, 24)} == {fixed.alpha}
+    with pytest.raises(ValueError, match="look must be 1 or more"):
+        look_alpha(spend, 0)
+
+
+def test_a_later_look_needs_stronger_evidence(
+    panel: Panel, baselines: dict[str, dict[str, Any]]
+) -> None:
+    """The same candidate, promoted on a key's first look, is refused on a later one: the
+    baselines are tested at the spent level, and the report says which look it was."""
+    cand = panel.model(0.15)
+    first = decide(cand, baselines, None, GateSettings())
+    assert first.promoted and first.look == {
+        "number": 1,
+        "alpha": look_alpha(GateSettings(), 1),
+        "nominal_alpha": 0.05,
+        "correction": "alpha_spending",
+    }
+    worst = max(c.detail["p_value"] for c in first.rule(RULE_BASELINES).checks)
+    assert worst > 0  # the weakest comparison has a p-value a smaller level can fall below
+    k = next(k for k in range(1, 1000) if look_alpha(GateSettings(), k) < worst)
+    later = decide(cand, baselines, None, GateSettings(), look=k)
+    assert later.decision == "reject" and later.deciding_rule == RULE_BASELINES
+    assert later.look["number"] == k and later.look["alpha"] < worst
+    assert f"decision {k} on this key" in render_markdown(later)
+    worn = decide(cand, baselines, None, GateSettings(look_correction="none"), look=k)
+    assert worn.promoted  # the old gate: the k-th look at 0.05 promotes it
+    # the protective production test keeps the nominal level at every look
+    prod = _check(later, RULE_PRODUCTION, "no_production")
+    assert prod.passed
+
+
+def test_registry_counts_every_look_even_after_pruning(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path / "registry", keep=1)
+    key = "Energy/5d"
+    assert reg.looks(key) == []
+    for i in range(3):
+        v = reg.register(key, {"model.bin": f"v{i}".encode()}, {}, version_id=f"v{i}")
+        assert reg.record_look(key, {"version": v, "decision": "promote"}) == i + 1
+        reg.promote(key, v)
+    assert "v0" not in reg.list_versions(key)  # an older version was pruned …
+    looks = reg.looks(key)
+    assert [x["version"] for x in looks] == ["v0", "v1", "v2"]  # … their looks still count
+    assert all("at" in x for x in looks)

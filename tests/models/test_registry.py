@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -352,6 +353,25 @@ def test_cli_list_show_promote_rollback(cli_registry: ModelRegistry) -> None:
     result = runner.invoke(models_app, ["rollback", KEY])
     assert result.exit_code == 0 and v1 in result.output
     assert cli_registry.production(KEY) == v1
+
+
+def test_cli_show_names_the_gate_decision_and_its_look(cli_registry: ModelRegistry) -> None:
+    gate = {
+        "decision": "reject",
+        "deciding_rule": "beats_baselines",
+        "look": {"number": 3, "alpha": 0.003377, "nominal_alpha": 0.05},
+    }
+    version = cli_registry.register(KEY, {"m.txt": b"m"}, {**MANIFEST_IN, "gate": gate})
+    for _ in range(3):
+        cli_registry.record_look(KEY, {"version": version, "decision": "reject"})
+    result = CliRunner().invoke(
+        models_app, ["show", KEY, "--version", version], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "reject — beats_baselines (decision 3 on this key, baselines at alpha 0.00338)" in (
+        result.output
+    )
+    assert re.search(r"gate looks on this key\s+│\s+3\b", result.output), result.output
 
 
 def test_cli_errors_exit_2_without_traceback(cli_registry: ModelRegistry) -> None:

@@ -136,3 +136,12 @@ def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
     latest = s.data.data_dir / "reports" / "train_latest.md"
     assert "Out-of-time evaluation beside baselines" in latest.read_text()
     assert set(run.summary()["decision"]) <= {"promote", "reject"}
+
+    # every decision is a look the registry counts: the next run is the second on each key
+    again = run_training(s, ["Energy"], use_ray=False, data=data, promote=False)
+    looks = registry.looks("Energy/1d")
+    assert [x["number"] for x in looks] == [1, 2]
+    assert [x["version"] for x in looks] == [run.versions["Energy/1d"], again.versions["Energy/1d"]]
+    assert again.gates["Energy/1d"].look["number"] == 2
+    assert looks[1]["alpha"] == again.gates["Energy/1d"].look["alpha"] < looks[0]["alpha"]
+    assert len(registry.looks("Utilities/1d")) == 1

@@ -9,9 +9,12 @@ they are reported (the first failing one decides):
 2. ``floors`` — absolute quality: mean rank IC and balanced accuracy (profile ``honest``), or the
    legacy targets applied to balanced accuracy and BUY/SELL precision/recall (``legacy``).
 3. ``beats_baselines`` — better than every baseline on daily rank IC (one-sided paired test
-   p < alpha *and* block-bootstrap CI lower bound > 0) *and* on pooled balanced accuracy
+   p < alpha_k *and* block-bootstrap CI lower bound > 0) *and* on pooled balanced accuracy
    (paired block bootstrap over days: CI lower bound > 0 *and* share of resampled
-   differences ≤ 0 at most alpha).
+   differences ≤ 0 at most alpha_k). alpha_k is the level of the k-th decision on this key
+   (:func:`look_alpha`): a key is gated again at every retrain, on windows that mostly
+   overlap, and alpha spent over those looks keeps the chance that it *ever* promotes a
+   model without edge below alpha.
 4. ``not_worse_than_production`` — no point drop beyond a tolerance, and no significant drop
    (the same two tests, production − candidate); passes (and says so) when there is no
    production model.
@@ -64,6 +67,7 @@ __all__ = [
     "RuleResult",
     "apply_decision",
     "decide",
+    "look_alpha",
     "render_markdown",
 ]
 
@@ -129,6 +133,7 @@ class GateReport:
     window: dict[str, Any]
     rules: list[RuleResult]
     settings: dict[str, Any]
+    look: dict[str, Any] = field(default_factory=dict)
 
     @property
     def promoted(self) -> bool:
@@ -170,6 +175,7 @@ class GateReport:
             window=dict(data["window"]),
             rules=rules,
             settings=dict(data["settings"]),
+            look=dict(data.get("look") or {}),
         )
 
 
@@ -514,6 +520,11 @@ def _rule_production(
     return RuleResult(RULE_PRODUCTION, all(c.passed for c in checks), checks, note)
 
 
+def _level(alpha: float) -> str:
+    """A confidence level as people write it: 95%, 99.7%, 99.995%."""
+    return f"{100 * (1 - alpha):.4g}%"
+
+
 def _describe(check: Check) -> str:
     if check.op in ("significantly >", "not significantly >"):
         d = check.detail
@@ -522,12 +533,12 @@ def _describe(check: Check) -> str:
         if d.get("test") == _POOLED:
             return (
                 f"pooled difference {d['mean_diff']:+.4f} over {d['n_days']} days, bootstrap "
-                f"share ≤ 0 = {d['p_value']:.3g}, {1 - d['alpha']:.0%} block-bootstrap CI "
+                f"share ≤ 0 = {d['p_value']:.3g}, {_level(d['alpha'])} block-bootstrap CI "
                 f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
             )
         return (
             f"mean difference {d['mean_diff']:+.4f} over {d['n_days']} days, one-sided "
-            f"p={d['p_value']:.3g}, {1 - d['alpha']:.0%} block-bootstrap CI "
+            f"p={d['p_value']:.3g}, {_level(d['alpha'])} block-bootstrap CI "
             f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
         )
     if check.op == ">=":
@@ -540,19 +551,41 @@ def _describe(check: Check) -> str:
 # --------------------------------------------------------------------------- the gate
 
 
+def look_alpha(settings: GateSettings, look: int) -> float:
+    """The level at which the ``look``-th decision on one key tests the baselines.
+
+    Under ``alpha_spending`` it is alpha · 6/(π² k²): 0.61·alpha for the first decision,
+    0.15·alpha for the second, 0.0025·alpha for the 24th. The levels sum to alpha, so by the
+    union bound the chance that any of the key's decisions promotes a model that does not beat
+    the baselines is at most alpha, however much their test windows overlap — the monthly
+    retrain cannot wear the gate down by asking again. The price: a key that has been refused
+    many times needs much stronger evidence, so a real edge that appears late is promoted
+    later.
+    """
+    if look < 1:
+        raise ValueError(f"look must be 1 or more, got {look}")
+    if settings.look_correction == "none":
+        return settings.alpha
+    return settings.alpha * 6.0 / (math.pi**2 * look**2)
+
+
 def decide(
     candidate_eval: Mapping[str, Any],
     baseline_evals: Mapping[str, Mapping[str, Any]],
     production_eval: Mapping[str, Any] | None,
     settings: GateSettings | None = None,
+    look: int = 1,
 ) -> GateReport:
     """Promote or reject one candidate for one (sector, horizon), with every number behind it.
 
     All evaluations must come from ``metrics.evaluate(..., include_daily=True)`` on the same
     rows (checked: row count, class supports and dates); otherwise :class:`GateInputError`,
-    because a comparison across different windows is no evidence at all.
+    because a comparison across different windows is no evidence at all. ``look`` is how many
+    decisions this key has had, this one included (the registry counts them,
+    :meth:`~turbomode.models.registry.ModelRegistry.looks`); it sets the baselines' level.
     """
     settings = settings or GateSettings()
+    level = look_alpha(settings, look)
     others: dict[str, Mapping[str, Any]] = {
         f"baseline {name!r}": ev for name, ev in baseline_evals.items()
     }
@@ -570,7 +603,9 @@ def decide(
     rules = [
         _rule_min_days(candidate_eval, settings),
         _rule_floors(candidate_eval, settings),
-        _rule_baselines(candidate_eval, baseline_evals, settings),
+        _rule_baselines(
+            candidate_eval, baseline_evals, settings.model_copy(update={"alpha": level})
+        ),
         _rule_production(candidate_eval, production_eval, settings),
     ]
     failed = next((r for r in rules if not r.passed), None)
@@ -595,6 +630,12 @@ def decide(
         window=window,
         rules=rules,
         settings=settings.model_dump(mode="json"),
+        look={
+            "number": look,
+            "alpha": level,
+            "nominal_alpha": settings.alpha,
+            "correction": settings.look_correction,
+        },
     )
 
 
@@ -634,8 +675,15 @@ def render_markdown(report: GateReport) -> str:
         f"- Deciding rule: `{report.deciding_rule}`"
         + (f" (check `{report.deciding_check}`)" if report.deciding_check else ""),
         f"- Reason: {report.reason}",
-        "",
     ]
+    look = report.look
+    if look:
+        lines.append(
+            f"- Look: decision {look['number']} on this key; baselines tested at "
+            f"alpha {look['alpha']:.3g} (nominal {look['nominal_alpha']:g}, "
+            f"correction `{look['correction']}`)"
+        )
+    lines.append("")
     for i, rule in enumerate(report.rules, 1):
         lines.append(f"### {i}. `{rule.name}` — {'pass' if rule.passed else 'FAIL'}")
         if rule.note:

@@ -156,7 +156,8 @@ def run_training(
                 continue
             rows = window_rows(data, r)
             prod = production_evaluation(registry, r.key, rows, r.horizon, features)
-            report = decide(r.evaluation, r.baselines, prod, settings.gate)
+            look = len(registry.looks(r.key)) + 1
+            report = decide(r.evaluation, r.baselines, prod, settings.gate, look=look)
             files = {p.name: p for p in Path(r.model_dir).iterdir() if p.is_file()}
             manifest = {
                 "run_id": run_id,
@@ -173,6 +174,17 @@ def run_training(
                 "gate": report.to_dict(),
             }
             version = registry.register(r.key, files, manifest)
+            registry.record_look(
+                r.key,
+                {
+                    "version": version,
+                    "run_id": run_id,
+                    "number": look,
+                    "alpha": report.look["alpha"],
+                    "decision": report.decision,
+                    "test_range": [r.test_start, r.test_end],
+                },
+            )
             run.versions[r.key] = version
             run.gates[r.key] = report
             if promote:

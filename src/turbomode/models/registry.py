@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 POINTER = "production.json"
+LOOKS = "gate_looks.json"
 REGISTRY_FORMAT = 1
 RESERVED_MANIFEST_KEYS = frozenset(
     {"registry_format", "family", "key", "version", "registered_at", "files"}
@@ -246,6 +247,31 @@ class ModelRegistry:
         self._put_atomic(f"{vdir}/{MANIFEST}", _dumps(full))
         log.info("registered %s %s (%d artifacts)", key, version, len(recorded))
         return version
+
+    # ---- gate looks --------------------------------------------------------------------
+    def looks(self, key: str) -> list[dict[str, Any]]:
+        """Every gate decision ever taken on ``key``, oldest first.
+
+        Kept apart from the versions because :meth:`prune` deletes old versions, and the
+        gate's alpha spending (:func:`turbomode.models.gate.look_alpha`) must count every
+        look, not only the ones whose model is still stored.
+        """
+        try:
+            raw = self.fs.cat_file(f"{self._key_dir(key)}/{LOOKS}")
+        except FileNotFoundError:
+            return []
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise RegistryError(f"gate looks of {key!r} are not JSON: {exc}") from exc
+        return list(doc.get("looks", []))
+
+    def record_look(self, key: str, look: Mapping[str, Any]) -> int:
+        """Append one gate decision to ``key``'s record; return how many there are now."""
+        looks = [*self.looks(key), {**look, "at": _now()}]
+        doc = {"registry_format": REGISTRY_FORMAT, "family": self.family, "key": key}
+        self._put_atomic(f"{self._key_dir(key)}/{LOOKS}", _dumps({**doc, "looks": looks}))
+        return len(looks)
 
     # ---- listing -----------------------------------------------------------------------
     def list_keys(self) -> list[str]:
