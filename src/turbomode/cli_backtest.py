@@ -13,6 +13,7 @@ from rich.table import Table
 
 from turbomode.cli_common import err, fail, parse_day, settings_from
 from turbomode.errors import TurboModeError
+from turbomode.io import read_table
 from turbomode.workspace import Workspace
 
 console = Console()
@@ -100,8 +101,7 @@ def backtest_command(
             raise ValueError(f"--period must be year or quarter, got {period!r}")
         table = None
         if signals is not None:
-            read = pd.read_csv if signals.suffix == ".csv" else pd.read_parquet
-            table = read(signals)
+            table = read_table(signals, "signals file")
             table["date"] = pd.to_datetime(table["date"])
         target = out or Workspace.of(settings).backtests_dir / f"{s}_{e}"
         run = run_backtests(

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from turbomode.cli_common import err, fail, parse_day, settings_from
 from turbomode.errors import SchemaError, TurboModeError
+from turbomode.io import read_table
 
 if TYPE_CHECKING:
     from turbomode.config import Settings
@@ -53,10 +54,7 @@ def _feature_frame(settings: Settings, md: MarketData, name: str) -> pd.DataFram
 def _score_file(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"score file {path} does not exist")
-    try:
-        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-    except Exception as exc:  # pyarrow's errors name the format problem, not the file
-        raise ValueError(f"cannot read {path} as a score table: {exc}") from None
+    frame = read_table(path, "score file")
     missing = [c for c in ("symbol", "date", "score") if c not in frame.columns]
     if missing:
         raise SchemaError(f"score file {path} lacks column(s) {', '.join(missing)}")

@@ -109,7 +109,7 @@ def _extreme_moves(
     reference[~continues] = np.nan
     caught = np.zeros(n, dtype=bool)
     settled = -1
-    for i in np.flatnonzero(np.abs(np.log(close / reference)) > limit):
+    for i in np.flatnonzero(np.abs(np.log(close / reference)) > limit).tolist():
         if i <= settled:
             continue
         good = reference[i - 1] if caught[i - 1] else close[i - 1]
@@ -117,7 +117,7 @@ def _extreme_moves(
         ahead = ahead[np.cumprod(continues[ahead]).astype(bool)]
         to_good = np.abs(np.log(close[ahead] / good))
         back = ahead[(to_good <= limit) & (to_good < np.abs(np.log(close[ahead] / close[i])))]
-        stop = back[0] if len(back) else i + 1
+        stop = int(back[0]) if len(back) else i + 1
         caught[i:stop] = True
         reference[i:stop] = good
         settled = stop if len(back) else i

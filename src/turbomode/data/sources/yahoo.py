@@ -35,7 +35,13 @@ import pyarrow.parquet as pq
 
 from turbomode.config import MARKET_SYMBOLS, Settings, get_settings
 from turbomode.data.schema import PRICE_COLUMNS, PRICE_FIELDS, canonical_order, empty_prices
-from turbomode.data.sources.base import DateLike, MarketData, MarketDataSource, filter_frame
+from turbomode.data.sources.base import (
+    DateLike,
+    MarketData,
+    MarketDataSource,
+    date_range,
+    filter_frame,
+)
 from turbomode.data.sp500_page import fetch_sp500_constituents
 from turbomode.data.universe import Universe
 from turbomode.errors import SourceError
@@ -335,13 +341,8 @@ class YFinanceSource(MarketDataSource):
     # ---- helpers --------------------------------------------------------------------------
     def _window(self, start: DateLike, end: DateLike) -> _Window:
         today = pd.Timestamp(self._clock(), unit="s").normalize()
-        try:
-            s = pd.Timestamp(start).normalize() if start is not None else None
-            e = pd.Timestamp(end).normalize() if end is not None else today
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"start/end must be dates (got {start!r}, {end!r}): {exc}") from exc
-        if s is not None and s > e:
-            raise ValueError(f"start {s.date()} is after end {e.date()}")
+        s, e = date_range(start, today if end is None else end)
+        assert e is not None
         return _Window(s, e)
 
 
