@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from turbomode.config import Settings, load_settings
+from turbomode.redaction import redact
 from turbomode.workspace import with_data_dir
 
 err = Console(stderr=True)
@@ -25,8 +26,9 @@ def settings_from(ctx: typer.Context) -> Settings:
 
 
 def fail(exc: BaseException) -> NoReturn:
-    """Print the error (it names the problem) and exit 2, without a traceback."""
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    """Print the error (it names the problem; secrets in it redacted) and exit 2, without a
+    traceback."""
+    err.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import settings_from
+from turbomode.cli_common import fail, settings_from
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 
@@ -71,8 +71,7 @@ def serve_command(
     try:
         settings = settings_from(ctx)
     except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(code=2) from None
+        fail(exc)
     clean = settings.data.clean_dir / "prices.parquet"
     if not clean.exists():
         err.print(
