@@ -168,6 +168,22 @@ def test_a_directory_without_market_file_ingests_every_row(tmp_path: Path) -> No
     assert s["market_rows_in"] == 0 and s["market_symbols"] == []
 
 
+def test_an_unreachable_signals_database_is_one_line_naming_it(
+    tmp_path: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert invoke("--data-dir", str(tmp_path), "ingest")[0] == 0
+    url = f"postgresql+psycopg://turbo:pw-secret@127.0.0.1:{closed_port}/test"
+    monkeypatch.setenv("TURBOMODE_STORES__SIGNALS_URL", url)
+    shown = url.replace("pw-secret", "***")
+    for command in (["scan"], ["outcomes", "track"], ["outcomes", "samples"]):
+        code, out = invoke("--data-dir", str(tmp_path), *command)
+        assert code == 2, out
+        assert one_line_error(out).startswith(
+            f"error: cannot connect to the signals store {shown}: "
+        )
+        assert "pw-secret" not in out
+
+
 def test_universe_and_config_views(tmp_path: Path) -> None:
     assert invoke("--data-dir", str(tmp_path), "ingest")[0] == 0
     code, out = invoke("--data-dir", str(tmp_path), "universe", "show")

@@ -11,7 +11,6 @@ as the list of requested sleeps.
 from __future__ import annotations
 
 import json
-import socket
 from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
@@ -328,11 +327,9 @@ class ClosedPort(HTTPAdapter):
     """The real transport, with every request sent to a local port nobody listens on: the
     connection fails as it does with no network."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int) -> None:
         super().__init__()
-        with socket.socket() as probe:  # a port that was free a moment ago, now closed
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = port
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         url = urlsplit(str(request.url))
@@ -340,21 +337,19 @@ class ClosedPort(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def closed_session() -> tuple[requests.Session, int]:
-    adapter = ClosedPort()
+def closed_session(port: int) -> requests.Session:
     session = requests.Session()
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session, adapter.port
+    session.mount("https://", ClosedPort(port))
+    session.mount("http://", ClosedPort(port))
+    return session
 
 
 def test_unreachable_yahoo_stops_the_load_after_one_symbol(
-    tmp_path: Path, constituents: Path, clock: FakeClock
+    tmp_path: Path, constituents: Path, clock: FakeClock, closed_port: int
 ) -> None:
-    session, port = closed_session()
     src = YFinanceSource(
         make_settings(tmp_path, constituents, max_retries=3, backoff_s=0.5),
-        session=session,
+        session=closed_session(closed_port),
         sleep=clock.sleep,
         clock=clock.time,
         market_symbols=MARKET,
@@ -362,7 +357,7 @@ def test_unreachable_yahoo_stops_the_load_after_one_symbol(
     with pytest.raises(SourceError) as caught:
         src.load(["AAPL", "MSFT", "ZZZZ"], START, END)
     message = str(caught.value)
-    assert message.startswith(f"yfinance: cannot reach 127.0.0.1:{port} (ConnectionError: ")
+    assert message.startswith(f"yfinance: cannot reach 127.0.0.1:{closed_port} (ConnectionError: ")
     assert "Connection refused" in message and "AAPL failed its 3 retries" in message
     assert "delisted" not in message and "\n" not in message
     assert clock.sleeps == [0.5, 1.0, 2.0]  # one symbol's backoff, not every symbol's
@@ -373,8 +368,9 @@ def test_unreachable_yahoo_is_one_line_on_the_command_line(
     constituents: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    closed_port: int,
 ) -> None:
-    session, port = closed_session()
+    session = closed_session(closed_port)
     monkeypatch.setattr(YFinanceSource, "_yf_session", lambda self: session)
     config = tmp_path / "settings.yaml"
     config.write_text(
@@ -386,7 +382,7 @@ def test_unreachable_yahoo_is_one_line_on_the_command_line(
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output  # no per-ticker "possibly delisted", no traceback
-    assert lines[0].startswith(f"error: yfinance: cannot reach 127.0.0.1:{port}")
+    assert lines[0].startswith(f"error: yfinance: cannot reach 127.0.0.1:{closed_port}")
     # yfinance's own per-ticker lines ("possibly delisted", ...) go to stderr outside pytest.
     assert [r.getMessage() for r in caplog.records if r.name.startswith("yfinance")] == []
 
