@@ -82,9 +82,13 @@ def test_symbols_and_dates_select(tmp_path: Path) -> None:
         (("ingest", "--source", "parquet", "/nonexistent/dir"), "not found"),
         (("ingest", "--symbols", "IT01,NOPE"), "NOPE"),
         (("universe", "show"), "run `turbomode ingest` first"),
+        (("--data-dir", "{tmp}/a-file", "ingest"), "Not a directory: '{tmp}/a-file/clean'"),
     ],
 )
 def test_errors_name_the_problem(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory\n")
+    args = tuple(a.format(tmp=tmp_path) for a in args)
+    message = message.format(tmp=tmp_path)
     code, out = invoke("--data-dir", str(tmp_path), *args)
     assert code == 2
     assert message in out

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from turbomode import __version__, logs
 from turbomode.cli_backtest import backtest_command, regime_command
-from turbomode.cli_common import fail
+from turbomode.cli_common import EXPECTED, fail
 from turbomode.cli_models import models_app
 from turbomode.cli_outcomes import outcomes_app, replay_command, retrain_command
 from turbomode.cli_pipelines import pipelines_app
@@ -160,7 +160,7 @@ def ingest(
                 progress.update(task, advance=1, description=f"ingest ({name}): {label}")
 
             report = run_ingest(settings, src, wanted, start, end, on_step=step)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     summary = report.summary()
@@ -243,7 +243,7 @@ def universe_show(
         for rec in m[["symbol", "name", "sector", "cap_class", "tier"]].astype(str).values:
             table.add_row(*rec)
         console.print(table)
-    except (TurboModeError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
 
 
@@ -271,7 +271,7 @@ def features_build(
         settings = _settings()
         with err.status("building features"):
             report, _store = build(settings, profile.value if profile else None, full=full)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     if report.mode == "current":
@@ -298,7 +298,7 @@ def features_materialize(
         settings = _settings()
         store = open_store(settings, profile.value if profile else None)
         start_dt, end_dt = materialize(store, settings, pd.Timestamp(end) if end else None)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     console.print(f"online store loaded from {start_dt:%Y-%m-%d} to {end_dt:%Y-%m-%d}")
@@ -317,7 +317,7 @@ def features_list(
         if group is not None:
             REGISTRY.names(group)  # validates the group name
             frame = frame[frame["group"] == group]
-    except (TurboModeError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     table = Table(title=f"{len(frame)} features")
@@ -354,7 +354,7 @@ def train(
                 progress.update(bar, advance=1, description=f"training: {r.key}")
 
             run = run_training(settings, sector, use_ray=not no_ray, on_done=done)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     _print_frame(run.summary(), f"Training run {run.run_id}")
@@ -376,7 +376,7 @@ def evaluate(
         if not path.exists():
             raise TurboModeError(f"no training report {path}: run `turbomode train` first")
         payload = json.loads(path.read_text())
-    except (TurboModeError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     if as_json:
@@ -416,7 +416,7 @@ def scan(
     except NoNewBarError as exc:
         err.print(f"[bold yellow]no new data:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=NO_NEW_BAR_EXIT) from None
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     if as_json:
@@ -490,7 +490,7 @@ def signals(
 
     try:
         doc = latest_document(_settings())
-    except (TurboModeError, OSError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     console.print(
@@ -517,7 +517,7 @@ def config_show() -> None:
     tokens and keys redacted."""
     try:
         settings = _settings()
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
         return
     sys.stdout.write(yaml.safe_dump(redact(settings.model_dump(mode="json")), sort_keys=False))

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, parse_day, settings_from
-from turbomode.errors import SchemaError, TurboModeError
+from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.errors import SchemaError
 from turbomode.io import read_table
 
 if TYPE_CHECKING:
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from turbomode.data.ingest import MarketData
 
 console = Console()
-_EXPECTED = (TurboModeError, ValueError, OSError)
 _KINDS = "reversal:DAYS, momentum:DAYS, feature:NAME or file:PATH.parquet"
 
 
@@ -150,7 +149,7 @@ def research_command(
         )
         target = out or settings.data.data_dir / "reports" / "research" / _safe(name)
         paths = sheet.write(target)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     if as_json:
         doc = sheet.to_dict()
