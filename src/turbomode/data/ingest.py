@@ -119,7 +119,7 @@ def ingest(
     """Load → validate → write the clean store. ``on_step`` is told as each step ends."""
     step = on_step or (lambda _name: None)
     t0 = time.perf_counter()
-    date_range(start, end)
+    date_range(start, end)  # a start after the end fails here, before any source is asked
     src = source or get_source(settings)
     with job_metrics("ingest", settings.stores.pushgateway_url) as metrics:
         event(log, "ingest.start", source=src.name, symbols=len(symbols) if symbols else "all")
