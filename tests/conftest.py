@@ -48,6 +48,17 @@ def _can_connect(host: str, port: int) -> bool:
         return False
 
 
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nobody listens on (free a moment ago): connecting to it is refused, as a
+    server that is down or a wrong port would be."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The machine's Redis (production online store); skip or fail when it is not running."""

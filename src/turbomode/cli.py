@@ -17,6 +17,7 @@ from rich.table import Table
 
 from turbomode import __version__, logs
 from turbomode.cli_backtest import backtest_command, regime_command
+from turbomode.cli_common import EXPECTED, fail
 from turbomode.cli_models import models_app
 from turbomode.cli_outcomes import outcomes_app, replay_command, retrain_command
 from turbomode.cli_pipelines import pipelines_app
@@ -27,6 +28,7 @@ from turbomode.cli_tune import tune_command
 from turbomode.cli_wallet import wallet_app
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
+from turbomode.redaction import redact
 from turbomode.workspace import Workspace, with_data_dir
 
 app = typer.Typer(
@@ -96,11 +98,6 @@ def _progress(transient: bool) -> Progress:
     )
 
 
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
-
-
 @app.callback()
 def main(
     config: Annotated[
@@ -163,8 +160,8 @@ def ingest(
                 progress.update(task, advance=1, description=f"ingest ({name}): {label}")
 
             report = run_ingest(settings, src, wanted, start, end, on_step=step)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     summary = report.summary()
     if as_json:
@@ -246,8 +243,8 @@ def universe_show(
         for rec in m[["symbol", "name", "sector", "cap_class", "tier"]].astype(str).values:
             table.add_row(*rec)
         console.print(table)
-    except (TurboModeError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
 
 
 class ProfileName(StrEnum):
@@ -274,8 +271,8 @@ def features_build(
         settings = _settings()
         with err.status("building features"):
             report, _store = build(settings, profile.value if profile else None, full=full)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     if report.mode == "current":
         console.print("features are current: no new dates in the clean store since the last build")
@@ -301,8 +298,8 @@ def features_materialize(
         settings = _settings()
         store = open_store(settings, profile.value if profile else None)
         start_dt, end_dt = materialize(store, settings, pd.Timestamp(end) if end else None)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     console.print(f"online store loaded from {start_dt:%Y-%m-%d} to {end_dt:%Y-%m-%d}")
 
@@ -320,8 +317,8 @@ def features_list(
         if group is not None:
             REGISTRY.names(group)  # validates the group name
             frame = frame[frame["group"] == group]
-    except (TurboModeError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     table = Table(title=f"{len(frame)} features")
     for col in ("name", "group", "description", "needs"):
@@ -357,8 +354,8 @@ def train(
                 progress.update(bar, advance=1, description=f"training: {r.key}")
 
             run = run_training(settings, sector, use_ray=not no_ray, on_done=done)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     _print_frame(run.summary(), f"Training run {run.run_id}")
     console.print(f"report: {run.report_paths['markdown']}")
@@ -379,8 +376,8 @@ def evaluate(
         if not path.exists():
             raise TurboModeError(f"no training report {path}: run `turbomode train` first")
         payload = json.loads(path.read_text())
-    except (TurboModeError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
@@ -419,8 +416,8 @@ def scan(
     except NoNewBarError as exc:
         err.print(f"[bold yellow]no new data:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=NO_NEW_BAR_EXIT) from None
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     if as_json:
         print(Path(result.files["json"]).read_text())
@@ -493,8 +490,8 @@ def signals(
 
     try:
         doc = latest_document(_settings())
-    except (TurboModeError, OSError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
     console.print(
         f"[bold]Scan {doc['scan_date']}[/]: {doc['n_scored']}/{doc['n_symbols']} symbols "
@@ -516,13 +513,14 @@ def _print_frame(frame: Any, title: str) -> None:
 
 @config_app.command("show")
 def config_show() -> None:
-    """Print the effective settings as YAML (the same keys a config file takes)."""
+    """Print the effective settings as YAML (the same keys a config file takes), passwords,
+    tokens and keys redacted."""
     try:
         settings = _settings()
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    except EXPECTED as exc:
+        fail(exc)
         return
-    sys.stdout.write(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    sys.stdout.write(yaml.safe_dump(redact(settings.model_dump(mode="json")), sort_keys=False))
 
 
 if __name__ == "__main__":  # pragma: no cover

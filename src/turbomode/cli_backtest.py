@@ -11,12 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, parse_day, settings_from
-from turbomode.errors import TurboModeError
+from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.io import read_table
 from turbomode.workspace import Workspace
 
 console = Console()
-_EXPECTED = (TurboModeError, ValueError, OSError)
 
 
 def _headline(summaries: dict[str, dict]) -> Table:
@@ -100,8 +99,7 @@ def backtest_command(
             raise ValueError(f"--period must be year or quarter, got {period!r}")
         table = None
         if signals is not None:
-            read = pd.read_csv if signals.suffix == ".csv" else pd.read_parquet
-            table = read(signals)
+            table = read_table(signals, "signals file")
             table["date"] = pd.to_datetime(table["date"])
         target = out or Workspace.of(settings).backtests_dir / f"{s}_{e}"
         run = run_backtests(
@@ -118,7 +116,7 @@ def backtest_command(
             on_progress=lambda m: err.print(f"backtest: {m}"),
             modifiers=modifiers,
         )
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(_headline(run.summaries))
     for name, path in run.reports.items():
@@ -150,7 +148,7 @@ def regime_command(
         day = parse_day(as_of, "--date") if as_of else None
         when = pd.Timestamp(day) if day else None
         r = regime_on(load_clean(settings).market, settings.regime, as_of=when)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(
         f"[bold]{r.date.date()}[/]: {r.regime or 'no regime'} — {r.reason}; "

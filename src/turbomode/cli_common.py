@@ -11,9 +11,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from turbomode.config import Settings, load_settings
+from turbomode.errors import TurboModeError
+from turbomode.redaction import redact
 from turbomode.workspace import with_data_dir
 
 err = Console(stderr=True)
+# What a command reports in one line through :func:`fail` rather than as a traceback: the
+# platform's own errors, bad values, and the OS's file and network errors (a --data-dir that
+# is a file, a missing or unreadable path, a refused connection).
+EXPECTED: tuple[type[Exception], ...] = (TurboModeError, ValueError, OSError)
 
 
 def settings_from(ctx: typer.Context) -> Settings:
@@ -25,8 +31,9 @@ def settings_from(ctx: typer.Context) -> Settings:
 
 
 def fail(exc: BaseException) -> NoReturn:
-    """Print the error (it names the problem) and exit 2, without a traceback."""
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    """Print the error (it names the problem; secrets in it redacted) and exit 2, without a
+    traceback."""
+    err.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 

@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import fail, settings_from
-from turbomode.errors import TurboModeError
+from turbomode.cli_common import EXPECTED, fail, settings_from
 from turbomode.models.registry import ModelRegistry
 
 models_app = typer.Typer(
@@ -37,9 +36,6 @@ def _registry(ctx: typer.Context, family: str) -> ModelRegistry:
     return ModelRegistry(settings_from(ctx).stores.model_registry_uri, family=family)
 
 
-_EXPECTED = (TurboModeError, ValueError, OSError)
-
-
 @models_app.command("list")
 def list_models(ctx: typer.Context, family: FamilyOption = "turbomode") -> None:
     """Every model key with its production version and how many versions are kept."""
@@ -49,7 +45,7 @@ def list_models(ctx: typer.Context, family: FamilyOption = "turbomode") -> None:
         for key in registry.list_keys():
             versions = registry.list_versions(key)
             rows.append((key, registry.production(key), len(versions), versions[-1:]))
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     if not rows:
         console.print(f"no models in {escape(registry.root)} (family {escape(family)})")
@@ -97,7 +93,7 @@ def show(
         meta = registry.manifest(key, version)
         production = registry.production(key)
         looks = registry.looks(key)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     if as_json:
         console.print_json(json.dumps(meta, default=str))
@@ -146,7 +142,7 @@ def promote(
         registry = _registry(ctx, family)
         before = registry.production(key)
         registry.promote(key, version)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(f"{escape(key)}: production {before or '—'} → {version}")
 
@@ -162,6 +158,6 @@ def rollback(
         registry = _registry(ctx, family)
         before = registry.production(key)
         after = registry.rollback(key)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(f"{escape(key)}: production {before} → {after} (rolled back)")

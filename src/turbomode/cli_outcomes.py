@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, parse_day, settings_from
-from turbomode.errors import TurboModeError
+from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
 from turbomode.workspace import Workspace
 
 outcomes_app = typer.Typer(
@@ -26,7 +25,6 @@ outcomes_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-_EXPECTED = (TurboModeError, ValueError, OSError)
 
 
 @outcomes_app.command("track")
@@ -41,7 +39,7 @@ def track(
 
     try:
         res = track_outcomes(settings_from(ctx), as_of=parse_day(as_of, "--date"))
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     hits = res.resolved["correct"].mean() if res.n_resolved else float("nan")
     console.print(
@@ -66,7 +64,7 @@ def samples(ctx: typer.Context) -> None:
 
     try:
         res = generate_samples(settings_from(ctx))
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(
         f"[bold]Training samples[/]: {res.added} added from {res.candidates} resolved "
@@ -92,7 +90,7 @@ def retrain_command(
 
     try:
         res = retrain(settings_from(ctx), min_samples=min_samples, use_ray=not no_ray, force=force)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     if res.recovered:
         console.print(f"restored production after interrupted retrain(s) {res.recovered}")
@@ -157,7 +155,7 @@ def replay_command(
             on_day=on_day,
             train_days=train_days,
         )
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(mx.to_markdown(res.months))
     console.print(f"written: {res.files['markdown']}, {res.files['json']}")

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import fail, settings_from
+from turbomode.cli_common import EXPECTED, fail, settings_from
 from turbomode.errors import TurboModeError
 from turbomode.workspace import Workspace
 
@@ -82,7 +82,7 @@ def compile_command(
 
     try:
         written = compile_all(out, components_out, image)
-    except (TurboModeError, OSError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
     for path in written:
         console.print(f"wrote {path}")
@@ -144,7 +144,7 @@ def submit_command(
     try:
         arguments = parse_params(name, params or [])
         done = submit(name, host, experiment, arguments, namespace, run_name, image)
-    except (TurboModeError, OSError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
     state = "uploaded" if done.uploaded else "already there"
     console.print(f"pipeline {done.pipeline_id}, version {done.version_name} ({state})")

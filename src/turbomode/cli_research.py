@@ -13,15 +13,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, parse_day, settings_from
-from turbomode.errors import SchemaError, TurboModeError
+from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.errors import SchemaError
+from turbomode.io import read_table
 
 if TYPE_CHECKING:
     from turbomode.config import Settings
     from turbomode.data.ingest import MarketData
 
 console = Console()
-_EXPECTED = (TurboModeError, ValueError, OSError)
 _KINDS = "reversal:DAYS, momentum:DAYS, feature:NAME or file:PATH.parquet"
 
 
@@ -53,10 +53,7 @@ def _feature_frame(settings: Settings, md: MarketData, name: str) -> pd.DataFram
 def _score_file(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"score file {path} does not exist")
-    try:
-        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-    except Exception as exc:  # pyarrow's errors name the format problem, not the file
-        raise ValueError(f"cannot read {path} as a score table: {exc}") from None
+    frame = read_table(path, "score file")
     missing = [c for c in ("symbol", "date", "score") if c not in frame.columns]
     if missing:
         raise SchemaError(f"score file {path} lacks column(s) {', '.join(missing)}")
@@ -152,7 +149,7 @@ def research_command(
         )
         target = out or settings.data.data_dir / "reports" / "research" / _safe(name)
         paths = sheet.write(target)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     if as_json:
         doc = sheet.to_dict()

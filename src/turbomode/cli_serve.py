@@ -19,9 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import settings_from
+from turbomode.cli_common import EXPECTED, fail, settings_from
 from turbomode.config import Settings
-from turbomode.errors import TurboModeError
 
 SERVICE = "turbomode.serving.service:TurboMode"
 err = Console(stderr=True)
@@ -70,9 +69,8 @@ def serve_command(
     """
     try:
         settings = settings_from(ctx)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(code=2) from None
+    except EXPECTED as exc:
+        fail(exc)
     clean = settings.data.clean_dir / "prices.parquet"
     if not clean.exists():
         err.print(

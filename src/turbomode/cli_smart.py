@@ -15,11 +15,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import fail, parse_day, settings_from
-from turbomode.errors import TurboModeError
+from turbomode.cli_common import EXPECTED, fail, parse_day, settings_from
 
 console = Console()
-_EXPECTED = (TurboModeError, ValueError, OSError)
 
 ranking_app = typer.Typer(help="The Smart Scanner's adaptive tiers from measured performance.")
 
@@ -46,7 +44,7 @@ def ranking_update(
 
     try:
         result = update_ranking(settings_from(ctx), parse_day(as_of), horizon)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     console.print(
@@ -66,7 +64,7 @@ def curate_command(
 
     try:
         result = curate(settings_from(ctx), parse_day(as_of), horizon)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     cur = result.curation
     console.print(
@@ -117,7 +115,7 @@ def smart_scan_command(
             horizon=horizon,
             holdings_csv=holdings,
         )
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     if as_json:
         print(Path(result.files["json"]).read_text(encoding="utf-8"), end="")

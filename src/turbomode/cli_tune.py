@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import fail, settings_from
+from turbomode.cli_common import EXPECTED, fail, settings_from
 from turbomode.config import GICS_SECTORS
 from turbomode.errors import TurboModeError
 from turbomode.models.ensemble import BASE_MODELS
@@ -101,7 +101,7 @@ def tune_command(
         slug = sector.replace(" ", "_")
         target = out or Workspace.of(settings).tuning_dir / f"{slug}_{horizon}d.yaml"
         path = write_params(results, target, settings)
-    except (TurboModeError, FileNotFoundError, ValueError) as exc:
+    except EXPECTED as exc:
         fail(exc)
     for r in results:
         first, last = r.folds[0], r.folds[-1]

@@ -11,13 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import err, fail, parse_day, settings_from
+from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.signals.store import SignalStore
 
 console = Console()
-_EXPECTED = (TurboModeError, ValueError, OSError)
 # Price history handed to a day: enough for the Smart rules' trailing correlations.
 _HISTORY_DAYS = 400
 
@@ -50,7 +49,7 @@ def create_command(
         wallet = _store(settings).create_wallet(
             name, rules, settings.backtest.initial_cash if cash is None else cash
         )
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(
         f"created wallet [bold]{wallet.name}[/] ({wallet.rules} rules, "
@@ -128,7 +127,7 @@ def run_command(
             )
             for sym, why in result.skipped:
                 err.print(f"  skipped {sym}: {why}", highlight=False)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
 
 
@@ -143,7 +142,7 @@ def report_command(
 
     try:
         text = format_report(report(_store(settings_from(ctx)), name), last_days=days)
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     console.print(text, highlight=False, markup=False, soft_wrap=True)
 
@@ -155,7 +154,7 @@ def list_command(ctx: typer.Context) -> None:
         store = _store(settings_from(ctx))
         wallets = store.wallets()
         marks = {w.name: store.wallet_equity(w.name) for w in wallets}
-    except _EXPECTED as exc:
+    except EXPECTED as exc:
         fail(exc)
     if not wallets:
         console.print("no wallets: create one with `turbomode wallet create NAME --rules atr`")

@@ -103,7 +103,7 @@ class ValidationSettings(BaseModel):
         default=1.0,
         gt=0,
         description="Quarantine a row whose close moved more than this (absolute log return) "
-        "from the previous close. 1.0 (≈ +172 % or −63 %) catches decimal errors and unadjusted "
+        "from the last good close. 1.0 (≈ +172 % or −63 %) catches decimal errors and unadjusted "
         "splits of 3:1 or more while real crashes of S&P 500 stocks (−50 to −60 % in 2008 and "
         "March 2020) pass; tighten it for noisier sources. None turns the rule off.",
     )

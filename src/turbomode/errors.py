@@ -29,3 +29,8 @@ class UnknownSectorError(TurboModeError, ValueError):
 
 class SourceError(TurboModeError):
     """A market data source could not deliver what was asked."""
+
+
+class UnreadableFileError(TurboModeError):
+    """A file that exists but cannot be read as the table it should be (empty, binary,
+    corrupt); the message names the file, which the parsers' own errors do not."""

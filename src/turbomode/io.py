@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of either), and
+table reads whose errors name the file."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from turbomode.errors import UnreadableFileError
 
 
 @contextmanager
@@ -47,3 +50,30 @@ def atomic_write_text(text: str, target: Path | str) -> None:
 
 def atomic_write_json(obj: Any, target: Path | str) -> None:
     atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", target)
+
+
+@contextmanager
+def reading(path: Path | str, what: str = "file") -> Iterator[None]:
+    """Read ``path`` inside this block: a parser's error (pandas, pyarrow, a decode error on a
+    binary file) becomes one :class:`UnreadableFileError` that says which file and why."""
+    path = Path(path)
+    try:
+        if path.exists() and path.stat().st_size == 0:
+            raise UnreadableFileError(f"{what} {path} is empty (0 bytes)")
+        yield
+    except UnicodeDecodeError:
+        raise UnreadableFileError(f"{what} {path} is not text (binary?); expected CSV") from None
+    except (ValueError, OSError) as exc:  # pyarrow's and pandas' parse errors are ValueErrors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnreadableFileError(f"cannot read {what} {path}: {reason}") from None
+
+
+def read_table(path: Path | str, what: str = "file") -> pd.DataFrame:
+    """A .parquet or .csv (or .txt, read as CSV) file as a frame; other suffixes are refused."""
+    path = Path(path)
+    if path.suffix not in (".parquet", ".csv", ".txt"):
+        raise UnreadableFileError(
+            f"{what} {path}: unsupported file type {path.suffix!r}; use .csv or .parquet"
+        )
+    with reading(path, what):
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)

@@ -8,10 +8,15 @@ import sys
 import time
 from typing import Any
 
+from turbomode.redaction import redact
+
 _CONFIGURED = False
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record, secrets redacted (a store URL in a message, a token in a
+    field, a DSN in a traceback): log lines are shipped and pasted where secrets must not go."""
+
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
@@ -22,7 +27,7 @@ class JsonFormatter(logging.Formatter):
         payload.update(getattr(record, "fields", {}))
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return json.dumps(redact(payload), default=str)
 
 
 def configure(level: str = "INFO") -> None:

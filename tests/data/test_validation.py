@@ -121,6 +121,52 @@ def test_extreme_move_catches_only_the_jump_day() -> None:
     assert off.quarantine.empty
 
 
+def test_rebound_after_a_caught_bad_bar_is_kept() -> None:
+    frame = good_frame()
+    bad = (frame["symbol"] == "BBB") & (frame["date"] == DATES[2])
+    frame.loc[bad, ["open", "high", "low", "close"]] *= 10  # one corrupted bar
+    result = validate_prices(frame)
+    # Day 3 falls back to the normal level: judged against day 1 (the last good bar), it passes.
+    assert rules_of(result) == {("BBB", str(DATES[2].date())): "extreme_move"}
+    assert result.quarantine.loc[0, "value"] == "previous_close=112.0 close=1130.0"
+    assert result.rows_in == result.rows_out + 1
+
+
+def closes_frame(closes: list[float]) -> pd.DataFrame:
+    """One symbol's bars with these closes (open = high = low = close)."""
+    dates = pd.bdate_range("2024-01-01", periods=len(closes))
+    c = np.asarray(closes, dtype=float)
+    return pd.DataFrame(
+        {"symbol": "AAA", "date": dates, "open": c, "high": c, "low": c, "close": c, "volume": 1e3}
+    )
+
+
+def test_a_crash_that_holds_costs_only_its_first_bar() -> None:
+    # PWR in July 2002: −68 % in a day, then closes wavering around the bound; a real move.
+    closes = [12.66, 12.71, 9.88, 9.69, 8.97, 2.87, 2.94, 3.33, 3.27, 2.83, 2.74, 2.53]
+    result = validate_prices(closes_frame(closes))
+    assert list(rules_of(result)) == [("AAA", "2024-01-08")]
+    assert result.rows_out == len(closes) - 1
+
+
+def test_two_bad_bars_in_a_row_are_both_caught() -> None:
+    frame = good_frame()
+    bad = (frame["symbol"] == "BBB") & frame["date"].isin(DATES[2:4])
+    frame.loc[bad, ["open", "high", "low", "close"]] /= 10
+    result = validate_prices(frame)
+    assert set(rules_of(result)) == {("BBB", str(d.date())) for d in DATES[2:4]}
+    assert result.rows_out == len(frame) - 2
+
+
+@pytest.mark.parametrize("symbols", [(), ("AAA",)])
+def test_empty_or_one_row_frames_validate(symbols: tuple[str, ...]) -> None:
+    frame = good_frame(symbols).head(1) if symbols else good_frame().iloc[0:0]
+    result = validate_prices(frame, known_symbols={"AAA"})
+    assert result.rows_in == result.rows_out == len(frame)
+    assert result.quarantine.empty and result.flags.empty
+    assert list(result.clean.columns) == list(frame.columns)
+
+
 def test_rows_outside_the_universe_are_quarantined_by_name() -> None:
     result = validate_prices(good_frame(("AAA", "ZZZ")), known_symbols={"AAA"})
     assert set(result.quarantine["rule"]) == {"not_in_universe"}

@@ -16,17 +16,21 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import pandas as pd
 import pytest
 import requests
 import yfinance as yf
+from requests.adapters import HTTPAdapter
+from typer.testing import CliRunner
 
 from tests.data.fake_http import Call, FakeClock, FakeHttp, reset_once, response
+from turbomode.cli import app
 from turbomode.config import Settings, load_settings
 from turbomode.data.schema import PRICE_COLUMNS
 from turbomode.data.sources.yahoo import YFinanceSource
+from turbomode.errors import SourceError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 YAHOO = FIXTURES / "yahoo"
@@ -316,6 +320,71 @@ def test_symbol_outside_universe_is_skipped_without_a_request(
     assert not [c for c in yahoo.calls if "NOPE" in c.path]
     assert set(data.prices["symbol"]) == {"AAPL"}
     assert set(data.market["symbol"]) == {"SPY"}
+
+
+# ---- Yahoo out of reach ----------------------------------------------------------------------
+class ClosedPort(HTTPAdapter):
+    """The real transport, with every request sent to a local port nobody listens on: the
+    connection fails as it does with no network."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        url = urlsplit(str(request.url))
+        request.url = urlunsplit(("http", f"127.0.0.1:{self.port}", url.path, url.query, ""))
+        return super().send(request, **kwargs)
+
+
+def closed_session(port: int) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", ClosedPort(port))
+    session.mount("http://", ClosedPort(port))
+    return session
+
+
+def test_unreachable_yahoo_stops_the_load_after_one_symbol(
+    tmp_path: Path, constituents: Path, clock: FakeClock, closed_port: int
+) -> None:
+    src = YFinanceSource(
+        make_settings(tmp_path, constituents, max_retries=3, backoff_s=0.5),
+        session=closed_session(closed_port),
+        sleep=clock.sleep,
+        clock=clock.time,
+        market_symbols=MARKET,
+    )
+    with pytest.raises(SourceError) as caught:
+        src.load(["AAPL", "MSFT", "ZZZZ"], START, END)
+    message = str(caught.value)
+    assert message.startswith(f"yfinance: cannot reach 127.0.0.1:{closed_port} (ConnectionError: ")
+    assert "Connection refused" in message and "AAPL failed its 3 retries" in message
+    assert "delisted" not in message and "\n" not in message
+    assert clock.sleeps == [0.5, 1.0, 2.0]  # one symbol's backoff, not every symbol's
+
+
+def test_unreachable_yahoo_is_one_line_on_the_command_line(
+    tmp_path: Path,
+    constituents: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    closed_port: int,
+) -> None:
+    session = closed_session(closed_port)
+    monkeypatch.setattr(YFinanceSource, "_yf_session", lambda self: session)
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        f"data:\n  constituents_path: {constituents}\n"
+        f"yfinance:\n  backoff_s: 0\n  min_interval_s: 0\n  cache_dir: {tmp_path / 'cache'}\n"
+    )
+    args = ["-c", str(config), "--data-dir", str(tmp_path), "ingest", "--source", "yfinance"]
+    result = CliRunner().invoke(app, [*args, "--symbols", "AAPL,MSFT"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output  # no per-ticker "possibly delisted", no traceback
+    assert lines[0].startswith(f"error: yfinance: cannot reach 127.0.0.1:{closed_port}")
+    # yfinance's own per-ticker lines ("possibly delisted", ...) go to stderr outside pytest.
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("yfinance")] == []
 
 
 # ---- cache -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from turbomode.signals.store import (
     InvalidRecordError,
     SignalStore,
     StaleScanError,
+    StoreUnavailableError,
     metadata,
 )
 from turbomode.signals.types import Signal
@@ -160,6 +161,24 @@ def test_unsupported_url_and_schema_on_sqlite_are_refused(tmp_path: Path) -> Non
         SignalStore("mysql://u@h/db")
     with pytest.raises(Exception, match="only for PostgreSQL"):
         SignalStore(f"sqlite:///{tmp_path}/x.db", schema="abc")
+
+
+def test_an_unreachable_database_is_one_error_naming_it_without_the_password(
+    tmp_path: Path, closed_port: int
+) -> None:
+    url = f"postgresql+psycopg://turbo:pw-secret@127.0.0.1:{closed_port}/test"
+    with pytest.raises(StoreUnavailableError) as caught:
+        SignalStore(url).migrate()
+    message = str(caught.value)
+    assert message.startswith(
+        f"cannot connect to the signals store postgresql+psycopg://turbo:***@127.0.0.1:"
+        f"{closed_port}/test: connection failed: "
+    )
+    assert "Connection refused" in message and "pw-secret" not in message
+    assert "\n" not in message
+    (tmp_path / "signals.db").mkdir()  # a directory where the SQLite file should be
+    with pytest.raises(StoreUnavailableError, match=r"signals\.db: unable to open database"):
+        SignalStore(f"sqlite:///{tmp_path}/signals.db").runs()
 
 
 # ---- round trip -----------------------------------------------------------------------------

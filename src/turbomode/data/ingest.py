@@ -17,7 +17,7 @@ import pandas as pd
 
 from turbomode.config import Settings
 from turbomode.data.sources import MarketData, MarketDataSource, get_source
-from turbomode.data.sources.base import DateLike
+from turbomode.data.sources.base import DateLike, date_range, describe_selection
 from turbomode.data.universe import Universe
 from turbomode.data.validation import ValidationResult, validate_prices
 from turbomode.errors import SourceError
@@ -119,6 +119,7 @@ def ingest(
     """Load → validate → write the clean store. ``on_step`` is told as each step ends."""
     step = on_step or (lambda _name: None)
     t0 = time.perf_counter()
+    date_range(start, end)  # a start after the end fails here, before any source is asked
     src = source or get_source(settings)
     with job_metrics("ingest", settings.stores.pushgateway_url) as metrics:
         event(log, "ingest.start", source=src.name, symbols=len(symbols) if symbols else "all")
@@ -132,7 +133,8 @@ def ingest(
         metrics.rows.labels(stage="quarantined").inc(len(prices.quarantine))
         if prices.rows_out == 0:
             raise SourceError(
-                f"no clean price rows from source {src.name!r} "
+                f"no clean price rows from source {src.name!r}"
+                f"{describe_selection(symbols, start, end)} "
                 f"({prices.rows_in} in, {len(prices.quarantine)} quarantined)"
             )
         report = IngestReport(src.name, prices, market, md.universe, md.skipped)

@@ -17,6 +17,7 @@ import pandas as pd
 from turbomode.config import GICS_SECTORS, TierName, UniverseSettings
 from turbomode.data.schema import require_columns
 from turbomode.errors import SchemaError, UnknownSectorError, UnknownSymbolError
+from turbomode.io import read_table
 
 CAP_CLASSES: tuple[str, ...] = ("large", "mid", "small")
 TIERS: tuple[str, ...] = get_args(TierName)
@@ -232,10 +233,4 @@ class Universe:
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"universe file not found: {path}")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix in (".csv", ".txt"):
-        return pd.read_csv(path)
-    raise SchemaError(
-        f"unsupported universe file type {path.suffix!r} ({path}); use .csv or .parquet"
-    )
+    return read_table(path, "universe file")

@@ -34,6 +34,9 @@ QUARANTINE_RULES: tuple[str, ...] = (
 FLAG_RULES: tuple[str, ...] = ("calendar_gap", "zero_volume")
 REPORT_COLUMNS: list[str] = ["symbol", "date", "rule", "value"]
 NUMERIC = (*PRICE_FIELDS, "volume")
+# The longest run of bad bars an extreme move can start: a close that comes back to the last
+# good level within this many bars marks the bars between as errors (see _extreme_moves).
+BAD_RUN_BARS = 5
 
 
 def _empty_report() -> pd.DataFrame:
@@ -74,6 +77,51 @@ class ValidationResult:
                 f"{self.what}: {self.rows_in} rows in but {len(self.clean)} clean + "
                 f"{len(self.quarantine)} quarantined"
             )
+
+
+def _same_as_previous(*keys: np.ndarray) -> np.ndarray:
+    """Whether each row equals the row before it on every key: False for the first row, and an
+    empty mask for an empty frame (a header-only file or a date range with no rows is valid
+    input, not a crash)."""
+    out = np.zeros(len(keys[0]), dtype=bool)
+    if len(out) > 1:
+        out[1:] = np.logical_and.reduce([k[1:] == k[:-1] for k in keys])
+    return out
+
+
+def _extreme_moves(
+    close: np.ndarray, continues: np.ndarray, limit: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which bars (sorted by symbol and date; ``continues``: same symbol as the bar before) are
+    extreme moves, and the close each was judged against.
+
+    A bar that jumps more than ``limit`` (absolute log return) from the last good close starts
+    a bad run when, within ``BAD_RUN_BARS`` bars, the close comes back to that good close
+    (within ``limit`` of it, and nearer to it than to the jump): the run is caught and the bar
+    that comes back is kept, judged against the last good bar rather than the bad one before
+    it. A level that holds is a real move (or an unadjusted split): only its first bar is
+    caught, so one jump never costs the rest of a history. Candidates are few, so the walk
+    over them is cheap.
+    """
+    n = len(close)
+    reference = np.full(n, np.nan)
+    reference[1:] = close[:-1]
+    reference[~continues] = np.nan
+    caught = np.zeros(n, dtype=bool)
+    settled = -1
+    for i in np.flatnonzero(np.abs(np.log(close / reference)) > limit).tolist():
+        if i <= settled:
+            continue
+        good = reference[i - 1] if caught[i - 1] else close[i - 1]
+        ahead = np.arange(i + 1, min(i + 1 + BAD_RUN_BARS, n))
+        ahead = ahead[np.cumprod(continues[ahead]).astype(bool)]
+        to_good = np.abs(np.log(close[ahead] / good))
+        back = ahead[(to_good <= limit) & (to_good < np.abs(np.log(close[ahead] / close[i])))]
+        stop = int(back[0]) if len(back) else i + 1
+        caught[i:stop] = True
+        reference[i:stop] = good
+        settled = stop if len(back) else i
+    return caught, reference
 
 
 def _format_values(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -186,32 +234,29 @@ def validate_prices(
 
     def sorted_alive() -> tuple[np.ndarray, np.ndarray]:
         idx = order[~charged[order]]
-        same = np.r_[False, (codes[idx][1:] == codes[idx][:-1]) & (day[idx][1:] == day[idx][:-1])]
-        return idx, same
+        return idx, _same_as_previous(codes[idx], day[idx])
 
     idx, same = sorted_alive()
-    v = values[idx]
-    repeat = same & np.r_[False, (v[1:] == v[:-1]).all(axis=1)]
+    repeat = same & _same_as_previous(*values[idx].T)
     mask = np.zeros(rows_in, dtype=bool)
     mask[idx[repeat]] = True
     charge(mask, "duplicate", ["close", "volume"], df)
     idx, same = sorted_alive()
-    in_group = same | np.r_[same[1:], False]
+    in_group = same.copy()
+    in_group[:-1] |= same[1:]
     mask = np.zeros(rows_in, dtype=bool)
     mask[idx[in_group]] = True
     charge(mask, "duplicate_conflict", ["close", "volume"], df)
 
     if settings.max_abs_log_return is not None:
         idx = order[~charged[order]]
-        close_sorted = c[idx]
-        same_sym = np.r_[False, codes[idx][1:] == codes[idx][:-1]]
-        lr = np.zeros(len(idx))
-        lr[1:] = np.log(close_sorted[1:] / close_sorted[:-1])
-        jump = same_sym & (np.abs(lr) > settings.max_abs_log_return)
+        jump, reference = _extreme_moves(
+            c[idx], _same_as_previous(codes[idx]), settings.max_abs_log_return
+        )
         mask = np.zeros(rows_in, dtype=bool)
         mask[idx[jump]] = True
         previous = np.full(rows_in, np.nan)
-        previous[idx[1:]] = close_sorted[:-1]
+        previous[idx] = reference
         moved = pd.DataFrame({"previous_close": previous, "close": c})
         charge(mask, "extreme_move", ["previous_close", "close"], moved)
 
@@ -246,7 +291,7 @@ def _flags(
         pos = cal.searchsorted(dates)
         in_cal = (pos < len(cal)) & (cal.values[np.minimum(pos, len(cal) - 1)] == dates)
         sym = clean["symbol"].to_numpy()
-        same = np.r_[False, sym[1:] == sym[:-1]]
+        same = _same_as_previous(sym)
         step = np.r_[0, np.diff(pos)]
         gap = same & in_cal & np.r_[False, in_cal[:-1]] & (step > 1)
         if gap.any():

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from turbomode.errors import TurboModeError
+from turbomode.redaction import redact
 from turbomode.risk.types import EventKind, Position, PositionEvent, PositionState
 from turbomode.signals.types import SIDES, Signal
 
@@ -43,6 +44,7 @@ __all__ = [
     "SignalStore",
     "StaleScanError",
     "StoreError",
+    "StoreUnavailableError",
     "metadata",
 ]
 
@@ -75,6 +77,10 @@ class ConcurrentUpdateError(StoreError):
 
 class StaleScanError(StoreError):
     """A scan for a date older than the latest recorded scan: it would rewind the book."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached (down, wrong host or port, refused, lost connection)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -839,7 +845,7 @@ class SignalStore:
             raise StoreError(
                 f"schema={schema!r}: only for PostgreSQL, lower-case letters, digits and '_'"
             )
-        self.url = parsed.render_as_string(hide_password=True)
+        self.url = redact(parsed.render_as_string(hide_password=False))
         self.schema = schema
         self.backend = backend
         connect_args: dict[str, Any] = {}
@@ -859,6 +865,18 @@ class SignalStore:
         if backend == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_on_connect)
             sa.event.listen(self.engine, "begin", _sqlite_on_begin)
+        sa.event.listen(self.engine, "handle_error", self._unavailable)
+
+    def _unavailable(self, context: sa.engine.ExceptionContext) -> None:
+        """A failure to connect (or a dropped connection) becomes one StoreUnavailableError
+        naming the store (password redacted) and the driver's first line of why, so every
+        command that touches the store fails in one line instead of a driver traceback."""
+        if context.connection is not None and not context.is_disconnect:
+            return  # a statement failed on a live connection: the caller's error to handle
+        why = str(context.original_exception).strip().splitlines()
+        raise StoreUnavailableError(
+            f"cannot connect to the signals store {self.url}: {redact(why[0] if why else '')}"
+        ) from context.original_exception
 
     def __repr__(self) -> str:
         return f"SignalStore({self.url!r}, schema={self.schema!r})"

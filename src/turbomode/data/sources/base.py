@@ -60,3 +60,32 @@ def filter_frame(
         mask &= frame["date"] <= pd.Timestamp(end)
     out = frame[mask] if not bool(mask.all()) else frame
     return out.sort_values(KEY, kind="stable").reset_index(drop=True)
+
+
+def date_range(start: DateLike, end: DateLike) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Parse an inclusive start..end (None: open). A start after the end is a mistake to name
+    before anything is read, not an empty selection to discover after."""
+    try:
+        s = pd.Timestamp(start).normalize() if start is not None else None
+        e = pd.Timestamp(end).normalize() if end is not None else None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"start/end must be dates YYYY-MM-DD (got {start!r}, {end!r}): {exc}"
+        ) from None
+    if s is not None and e is not None and s > e:
+        raise ValueError(f"start {s.date()} is after end {e.date()}")
+    return s, e
+
+
+def describe_selection(symbols: Sequence[str] | None, start: DateLike, end: DateLike) -> str:
+    """' for AAA, BBB from 2024-01-01 to 2024-06-30': what was asked for, for an error that
+    says why nothing came back."""
+    text = ""
+    if symbols is not None:
+        shown = ", ".join(list(symbols)[:10]) + (" …" if len(symbols) > 10 else "")
+        text += f" for {shown}"
+    if start is not None:
+        text += f" from {pd.Timestamp(start).date()}"
+    if end is not None:
+        text += f" to {pd.Timestamp(end).date()}"
+    return text

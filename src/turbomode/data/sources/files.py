@@ -21,9 +21,15 @@ import pyarrow.parquet as pq
 
 from turbomode.config import Settings
 from turbomode.data.schema import PRICE_COLUMNS, require_columns
-from turbomode.data.sources.base import DateLike, MarketData, MarketDataSource
+from turbomode.data.sources.base import (
+    DateLike,
+    MarketData,
+    MarketDataSource,
+    describe_selection,
+)
 from turbomode.data.universe import Universe
 from turbomode.errors import SourceError
+from turbomode.io import read_table, reading
 
 CONSTITUENT_NAMES = ("constituents.csv", "constituents.parquet", "universe.parquet")
 MEMBERSHIP_NAMES = ("sp500_membership_intervals.csv", "membership.csv", "membership.parquet")
@@ -45,26 +51,29 @@ def read_long(
     symbols: Sequence[str] | None = None,
     start: DateLike = None,
     end: DateLike = None,
+    what: str = "price file",
 ) -> pd.DataFrame:
     """Read a long file, pushing symbol and date filters down to the reader where it can."""
     if path.suffix == ".parquet":
-        schema = pq.read_schema(path)
-        date_is_text = schema.field("date").type in ("string", "large_string")
-        filters: list[tuple[str, str, object]] = []
-        if symbols is not None:
-            filters.append(("symbol", "in", list(symbols)))
-        for op, value in ((">=", start), ("<=", end)):
-            if value is not None:
-                filters.append(("date", op, _iso(value) if date_is_text else pd.Timestamp(value)))
-        frame = (
-            pq.read_table(path, filters=filters).to_pandas() if filters else pd.read_parquet(path)
-        )
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path)
+        with reading(path, what):
+            schema = pq.read_schema(path)
+            require_columns(pd.DataFrame(columns=schema.names), PRICE_COLUMNS, str(path))
+            date_is_text = schema.field("date").type in ("string", "large_string")
+            filters: list[tuple[str, str, object]] = []
+            if symbols is not None:
+                filters.append(("symbol", "in", list(symbols)))
+            for op, value in ((">=", start), ("<=", end)):
+                if value is not None:
+                    day = _iso(value) if date_is_text else pd.Timestamp(value)
+                    filters.append(("date", op, day))
+            frame = (
+                pq.read_table(path, filters=filters).to_pandas()
+                if filters
+                else pd.read_parquet(path)
+            )
     else:
-        raise SourceError(f"unsupported file type {path.suffix!r} ({path}); use .parquet or .csv")
-    require_columns(frame, PRICE_COLUMNS, str(path))
-    if path.suffix == ".csv":
+        frame = read_table(path, what)
+        require_columns(frame, PRICE_COLUMNS, str(path))
         # Filter after reading: CSV has no pushdown. Dates compare as timestamps.
         if symbols is not None:
             frame = frame[frame["symbol"].isin(set(symbols))]
@@ -138,8 +147,12 @@ class FileSource(MarketDataSource):
         if symbols is not None:
             universe.require(symbols)
         prices = read_long(self.prices_path, symbols, start, end)
+        if prices.empty:
+            raise SourceError(
+                f"no price rows in {self.prices_path}{describe_selection(symbols, start, end)}"
+            )
         if self.market_path is not None:
-            market = rebase_adjusted(read_long(self.market_path, None, start, end))
+            market = rebase_adjusted(read_long(self.market_path, None, start, end, "market file"))
         else:
             market = prices.iloc[0:0].copy()
         wanted = list(symbols) if symbols is not None else universe.symbols

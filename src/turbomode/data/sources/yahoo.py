@@ -11,7 +11,11 @@ How a load goes, and why:
   single-symbol call, with ``yf.config.debug.hide_exceptions`` off, raises the real error:
   transient ones (network, timeouts, HTTP 5xx/429, unparseable bodies) are retried with
   exponential backoff; Yahoo's "no data / possibly delisted" answers end the symbol at once
-  and land in ``MarketData.skipped`` with the reason. Nothing fails the whole load.
+  and land in ``MarketData.skipped`` with the reason. One symbol never fails the whole load;
+  Yahoo being unreachable does: when a symbol has used up its retries on connection errors
+  (DNS, refused, proxy, TLS) and nothing came back from Yahoo since the load began (or since
+  the last symbol that gave up so), the load stops with one :class:`SourceError` instead of
+  walking every other symbol through the same backoff and calling each one delisted.
 * **An on-disk cache per symbol** (parquet, with the fetch time and covered range in the file's
   metadata) answers repeated loads within ``cache_ttl_hours`` without a request.
 * Time comes from an injectable ``clock`` and ``sleep``, so tests run without waiting.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +40,13 @@ import pyarrow.parquet as pq
 
 from turbomode.config import MARKET_SYMBOLS, Settings, get_settings
 from turbomode.data.schema import PRICE_COLUMNS, PRICE_FIELDS, canonical_order, empty_prices
-from turbomode.data.sources.base import DateLike, MarketData, MarketDataSource, filter_frame
+from turbomode.data.sources.base import (
+    DateLike,
+    MarketData,
+    MarketDataSource,
+    date_range,
+    filter_frame,
+)
 from turbomode.data.sp500_page import fetch_sp500_constituents
 from turbomode.data.universe import Universe
 from turbomode.errors import SourceError
@@ -182,14 +193,24 @@ class YFinanceSource(MarketDataSource):
             log.info("yfinance: %d symbol(s) from cache", len(symbols) - len(to_fetch))
 
         skipped: dict[str, str] = {}
+        answered = False  # Yahoo answered since the load began or the last unreachable give-up
         size = self.cfg.batch_size
         for i in range(0, len(to_fetch), size):
             batch = to_fetch[i : i + size]
             got = self._download_batch(batch, window)
+            answered = answered or bool(got)
             for sym in batch:
                 frame = got.get(sym)
                 if frame is None:
-                    frame, reason = self._retry_single(sym, window)
+                    frame, reason, error = self._retry_single(sym, window)
+                    if error is not None and _is_unreachable(error):
+                        if not answered:
+                            raise SourceError(
+                                _unreachable_message(sym, error, self.cfg.max_retries)
+                            )
+                        answered = False
+                    else:
+                        answered = True
                     if frame is None:
                         skipped[sym] = reason
                         continue
@@ -204,22 +225,23 @@ class YFinanceSource(MarketDataSource):
         self._limiter.wait()
         _forget_yfinance_responses()
         try:
-            data = yf.download(
-                batch,
-                interval="1d",
-                group_by="ticker",
-                auto_adjust=True,
-                actions=False,
-                repair=False,
-                keepna=False,
-                threads=False,
-                progress=False,
-                ignore_tz=True,
-                multi_level_index=True,
-                timeout=REQUEST_TIMEOUT_S,
-                session=self._yf_session(),
-                **window.yf_kwargs(),
-            )
+            with _yfinance_calls(raise_errors=False):
+                data = yf.download(
+                    batch,
+                    interval="1d",
+                    group_by="ticker",
+                    auto_adjust=True,
+                    actions=False,
+                    repair=False,
+                    keepna=False,
+                    threads=False,
+                    progress=False,
+                    ignore_tz=True,
+                    multi_level_index=True,
+                    timeout=REQUEST_TIMEOUT_S,
+                    session=self._yf_session(),
+                    **window.yf_kwargs(),
+                )
         except Exception as exc:  # the per-symbol path below retries and explains
             log.warning("yfinance: batch of %d failed (%s); trying one by one", len(batch), exc)
             return {}
@@ -235,12 +257,15 @@ class YFinanceSource(MarketDataSource):
                     out[sym] = frame
         return out
 
-    def _retry_single(self, sym: str, window: _Window) -> tuple[pd.DataFrame | None, str]:
-        """Retry one symbol with exponential backoff; return its frame or why there is none."""
+    def _retry_single(
+        self, sym: str, window: _Window
+    ) -> tuple[pd.DataFrame | None, str, Exception | None]:
+        """Retry one symbol with exponential backoff. Returns its frame, or why there is none
+        and, when it gave up on errors rather than on Yahoo's answer, the last error."""
         retries = self.cfg.max_retries
         if retries == 0:
-            return None, "no data in the batch download and retries are off (max_retries=0)"
-        last = ""
+            return None, "no data in the batch download and retries are off (max_retries=0)", None
+        last: Exception | None = None
         for attempt in range(1, retries + 1):
             delay = self.cfg.backoff_s * 2 ** (attempt - 1)
             if delay > 0:
@@ -249,15 +274,23 @@ class YFinanceSource(MarketDataSource):
             try:
                 frame = self._history(sym, window)
             except _PermanentError as exc:
-                return None, f"unknown or delisted: {exc}"
+                return None, f"unknown or delisted: {exc}", None
             except Exception as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                log.info("yfinance: %s attempt %d/%d failed: %s", sym, attempt, retries, last)
+                last = exc
+                log.info(
+                    "yfinance: %s attempt %d/%d failed: %s: %s",
+                    sym,
+                    attempt,
+                    retries,
+                    type(exc).__name__,
+                    exc,
+                )
                 continue
             if frame.empty:
-                return None, "unknown or delisted: Yahoo returned no price rows in the range"
-            return frame, ""
-        return None, f"gave up after {retries} retries; last error: {last}"
+                return None, "unknown or delisted: Yahoo returned no price rows in the range", None
+            return frame, "", None
+        reason = f"gave up after {retries} retries; last error: {type(last).__name__}: {last}"
+        return None, reason, last
 
     def _history(self, sym: str, window: _Window) -> pd.DataFrame:
         """One symbol through ``Ticker.history`` with exceptions raised, classified."""
@@ -266,7 +299,7 @@ class YFinanceSource(MarketDataSource):
 
         _forget_yfinance_responses()
         try:
-            with _yfinance_raises():
+            with _yfinance_calls(raise_errors=True):
                 raw = yf.Ticker(sym, session=self._yf_session()).history(
                     interval="1d",
                     auto_adjust=True,
@@ -335,13 +368,8 @@ class YFinanceSource(MarketDataSource):
     # ---- helpers --------------------------------------------------------------------------
     def _window(self, start: DateLike, end: DateLike) -> _Window:
         today = pd.Timestamp(self._clock(), unit="s").normalize()
-        try:
-            s = pd.Timestamp(start).normalize() if start is not None else None
-            e = pd.Timestamp(end).normalize() if end is not None else today
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"start/end must be dates (got {start!r}, {end!r}): {exc}") from exc
-        if s is not None and s > e:
-            raise ValueError(f"start {s.date()} is after end {e.date()}")
+        s, e = date_range(start, today if end is None else end)
+        assert e is not None
         return _Window(s, e)
 
 
@@ -385,14 +413,43 @@ def _forget_yfinance_responses() -> None:
 
 
 @contextmanager
-def _yfinance_raises() -> Iterator[None]:
-    """Let yfinance raise instead of logging and returning an empty frame (its default), so a
-    transient failure can be told from 'no data for this symbol'."""
+def _yfinance_calls(raise_errors: bool) -> Iterator[None]:
+    """Mute yfinance's own logger, which reports every failure per ticker (a network error
+    as "possibly delisted", for one): this source reports what happened itself, in
+    ``skipped`` and its errors. ``raise_errors`` lets yfinance raise instead of returning an
+    empty frame (its default), so a transient failure can be told from 'no data'."""
     import yfinance as yf
 
-    before = yf.config.debug.hide_exceptions
-    yf.config.debug.hide_exceptions = False
+    logger = logging.getLogger("yfinance")
+    hide, disabled = yf.config.debug.hide_exceptions, logger.disabled
+    yf.config.debug.hide_exceptions = hide and not raise_errors
+    logger.disabled = True
     try:
         yield
     finally:
-        yf.config.debug.hide_exceptions = before
+        yf.config.debug.hide_exceptions, logger.disabled = hide, disabled
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """A failure to get any answer at all (DNS, refused or reset connection, proxy, TLS,
+    connect timeout), as opposed to an answer Yahoo gave; the requests and curl_cffi session
+    types raise classes of their own."""
+    import requests
+    from curl_cffi.requests import exceptions as curl
+
+    kinds = (requests.exceptions.ConnectionError, curl.ConnectionError, curl.ProxyError)
+    return isinstance(exc, kinds)
+
+
+def _unreachable_message(sym: str, exc: BaseException, retries: int) -> str:
+    """One line: which host, why (the OS's or curl's words, not the whole chain), what now."""
+    url = getattr(getattr(exc, "request", None), "url", None)
+    host = urlsplit(str(url)).netloc if url else "Yahoo Finance"
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] ([^\"')\]]+)|curl: \(\d+\) (.+?)\.?(?: See https|$)", text)
+    detail = next((g for g in found.groups() if g), "") if found else text[:120]
+    return (
+        f"yfinance: cannot reach {host} ({type(exc).__name__}: {detail.strip()}); {sym} failed "
+        f"its {retries} retries with no answer from Yahoo, so the load stops. Check the network "
+        "or proxy, or ingest from files: --source parquet PATH"
+    )
