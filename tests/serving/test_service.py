@@ -133,11 +133,12 @@ def _features(n: int, value: str = "0.0") -> str:
 
 NAN_BODY = '{"sector": "Energy", "horizon": 1, "features": [[1.0, NaN]]}'
 INF_BODY = '{"sector": "Energy", "horizon": 1, "features": [[1.0, Infinity]]}'
+HUGE_BODY = '{"sector": "Energy", "horizon": 1, "features": [[1.0, 1e39]]}'
 BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("post", "/predict", {"symbol": "NOPE", "horizon": 1}, 404, "unknown symbol 'NOPE'"),
     ("post", "/predict", {"symbol": "IT01", "horizon": 3}, 400, "Input should be 1, 2 or 5"),
     ("post", "/predict", {"symbol": "IT01"}, 400, "Field required"),
-    ("post", "/predict", {"symbol": "IT01", "horizon": "soon"}, 400, "validation error"),
+    ("post", "/predict", {"symbol": "IT01", "horizon": "soon"}, 400, "horizon: Input should be"),
     ("post", "/predict", {"symbol": "", "horizon": 1}, 400, "at least 1 character"),
     ("post", "/predict", '{"symbol": "IT01", "horizon": 1', 400, "Invalid JSON"),
     ("post", "/predict_batch", {"symbols": []}, 400, "at least 1 item"),
@@ -145,6 +146,7 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("post", "/predict_batch", {"symbols": [f"S{i}" for i in range(1001)]}, 400, "at most 1000"),
     ("post", "/predict_features", NAN_BODY, 400, "finite number"),
     ("post", "/predict_features", INF_BODY, 400, "finite number"),
+    ("post", "/predict_features", HUGE_BODY, 400, "1e+39 is beyond float32 (±3.4e38)"),
     (
         "post",
         "/predict_features",
@@ -165,6 +167,7 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("get", "/signals?sector=Nope", None, 400, "unknown sector 'Nope'"),
     ("get", "/signals?limit=0", None, 422, "greater than or equal to 1"),
     ("get", "/signals/NOPE", None, 404, "unknown symbol 'NOPE'"),
+    ("get", "/signals/A%0AB", None, 404, "Not Found"),  # no route matches a newline
     ("get", "/sectors?stance=up", None, 422, "bullish"),
     ("post", "/admin/reload", None, 401, "bearer token"),
 ]
@@ -188,7 +191,11 @@ def test_bad_requests_get_a_4xx_that_says_why(
     assert message in r.text
     body_json = r.json()
     assert isinstance(body_json, dict)  # an object, never BentoML's list-wrapped [{"error": …}]
-    assert "error" in body_json or "detail" in body_json
+    if status == 422:  # FastAPI's documented HTTPValidationError
+        assert isinstance(body_json["detail"], list)
+    else:  # ErrorBody: a one-line error, and a detail string when there is one
+        assert set(body_json) <= {"error", "detail"} and isinstance(body_json["error"], str)
+        assert isinstance(body_json.get("detail", ""), str)
 
 
 def test_unscorable_symbols_are_404_with_the_scans_reason(

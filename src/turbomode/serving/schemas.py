@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+import numpy as np
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 
 from turbomode.config import Horizon
 
@@ -26,7 +28,30 @@ SymbolField = Annotated[
 HorizonField = Annotated[
     Horizon, Field(description="Holding horizon in trading days: 1, 2 or 5.", examples=[1])
 ]
-FeatureValue = Annotated[float, Field(allow_inf_nan=False)]
+# The models read float32 (turbomode.models.ensemble.feature_matrix): a larger finite value
+# becomes infinity there, which the RandomForest of a stacked ensemble refuses with a 500.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _within_float32(value: float) -> float:
+    """The range check with a message that says why (pydantic's ``le`` prints 39 digits)."""
+    if abs(value) > FLOAT32_MAX:
+        raise PydanticCustomError(
+            "float32_range",
+            "{value} is beyond float32 (±3.4e38), the models' input type",
+            {"value": f"{value:g}"},
+        )
+    return value
+
+
+FeatureValue = Annotated[
+    float,
+    Field(
+        allow_inf_nan=False,
+        json_schema_extra={"minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX},
+    ),
+    AfterValidator(_within_float32),
+]
 
 
 class Thresholds(BaseModel):

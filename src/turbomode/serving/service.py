@@ -9,18 +9,23 @@ serve``).
   on the service, written as methods so they share its state.
 * ``/livez``, ``/readyz`` (ready when :meth:`TurboMode.__is_ready__` says so), ``/metrics``
   and the OpenAPI document (``/docs.json``) come from BentoML.
+* :class:`turbomode.serving.guard.RequestGuard` stands in front of all of them: body size
+  limit, JSON only on the APIs, BentoML's error bodies and logs made to match the document.
 
 Every route is a line or two over :class:`turbomode.serving.predictor.Predictor`, which holds
-the logic and is tested without a server. Errors the service raises itself are JSON
-``{"error": ..., "detail": ...}`` with their status (400, 401, 403, 404, 503).
+the logic and is tested without a server. Errors are JSON ``{"error": ..., "detail": ...}``
+(a string each) with their status (400, 401, 403, 404, 413, 415, 503); FastAPI's 422 keeps its
+own documented format.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import bentoml
 from fastapi import FastAPI, Header, Query, Request
@@ -29,7 +34,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 from starlette.responses import Response
 
+from turbomode import logs
 from turbomode.config import load_settings
+from turbomode.serving.guard import RequestGuard, body_schemas, document, quiet_client_errors
 from turbomode.serving.predictor import Predictor, ServingError
 from turbomode.serving.schemas import (
     BatchPredictions,
@@ -61,6 +68,7 @@ warnings.filterwarnings(
 DASHBOARD = Path(__file__).parent / "dashboard"
 SERVE = ServingSettings()
 T = TypeVar("T")
+log = logging.getLogger("turbomode.serving")
 
 web = FastAPI(
     title="TurboMode",
@@ -85,12 +93,17 @@ async def _serving_error(_request: Request, exc: ServingError) -> JSONResponse:
 
 
 def _answer(call: Callable[[], T]) -> T | Response:
-    """A BentoML API's result, or its error as JSON with the error's own status (BentoML's
-    handler would wrap a 4xx message in a list, which its OpenAPI document does not say)."""
+    """A BentoML API's result, or its error as JSON with the error's own status. Nothing of
+    ours reaches BentoML's handler: it would wrap a 4xx message in a list, and answer a
+    pydantic error of our own making as the client's 400 (the guard drops its log of those)."""
     try:
         return call()
     except ServingError as exc:
         return JSONResponse(exc.body(), status_code=exc.status)
+    except Exception:
+        log.exception("serving.fault")
+        body = ErrorBody(error="internal error: see the server log").model_dump(exclude_none=True)
+        return JSONResponse(body, status_code=500)
 
 
 @bentoml.asgi_app(web, path="/")
@@ -104,6 +117,7 @@ class TurboMode:
     """TurboMode: stock signals from the production ensembles and the nightly scan."""
 
     def __init__(self) -> None:
+        logs.configure("INFO")  # the service's events as JSON lines on stderr
         self.core = Predictor(load_settings(), SERVE)
         self.core.start()
 
@@ -145,7 +159,8 @@ class TurboMode:
             Field(
                 min_length=1,
                 description="Feature vectors in the model's feature order (`turbomode features "
-                "list`); null marks a missing value, NaN and infinities are refused.",
+                "list`); null marks a missing value; NaN, infinities and values beyond float32 "
+                "(±3.4e38) are refused.",
             ),
         ],
     ) -> FeaturePredictions | Response:
@@ -219,3 +234,17 @@ class TurboMode:
     @web.get("/dashboard/", include_in_schema=False)
     def dashboard_slash(self) -> RedirectResponse:
         return RedirectResponse("/dashboard")
+
+
+SERVICE = cast("bentoml.Service[TurboMode]", TurboMode)  # what the decorators made of the class
+API_BODIES = {
+    api.route: body_schemas(api.input_spec, api.output_spec) for api in SERVICE.apis.values()
+}
+SERVICE.add_asgi_middleware(RequestGuard, max_body_bytes=SERVE.max_body_bytes, apis=API_BODIES)
+quiet_client_errors()
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document ``/docs.json`` serves (BentoML's, completed by the guard), built without a
+    server: what the contract tests generate their requests from."""
+    return document(json.loads(json.dumps(SERVICE.openapi_spec.asdict())), API_BODIES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,7 +21,8 @@ class ServingSettings(BaseSettings):
 
     admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token of POST /admin/reload; unset disables the endpoint (403).",
+        description="Bearer token of POST /admin/reload; unset or empty disables the endpoint "
+        "(403).",
     )
     watch_interval_s: float = Field(
         default=5.0,
@@ -43,6 +44,13 @@ class ServingSettings(BaseSettings):
     )
     max_batch_symbols: int = Field(default=1000, ge=1)
     max_feature_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(
+        default=8 * 2**20,
+        ge=1024,
+        description="Largest request body; a larger one is a 413 before anything parses it. "
+        "8 MiB holds a full /predict_features call (1,000 rows × 201 features at float64 "
+        "precision, about 5 MB).",
+    )
     workers: int = Field(default=1, ge=1, description="BentoML worker processes.")
     threads: int = Field(default=2, ge=1, description="Request threads per worker.")
     scan_file: Path | None = Field(
@@ -53,3 +61,10 @@ class ServingSettings(BaseSettings):
     health_cache_s: float = Field(
         default=2.0, ge=0, description="How long a readiness answer is reused (probes are cheap)."
     )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _empty_token_is_none(cls, token: SecretStr | None) -> SecretStr | None:
+        """``TURBOMODE_SERVE_ADMIN_TOKEN=`` must disable the endpoint, not make the empty
+        bearer token valid."""
+        return token if token is not None and token.get_secret_value().strip() else None
