@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from turbomode.config import LabelSettings
+from turbomode.config import MACRO_ROLES, LabelSettings
 from turbomode.errors import SchemaError
 from turbomode.features import (
     GROUPS,
@@ -39,7 +39,9 @@ def test_registry_is_complete_and_described() -> None:
     assert set(counts) == set(GROUPS)
     for spec in REGISTRY:
         assert spec.description and "\n" not in spec.description
-        assert set(spec.needs) <= {"SPY", "^VIX", "QQQ", "IWM", SECTOR_ETF}
+        market = {"SPY", "^VIX", "QQQ", "IWM", SECTOR_ETF}
+        macro = {f"macro:{role}" for role in MACRO_ROLES}
+        assert set(spec.needs) <= (macro if spec.group == "macro" else market), spec
     assert REGISTRY.needing("QQQ") == [
         "qqq_ret_1",
         "qqq_ret_5",
