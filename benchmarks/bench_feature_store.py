@@ -69,9 +69,10 @@ def main() -> int:
     result = build_features(prices.clean, market.clean, md.universe.sector_map())
     feats = result.frame[result.frame["date"] >= start].reset_index(drop=True)
     layout = fs.FeatureLayout.from_registry()
+    training = fs.FeatureLayout.from_registry(fs.model_features(settings))  # what models read
     print(
-        f"feature rows: {len(feats):,} × {len(layout.all)} features, "
-        f"{feats['symbol'].nunique()} symbols"
+        f"feature rows: {len(feats):,} × {len(layout.all)} features "
+        f"({len(training.all)} in a training set), {feats['symbol'].nunique()} symbols"
     )
 
     t = time.perf_counter()
@@ -81,14 +82,14 @@ def main() -> int:
 
     entities = feats[["symbol", "date"]].sample(frac=args.sample, random_state=0)
     t = time.perf_counter()
-    via_feast = fs.training_frame(store, entities)
+    via_feast = fs.training_frame(store, entities, training.all)
     feast_s = time.perf_counter() - t
     t = time.perf_counter()
-    baseline = merge_asof_baseline(feats, entities, layout.stock, layout.market)
+    baseline = merge_asof_baseline(feats, entities, training.stock, training.market)
     asof_s = time.perf_counter() - t
     key = ["symbol", "date"]
-    a = via_feast.sort_values(key)[layout.all].to_numpy(dtype=np.float32)
-    b = baseline.sort_values(key)[layout.all].to_numpy(dtype=np.float32)
+    a = via_feast.sort_values(key)[training.all].to_numpy(dtype=np.float32)
+    b = baseline.sort_values(key)[training.all].to_numpy(dtype=np.float32)
     same = bool(np.array_equal(a, b, equal_nan=True))
 
     t = time.perf_counter()

@@ -83,11 +83,12 @@ def prepare(data: Path, years: int, work: Path) -> Path:
     entities = labels[["symbol", "date", "sector", *keep]]
     entities = entities[entities[[c for c in keep if c.startswith("label_")]].notna().any(axis=1)]
     t_feast = time.perf_counter()
-    frame = fs.training_frame(store, entities.reset_index(drop=True))
+    names = fs.model_features(settings)
+    frame = fs.training_frame(store, entities.reset_index(drop=True), names)
     print(
         f"features + Feast: {time.perf_counter() - t:.0f} s "
         f"(training set through Feast: {time.perf_counter() - t_feast:.0f} s); "
-        f"{len(frame):,} rows × {len(layout.all)} features, {frame['symbol'].nunique()} symbols"
+        f"{len(frame):,} rows × {len(names)} features, {frame['symbol'].nunique()} symbols"
     )
     frame.to_parquet(out, index=False)
     return out
@@ -143,7 +144,7 @@ def child(
 ) -> dict[str, Any]:
     """One measured training run; returns its figures (and, for Ray, the evaluation)."""
     from turbomode.config import Settings
-    from turbomode.feature_store import FeatureLayout
+    from turbomode.feature_store import model_features
     from turbomode.models import metrics as mx
     from turbomode.models.gate import decide
     from turbomode.models.train import all_tasks, results_table, train_all
@@ -157,7 +158,7 @@ def child(
         compute={"cpus_per_task": cores if mode != "ray" or preset == "rank-pooled" else 1},
     )
     data = pd.read_parquet(work / "training_set.parquet")
-    features = FeatureLayout.from_registry().all
+    features = model_features(settings)
     tasks = all_tasks(settings, sectors)
     done: list[str] = []
 

@@ -37,7 +37,7 @@ from tests.deploy.conftest import (
 from turbomode.cli import NO_NEW_BAR_EXIT, app
 from turbomode.config import ModelSettings, Settings
 from turbomode.data.sources.synthetic import generate_market
-from turbomode.feature_store import FeatureLayout
+from turbomode.feature_store import model_features
 from turbomode.features.engine import build_features
 from turbomode.labels import make_labels
 from turbomode.metrics import JobMetrics
@@ -175,7 +175,7 @@ def train_tiny_models(settings: Settings) -> None:
     sectors = md.universe.sector_map()
     feats = build_features(md.prices, md.market, sectors).frame
     labels = make_labels(md.prices, settings.labels, sectors=sectors)
-    cols = FeatureLayout.from_registry().all
+    cols = model_features(settings)
     data = feats.merge(labels, on=["symbol", "date"])
     data = data[data["date"] >= data["date"].max() - pd.Timedelta(days=150)]
     registry = ModelRegistry(Workspace.of(settings).model_registry_uri, family="turbomode")

@@ -23,6 +23,7 @@ def test_data_dir_moves_every_store(tmp_path: Path) -> None:
     assert ws.signals_url == f"sqlite:///{tmp_path}/d/signals.db"
     assert ws.model_registry_uri == f"{tmp_path}/d/models"
     assert Path(s.yfinance.cache_dir) == tmp_path / "d" / "cache" / "yfinance"
+    assert Path(s.fred.cache_dir) == tmp_path / "d" / "cache" / "fred"
     for path in (ws.clean_dir, ws.feast_dir, ws.scans_dir, ws.reports_dir, ws.smart_dir):
         assert path.is_relative_to(tmp_path / "d")
     # moving again follows (the derived values are recognised as derived)

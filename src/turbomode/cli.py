@@ -73,6 +73,7 @@ class SourceName(StrEnum):
     parquet = "parquet"
     csv = "csv"
     yfinance = "yfinance"
+    fred = "fred"
 
 
 class _State:
@@ -143,11 +144,15 @@ def ingest(
     end: Annotated[str | None, typer.Option("--end", help="Last date, YYYY-MM-DD.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Load market data, validate every row, write the clean store and a quarantine report."""
+    """Load market data, validate every row, write the clean store and a quarantine report;
+    then the macro step (macro.source). `--source fred`: only the macro series, from FRED."""
     from turbomode.data.ingest import STEPS
     from turbomode.data.ingest import ingest as run_ingest
     from turbomode.data.sources import get_source
 
+    if source is SourceName.fred:
+        _ingest_macro(path, symbols, start, end, as_json)
+        return
     try:
         settings = _settings()
         name = source.value if source else (settings.data.source if path is None else "parquet")
@@ -168,6 +173,50 @@ def ingest(
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         return
     _print_ingest(summary, report)
+
+
+def _ingest_macro(
+    path: Path | None, symbols: str | None, start: str | None, end: str | None, as_json: bool
+) -> None:
+    """`turbomode ingest --source fred`: the macro series' vintages into the clean store."""
+    from turbomode.data.ingest import ingest_macro
+    from turbomode.data.sources.fred import FredSource
+
+    try:
+        if path is not None or symbols:
+            raise TurboModeError("--source fred takes no PATH and no --symbols")
+        settings = _settings()
+        roles = list(settings.macro.series)
+        with _progress(transient=True) as progress:
+            task = progress.add_task("ingest (fred)", total=len(roles))
+
+            def done(role: str) -> None:
+                progress.update(task, advance=1, description=f"ingest (fred): {role}")
+
+            report = ingest_macro(settings, FredSource(settings, on_series=done), start, end)
+    except EXPECTED as exc:
+        fail(exc)
+    summary = report.summary()
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    table = Table(title="Macro series — source: fred (as first published, with revisions)")
+    for col in ("role", "series", "observations", "rows", "first", "last", "newest release"):
+        table.add_column(col)
+    for role, info in summary["series"].items():
+        table.add_row(
+            role,
+            info["source_id"],
+            f"{info['observations']:,}",
+            f"{info['rows']:,}",
+            info["first_date"],
+            info["last_date"],
+            info["newest_release"],
+        )
+    console.print(table)
+    if summary["rows_quarantined"]:
+        console.print(f"quarantined: {summary['rules']} (see {summary['paths']['macro_report']})")
+    console.print(f"written: {summary['paths']['macro']}")
 
 
 def _print_ingest(summary: dict[str, Any], report: Any) -> None:
@@ -194,6 +243,11 @@ def _print_ingest(summary: dict[str, Any], report: Any) -> None:
     if summary["skipped"]:
         shown = ", ".join(f"{s} ({r})" for s, r in list(summary["skipped"].items())[:10])
         table.add_row("skipped", shown)
+    macro = summary.get("macro")
+    if macro is not None:
+        series = ", ".join(macro.get("series", {})) or "none"
+        note = f"{macro['action']} ({macro['source']}): {series}"
+        table.add_row("macro series", note + (f" — {macro['error']}" if "error" in macro else ""))
     table.add_row("seconds", f"{summary['seconds']:.2f}")
     table.add_row("clean store", str(Path(summary["paths"]["prices"]).parent))
     console.print(table)

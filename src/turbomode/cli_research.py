@@ -47,7 +47,9 @@ def _feature_frame(settings: Settings, md: MarketData, name: str) -> pd.DataFram
         return table.assign(date=dates)
     from turbomode.features.engine import build_features
 
-    return build_features(md.prices, md.market, md.universe.sector_map(), features=[name]).frame
+    return build_features(
+        md.prices, md.market, md.universe.sector_map(), features=[name], macro=md.macro
+    ).frame
 
 
 def _score_file(path: Path) -> pd.DataFrame:

@@ -60,7 +60,7 @@ def tune_command(
 ) -> None:
     """Search base-learner parameters on walk-forward folds before the out-of-time window and
     write the best as a config file (use it with `turbomode --config FILE train`)."""
-    from turbomode.feature_store import FeatureLayout
+    from turbomode.feature_store import model_features
     from turbomode.models.train import oot_window_start, training_set
     from turbomode.models.tune import ray_session, tune_task, write_params
 
@@ -80,7 +80,7 @@ def tune_command(
         rows = data[(data["sector"] == sector) & data[label].notna()].reset_index(drop=True)
         if rows.empty:
             raise TurboModeError(f"no labelled rows for {sector} at {horizon}d")
-        features = FeatureLayout.from_registry().all
+        features = model_features(settings)
         results = []
         with ray_session(settings):
             for name in names:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -304,6 +304,113 @@ class YFinanceSettings(BaseModel):
     max_retries: int = Field(default=3, ge=0)
     backoff_s: float = Field(default=2.0, ge=0, description="First retry delay; doubles each try.")
     cache_dir: Path = Path("data/cache/yfinance")
+    cache_ttl_hours: float = Field(default=12.0, ge=0)
+
+
+MacroRole = Literal["curve", "claims", "money", "manufacturing"]
+MACRO_ROLES: tuple[MacroRole, ...] = ("curve", "claims", "money", "manufacturing")
+
+
+def _macro_series() -> dict[MacroRole, str]:
+    return {
+        "curve": "T10Y2Y",
+        "claims": "ICSA",
+        "money": "M2SL",
+        "manufacturing": "GACDFSA066MSFRBPHI",
+    }
+
+
+def _release_lags() -> dict[MacroRole, int]:
+    return {"curve": 1, "claims": 5, "money": 60, "manufacturing": 21}
+
+
+class MacroSettings(BaseModel):
+    """Macro context: which series stand for each role the macro features read, where they come
+    from, and whether the models use them.
+
+    Features are named by role (``macro_curve_level``, ``macro_m2_yoy`` …), so a series is
+    swapped here without touching the registry. A value is usable from the day it was first
+    published: the vintage's ``realtime_start`` (ALFRED), or — where only final values exist —
+    the observation date plus ``release_lag_days`` (turbomode.features.macro).
+    """
+
+    source: Literal["market", "fred", "none"] = Field(
+        default="market",
+        description=(
+            "Where each ingest's macro step gets the series. market: the market source's own "
+            "(the synthetic market generates them; parquet, csv and yfinance have none, so a "
+            "data directory never mixes one market's prices with another's macro series); "
+            "fred: refreshed from FRED at every ingest (a failure keeps the stored series and "
+            "is reported); none: no macro series. Series fetched with `turbomode ingest "
+            "--source fred` are kept by a market ingest."
+        ),
+    )
+    series: dict[MacroRole, str] = Field(
+        default_factory=_macro_series,
+        description=(
+            "FRED series id per role. manufacturing: the Philadelphia Fed Manufacturing "
+            "Business Outlook Survey's current general activity diffusion index (seasonally "
+            "adjusted): ISM's PMI is not on FRED; this is the closest diffusion index that is, "
+            "published on the third Thursday of the month it describes (before ISM), from 1968, "
+            "with vintages in ALFRED."
+        ),
+    )
+    release_lag_days: dict[MacroRole, int] = Field(
+        default_factory=_release_lags,
+        description=(
+            "Days from the observation date to the first release, used only where a series "
+            "has final values without vintages (fred.vintages: false): curve — a day's spread "
+            "is posted the next day; claims — the week ending Saturday is released on the "
+            "Thursday after; money — the month (dated its first day) comes with the H.6 "
+            "release near the fourth Tuesday of the next month (≤ 58 days); manufacturing — "
+            "the survey comes out on the third Thursday of its own month (≤ 20 days)."
+        ),
+    )
+    in_models: bool = Field(
+        default=False,
+        description=(
+            "Whether the models' feature list includes the macro group. Off by default: the "
+            "macro features' value has not been measured by the research protocol, and data "
+            "without macro history (../shared/data) must train exactly the models it trained "
+            "before. Training with it on fails when the training set holds no macro values."
+        ),
+    )
+
+
+class FredSettings(BaseModel):
+    """FRED's HTTP API (https://fred.stlouisfed.org/docs/api/fred/): key, politeness, retries
+    and the on-disk cache of the ``fred`` macro source."""
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="FRED API key (TURBOMODE_FRED__API_KEY; else the FRED_API_KEY variable). "
+        "Never printed: `config show` masks it and request URLs are redacted in logs and errors.",
+    )
+    base_url: str = "https://api.stlouisfed.org/fred"
+    vintages: bool = Field(
+        default=True,
+        description="Read every vintage (ALFRED real-time periods), so each value is dated by "
+        "its first release and revisions by theirs; false: today's values only, dated by "
+        "macro.release_lag_days.",
+    )
+    observation_start: str = Field(
+        default="1990-01-01", description="First observation date requested."
+    )
+    realtime_window_days: int = Field(
+        default=1461,
+        ge=30,
+        description="Real-time period of one request (4 years). FRED refuses a period holding "
+        "more than 2,000 vintage dates, and a daily series has one per business day; a window "
+        "that is still refused is split in two.",
+    )
+    page_limit: int = Field(default=100_000, ge=1, le=100_000, description="Rows per page.")
+    timeout_s: float = Field(default=30.0, gt=0)
+    min_interval_s: float = Field(
+        default=0.5, ge=0, description="Pause between requests (FRED allows 120 a minute)."
+    )
+    max_retries: int = Field(default=3, ge=0)
+    backoff_s: float = Field(default=2.0, ge=0, description="First retry delay; doubles each try.")
+    cache_dir: Path = Path("data/cache/fred")
     cache_ttl_hours: float = Field(default=12.0, ge=0)
 
 
@@ -717,6 +824,8 @@ class Settings(BaseSettings):
     stores: StoreSettings = Field(default_factory=StoreSettings)
     features: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
     yfinance: YFinanceSettings = Field(default_factory=YFinanceSettings)
+    macro: MacroSettings = Field(default_factory=MacroSettings)
+    fred: FredSettings = Field(default_factory=FredSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)

@@ -5,9 +5,10 @@ Layout (definitions are generated from the feature registry, never from a second
 
 * ``stock_features`` — every non-market feature, entity ``symbol``; offline only: the source of
   point-in-time training sets.
-* ``market_context`` — the market group (VIX, SPY/QQQ/IWM…), entity ``market`` with the single
-  key ``US``. Feast's entity-less views cannot be read online in this Feast version, so the
-  market is an entity with one row per date.
+* ``market_context`` — the market and macro groups (VIX, SPY/QQQ/IWM…, macro series as known
+  on each date), entity ``market`` with the single key ``US``. Feast's entity-less views
+  cannot be read online in this Feast version, so the market is an entity with one row per
+  date.
 * ``stock_vector`` — the model's whole feature vector (stock and market features, registry
   order) packed into one ``Array(Float32)`` per symbol and date, online. Feast stores one
   online row per feature value; a packed vector turns a 500-symbol × 180-feature read from
@@ -87,10 +88,32 @@ class FeatureLayout:
         from turbomode.features.registry import REGISTRY, select_features
 
         chosen = select_features(names)
-        market = set(REGISTRY.names("market"))
+        market = set(REGISTRY.names("market")) | set(REGISTRY.names("macro"))
         return cls(
             stock=[n for n in chosen if n not in market],
             market=[n for n in chosen if n in market],
+        )
+
+
+def model_features(settings: Settings) -> list[str]:
+    """The models' feature list, in vector order: the registry without the macro group unless
+    ``macro.in_models`` (see :func:`turbomode.features.registry.model_feature_names`)."""
+    from turbomode.features.registry import model_feature_names
+
+    return model_feature_names(settings.macro.in_models)
+
+
+def require_macro_values(data: pd.DataFrame, names: Sequence[str]) -> None:
+    """Fail when the models are to read macro features that hold no value at all: training on
+    an all-NaN group would quietly change the models, not use macro context."""
+    from turbomode.features.registry import REGISTRY
+
+    macro = [n for n in names if n in set(REGISTRY.names("macro"))]
+    if macro and len(data) and bool(data[macro].isna().all(axis=None)):
+        raise FeatureStoreError(
+            "macro.in_models is on but the training set holds no macro values: ingest macro "
+            "series (`turbomode ingest --source fred`, or macro.source: fred) and rebuild the "
+            "features, or set macro.in_models: false"
         )
 
 
@@ -359,7 +382,7 @@ def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list
         schema=[Field(name=n, dtype=Float32) for n in layout.market],
         source=source(MARKET_VIEW),
         online=False,
-        description="Market context: VIX, SPY/QQQ/IWM returns and trend",
+        description="Market context: VIX, SPY/QQQ/IWM returns and trend, macro series as known",
     )
     vector_view = FeatureView(
         name=VECTOR_VIEW,
@@ -645,14 +668,17 @@ def vectors_for_date(
 MANIFEST = "build.json"
 
 
-def _fingerprint(frame: pd.DataFrame | None, until: pd.Timestamp) -> str:
-    """A hash of the rows dated ≤ ``until``: an increment is valid only while the history
-    the stored features came from is unchanged (no revision, no back-filled symbol)."""
+def _fingerprint(frame: pd.DataFrame | None, until: pd.Timestamp, by: str = "date") -> str:
+    """A hash of the rows dated ≤ ``until`` (by ``by``; macro vintages by their release): an
+    increment is valid only while the history the stored features came from is unchanged (no
+    revision, no back-filled symbol). A macro revision released after ``until`` changes no
+    stored feature, so it does not count."""
     if frame is None or frame.empty:
         return "none"
-    rows = frame[pd.to_datetime(frame["date"]) <= until]
-    cols = [c for c in ("symbol", "date", "open", "high", "low", "close", "volume") if c in rows]
-    rows = rows.sort_values(["symbol", "date"])[cols]
+    rows = frame[pd.to_datetime(frame[by]) <= until]
+    known = ("symbol", "series", "date", "realtime_start", "open", "high", "low", "close")
+    cols = [c for c in (*known, "volume", "value") if c in rows]
+    rows = rows.sort_values(cols[:2] if by == "date" else cols[:3])[cols]
     digest = pd.util.hash_pandas_object(rows, index=False).to_numpy()
     return f"{len(rows)}:{int(digest.sum(dtype=np.uint64))}"
 
@@ -664,6 +690,7 @@ def _manifest(
         "last_date": str(last.date()),
         "prices": _fingerprint(md.prices, last),
         "market": _fingerprint(md.market, last),
+        "macro": _fingerprint(md.macro, last, by="realtime_start"),
         "sectors": sorted(sectors.items()),
         "features": list(names),
         "lookback": lookback,
@@ -694,7 +721,7 @@ def _increment_since(
     now = _manifest(md, names, last, sectors, lookback)
     changed = [
         k
-        for k in ("features", "sectors", "lookback", "prices", "market")
+        for k in ("features", "sectors", "lookback", "prices", "market", "macro")
         if json.loads(json.dumps(now[k])) != stored.get(k)
     ]
     if changed:
@@ -738,7 +765,7 @@ def build(
             mode, rows = "current", 0
             report = FeatureReport(0, 0, 0, names, mode="current")
         elif since is not None:
-            inc = build_increment(md.prices, md.market, sectors, since, lookback)
+            inc = build_increment(md.prices, md.market, sectors, since, lookback, macro=md.macro)
             bad = (
                 compare(
                     inc.check_rows, stored_vectors(settings, inc.check_dates, layout), layout.all
@@ -759,7 +786,7 @@ def build(
         if mode == "full":
             # no manifest while the tables are replaced: a crash half-way means a full build
             (feast_dir(settings) / "offline" / MANIFEST).unlink(missing_ok=True)
-            result = build_features(md.prices, md.market, sectors)
+            result = build_features(md.prices, md.market, sectors, macro=md.macro)
             write_offline_tables(result.frame, settings, layout)
             rows, report = len(result.frame), result.report
             last = pd.Timestamp(result.frame["date"].max())

@@ -7,8 +7,10 @@ steps, in this order (``cronWorkflows.jobs.<job>.steps`` in ``charts/turbomode/v
 same library functions in the same order (``tests/pipelines`` checks the step names). The
 chain a night runs:
 
-ingest the new bars → features for the new day → materialize into the online store → scan →
-Smart Scanner → paper wallet (off until a wallet is created).
+ingest the new bars (its last step refreshes the macro series: from FRED with
+``macro.source: fred``, see :func:`turbomode.data.ingest.refresh_macro`) → features for the new
+day → materialize into the online store → scan → Smart Scanner → paper wallet (off until a
+wallet is created).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Every path TurboMode reads or writes hangs under ``settings.data.data_dir``: the
 Feast's offline tables and local online store, scans, reports, the Smart Scanner's state,
 backtests, replays, tuning results, and — unless set explicitly — the signals store
 (``sqlite:///<data_dir>/signals.db``), the model registry (``<data_dir>/models``) and the
-yfinance cache. So ``--data-dir D`` (or ``TURBOMODE_DATA__DATA_DIR``) moves all of it, from
-any working directory.
+yfinance and FRED caches. So ``--data-dir D`` (or ``TURBOMODE_DATA__DATA_DIR``) moves all of
+it, from any working directory.
 
 A store setting counts as "not set explicitly" while it still holds its default value (the
 defaults are written relative to ``./data``); :func:`rebase` rewrites exactly those under the
@@ -26,6 +26,7 @@ DEFAULT_DATA_DIR = Path("data")
 DEFAULT_SIGNALS_URL = "sqlite:///data/signals.db"
 DEFAULT_MODEL_REGISTRY_URI = "data/models"
 DEFAULT_YFINANCE_CACHE = Path("data/cache/yfinance")
+DEFAULT_FRED_CACHE = Path("data/cache/fred")
 
 
 def sqlite_url(path: Path) -> str:
@@ -33,11 +34,12 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.as_posix()}"
 
 
-def _derived(data_dir: Path) -> tuple[str, str, Path]:
+def _derived(data_dir: Path) -> tuple[str, str, Path, Path]:
     return (
         sqlite_url(data_dir / "signals.db"),
         (data_dir / "models").as_posix(),
         data_dir / "cache" / "yfinance",
+        data_dir / "cache" / "fred",
     )
 
 
@@ -46,14 +48,16 @@ def rebase(settings: Settings, previous: Path = DEFAULT_DATA_DIR) -> Settings:
     ``previous``) under ``settings.data.data_dir``, in place; returns ``settings``."""
     data_dir = Path(settings.data.data_dir)
     old = {_derived(DEFAULT_DATA_DIR), _derived(Path(previous))}
-    signals, registry, cache = _derived(data_dir)
-    stores, yf = settings.stores, settings.yfinance
+    signals, registry, cache, fred_cache = _derived(data_dir)
+    stores, yf, fred = settings.stores, settings.yfinance, settings.fred
     if stores.signals_url in {o[0] for o in old}:
         stores.signals_url = signals
     if stores.model_registry_uri in {o[1] for o in old}:
         stores.model_registry_uri = registry
     if Path(yf.cache_dir) in {o[2] for o in old}:
         yf.cache_dir = cache
+    if Path(fred.cache_dir) in {o[3] for o in old}:
+        fred.cache_dir = fred_cache
     return settings
 
 

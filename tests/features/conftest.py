@@ -63,6 +63,21 @@ def synth() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     return synthetic_market()
 
 
+def synthetic_macro(market: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Macro vintages (published late, revised) for a market frame's SPY calendar, from the
+    platform's generator with SPY's returns as the market factor."""
+    from turbomode.data.sources.synthetic import macro_series
+
+    spy = market[market["symbol"] == "SPY"].sort_values("date")
+    ret = np.log(spy["close"]).diff().fillna(0.0).to_numpy()
+    return macro_series(seed, pd.DatetimeIndex(spy["date"]), ret, np.abs(ret) > 0.02)
+
+
+@pytest.fixture(scope="session")
+def synth_macro(synth: tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]) -> pd.DataFrame:
+    return synthetic_macro(synth[1])
+
+
 def load_real(
     data_dir: Path, symbols: list[str] | None = None, start: str = "2017-06-28"
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:

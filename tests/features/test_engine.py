@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from turbomode.config import LabelSettings
+from turbomode.config import MACRO_ROLES, LabelSettings
 from turbomode.errors import SchemaError
 from turbomode.features import (
     GROUPS,
@@ -33,13 +33,21 @@ def full(synth: tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]) -> pd.DataFra
     return build_features(prices, market, sectors, dtype=np.float64).frame
 
 
+@pytest.fixture(scope="module")
+def full_macro(synth, synth_macro: pd.DataFrame) -> pd.DataFrame:
+    prices, market, sectors = synth
+    return build_features(prices, market, sectors, dtype=np.float64, macro=synth_macro).frame
+
+
 def test_registry_is_complete_and_described() -> None:
     assert 170 <= len(REGISTRY) <= 220
     counts = REGISTRY.counts()
     assert set(counts) == set(GROUPS)
     for spec in REGISTRY:
         assert spec.description and "\n" not in spec.description
-        assert set(spec.needs) <= {"SPY", "^VIX", "QQQ", "IWM", SECTOR_ETF}
+        market = {"SPY", "^VIX", "QQQ", "IWM", SECTOR_ETF}
+        macro = {f"macro:{role}" for role in MACRO_ROLES}
+        assert set(spec.needs) <= (macro if spec.group == "macro" else market), spec
     assert REGISTRY.needing("QQQ") == [
         "qqq_ret_1",
         "qqq_ret_5",
@@ -213,15 +221,20 @@ def test_input_order_does_not_matter(synth, full: pd.DataFrame) -> None:
     mode=st.sampled_from(["truncate", "perturb", "delete"]),
     seed=st.integers(0, 2**16),
 )
-def test_point_in_time(synth, full: pd.DataFrame, t_index: int, mode: str, seed: int) -> None:
-    """Changing or deleting any data after t changes no feature at t (every group)."""
+def test_point_in_time(
+    synth, synth_macro, full_macro: pd.DataFrame, t_index: int, mode: str, seed: int
+) -> None:
+    """Changing or deleting any data after t changes no feature at t (every group): prices
+    and market bars dated after t, and macro values released after t — revisions of old
+    observations included."""
     prices, market, sectors = synth
     rng = np.random.default_rng(seed)
     dates = np.sort(prices["date"].unique())
     t = dates[t_index]
     after_p, after_m = prices["date"] > t, market["date"] > t
+    later = synth_macro["realtime_start"] > t
     if mode == "truncate":
-        p2, m2 = prices[~after_p], market[~after_m]
+        p2, m2, x2 = prices[~after_p], market[~after_m], synth_macro[~later]
     else:
         syms = rng.choice(sorted(sectors), size=rng.integers(1, len(sectors)), replace=False)
         hit = after_p & prices["symbol"].isin(syms)
@@ -236,9 +249,25 @@ def test_point_in_time(synth, full: pd.DataFrame, t_index: int, mode: str, seed:
             m2.loc[after_m, "close"] = m2.loc[after_m, "close"] * rng.uniform(
                 0.8, 1.2, after_m.sum()
             )
-    got = build_features(p2, m2, sectors, dtype=np.float64).frame
+        role = rng.choice(sorted(set(synth_macro["series"])))
+        if mode == "delete":
+            x2 = synth_macro[~(later & (synth_macro["series"] == role))]
+        else:  # revise: later values change, and old observations get revisions after t
+            x2 = synth_macro.copy()
+            x2.loc[later, "value"] = x2.loc[later, "value"] * rng.uniform(0.5, 1.5, later.sum())
+            old = x2[x2["realtime_start"] <= t].sample(n=20, replace=True, random_state=seed)
+            days = rng.integers(1, 60, len(old))
+            revisions = old.assign(
+                realtime_start=pd.Timestamp(t) + pd.to_timedelta(days, unit="D"),
+                value=old["value"] * rng.uniform(0.5, 1.5, len(old)),
+            )
+            x2 = pd.concat([x2, revisions]).drop_duplicates(
+                ["series", "date", "realtime_start"], keep="last"
+            )
+    got = build_features(p2, m2, sectors, dtype=np.float64, macro=x2).frame
     a = got[got["date"] == t].reset_index(drop=True)
-    b = full[full["date"] == t].reset_index(drop=True)
+    b = full_macro[full_macro["date"] == t].reset_index(drop=True)
+    assert b[REGISTRY.names("macro")].notna().any(axis=None) or t_index < 30
     pd.testing.assert_frame_equal(a[["symbol", "date"]], b[["symbol", "date"]])
     np.testing.assert_allclose(
         a.iloc[:, 2:].to_numpy(), b.iloc[:, 2:].to_numpy(), rtol=1e-10, atol=1e-12, equal_nan=True

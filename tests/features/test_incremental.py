@@ -125,3 +125,26 @@ def test_nightly_build_appends_only_the_new_dates(tmp_path: Path) -> None:
     prices.to_parquet(clean, index=False)
     report, _ = fs.build(nightly)
     assert report.mode == "full"
+
+
+def test_a_macro_revision_rebuilds_only_once_it_was_known(tmp_path: Path) -> None:
+    """A revision released after the last built date changes no stored feature (features read
+    what was released by their date), so the build stays incremental; one released before it
+    changes stored values, so everything is rebuilt."""
+    settings = Settings(data={"data_dir": tmp_path}, synthetic={"n_symbols": 11, "n_days": 300})
+    ingest(settings)
+    fs.build(settings)
+    market = pq.read_table(fs.view_table(settings, fs.MARKET_VIEW)).to_pandas()
+    assert market["macro_m2_yoy"].notna().any() and market["macro_curve_level"].notna().any()
+    path = settings.data.clean_dir / "macro.parquet"
+    macro = pd.read_parquet(path)
+    last = pd.read_parquet(settings.data.clean_dir / "prices.parquet")["date"].max()
+    old = macro[macro["series"] == "money"].iloc[[2]]
+    later = old.assign(realtime_start=last + pd.Timedelta(days=3), value=old["value"] * 2)
+    pd.concat([macro, later], ignore_index=True).to_parquet(path, index=False)
+    report, _ = fs.build(settings)
+    assert report.mode == "current"
+    known = old.assign(realtime_start=last - pd.Timedelta(days=3), value=old["value"] * 2)
+    pd.concat([macro, known], ignore_index=True).to_parquet(path, index=False)
+    report, _ = fs.build(settings)
+    assert report.mode == "full"

@@ -18,8 +18,8 @@ import pytest
 
 from turbomode.config import LabelSettings, ModelSettings, SyntheticSettings
 from turbomode.data.sources.synthetic import generate_market, measure_reversal_ic
-from turbomode.feature_store import FeatureLayout
 from turbomode.features import build_features
+from turbomode.features.registry import model_feature_names
 from turbomode.labels import make_labels
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.ranker import RankEnsemble, rank_target
@@ -62,7 +62,7 @@ def oot_ic(strength: float, kind: str = "class3") -> dict[str, float]:
     start = pd.Timestamp(np.sort(data["date"].unique())[int(0.75 * data["date"].nunique())])
     tr_idx, te_idx = out_of_time_split(dates, 1, start)
     tr, te = data.iloc[tr_idx], data.iloc[te_idx]
-    names = FeatureLayout.from_registry().all
+    names = model_feature_names()
     y, d = tr["label_1"].to_numpy(dtype=np.int64), tr["date"].to_numpy()
     if kind == "rank":  # the default: one rank model over every sector's rows
         target = rank_target(tr["fwd_ret_1"].to_numpy(), d, tr["sector"].to_numpy())

@@ -12,7 +12,14 @@ import pytest
 
 from turbomode.config import Settings
 from turbomode.data.ingest import ingest
-from turbomode.feature_store import FeatureLayout, build
+from turbomode.feature_store import (
+    FeatureLayout,
+    FeatureStoreError,
+    build,
+    model_features,
+    require_macro_values,
+)
+from turbomode.features.registry import REGISTRY
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.train import (
     TrainTask,
@@ -48,8 +55,9 @@ def data(settings: Settings) -> pd.DataFrame:
 def test_training_set_is_labels_joined_point_in_time(
     settings: Settings, data: pd.DataFrame
 ) -> None:
-    names = FeatureLayout.from_registry().all
+    names = model_features(settings)
     assert {"symbol", "date", "sector", "label_1", "fwd_ret_5", *names} <= set(data.columns)
+    assert not set(REGISTRY.names("macro")) & set(data.columns)  # not the models' by default
     assert data["sector"].notna().all()
     assert not data.duplicated(["symbol", "date"]).any()
     # Features are exactly the offline rows of the same date: the join moved nothing in time.
@@ -58,6 +66,22 @@ def test_training_set_is_labels_joined_point_in_time(
     row = data.sample(1, random_state=0).iloc[0]
     src = feats[(feats["symbol"] == row["symbol"]) & (feats["date"] == row["date"])].iloc[0]
     assert np.float32(row["rsi_14"]) == pytest.approx(src["rsi_14"], nan_ok=True)
+
+
+def test_macro_in_models_adds_the_macro_group(settings: Settings, data: pd.DataFrame) -> None:
+    """With macro.in_models the training set carries the macro group (the synthetic market has
+    macro series) beside the very same rows and features; without macro values it refuses."""
+    on = settings.model_copy(deep=True)
+    on.macro.in_models = True
+    rows = training_set(on)
+    macro = REGISTRY.names("macro")
+    assert model_features(on) == FeatureLayout.from_registry().all
+    assert rows[macro].notna().any().all()
+    pd.testing.assert_frame_equal(rows[list(data.columns)], data)
+    require_macro_values(rows, model_features(on))
+    with pytest.raises(FeatureStoreError, match=r"macro\.in_models is on"):
+        require_macro_values(rows.assign(**dict.fromkeys(macro, np.nan)), model_features(on))
+    require_macro_values(rows.assign(**dict.fromkeys(macro, np.nan)), model_features(settings))
 
 
 def test_tasks_and_test_window(settings: Settings, data: pd.DataFrame) -> None:
@@ -73,7 +97,7 @@ def test_tasks_and_test_window(settings: Settings, data: pd.DataFrame) -> None:
 def test_ray_runs_a_failing_task_without_losing_the_others(
     settings: Settings, data: pd.DataFrame, tmp_path: Path
 ) -> None:
-    names = FeatureLayout.from_registry().all
+    names = model_features(settings)
     tasks = [
         TrainTask("Energy", 1),
         TrainTask("Utilities", 5),
@@ -101,7 +125,7 @@ def test_ray_runs_a_failing_task_without_losing_the_others(
 def test_sequential_mode_gives_the_same_models(
     settings: Settings, data: pd.DataFrame, tmp_path: Path
 ) -> None:
-    names = FeatureLayout.from_registry().all
+    names = model_features(settings)
     task = [TrainTask("Energy", 1)]
     a = train_all(settings, data, names, tmp_path / "a", task, use_ray=False)[0]
     b = train_all(settings, data, names, tmp_path / "b", task, use_ray=False)[0]

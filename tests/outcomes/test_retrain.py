@@ -15,8 +15,8 @@ import pytest
 from tests.models.test_ensemble import FAST
 from turbomode.config import Settings
 from turbomode.data.ingest import ingest, load_clean
-from turbomode.feature_store import FeatureLayout
 from turbomode.features.engine import build_features
+from turbomode.features.registry import model_feature_names
 from turbomode.labels import make_labels
 from turbomode.metrics import JobMetrics
 from turbomode.models import pipeline
@@ -85,7 +85,7 @@ def env(
 
 def production_from(data: pd.DataFrame, registry: ModelRegistry, tmp: Path) -> str:
     """Fit on ``data`` and make it the production model of KEY."""
-    names = FeatureLayout.from_registry().all
+    names = model_feature_names()
     ens = StackedEnsemble(names, 1, FAST).fit(
         data[names], data["label_1"].to_numpy(dtype=np.int64), data["date"].to_numpy()
     )

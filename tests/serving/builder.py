@@ -171,7 +171,7 @@ def _train(
     ``train_rows`` rows (all sectors pooled: prediction cost depends on model size, not on
     what it learned)."""
     labels = make_labels(prices, settings.labels, sectors=sectors)
-    cols = fs.FeatureLayout.from_registry().all
+    cols = fs.model_features(settings)
     data = features.merge(labels, on=["symbol", "date"])
     data = data[data["date"] >= data["date"].max() - pd.Timedelta(days=train_days)]
     out: dict[int, Path] = {}

@@ -366,7 +366,7 @@ def run_backtests(
         from turbomode.features.engine import build_features
 
         note("modifier evidence")
-        frame = build_features(md.prices, md.market, md.universe.sector_map()).frame
+        frame = build_features(md.prices, md.market, md.universe.sector_map(), macro=md.macro).frame
         for rules, result in run.results.items():
             measured = measure_modifiers(modifiers, result.trades, frame, start, end, settings)
             atomic_write_json(measured, out / rules / "modifiers.json")

@@ -2,6 +2,11 @@
 
 The clean store is the hand-off to everything downstream (features, training, scans). Every
 file in it is replaced atomically, so re-running ingest after a crash gives the same state.
+
+Its last step is the macro step (``macro.source``, :func:`refresh_macro`): the macro series'
+vintages (``clean/macro.parquet``) come with the market data (the synthetic market's), from
+FRED (refreshed at every ingest, so the nightly chain refreshes them), or not at all — and a
+data directory never keeps one market's macro series beside another's prices.
 """
 
 from __future__ import annotations
@@ -16,7 +21,21 @@ from typing import Any
 import pandas as pd
 
 from turbomode.config import Settings
-from turbomode.data.sources import MarketData, MarketDataSource, get_source
+from turbomode.data.macro import (
+    MacroReport,
+    read_macro,
+    remove_macro,
+    stored_macro_source,
+    validate_macro,
+    write_macro,
+)
+from turbomode.data.sources import (
+    MacroSource,
+    MarketData,
+    MarketDataSource,
+    get_macro_source,
+    get_source,
+)
 from turbomode.data.sources.base import DateLike, date_range, describe_selection
 from turbomode.data.universe import Universe
 from turbomode.data.validation import ValidationResult, validate_prices
@@ -26,7 +45,7 @@ from turbomode.logs import event
 from turbomode.metrics import job_metrics
 
 log = logging.getLogger("turbomode.ingest")
-STEPS = ("load", "validate prices", "validate market", "write")
+STEPS = ("load", "validate prices", "validate market", "write", "macro")
 
 
 @dataclass
@@ -40,10 +59,11 @@ class IngestReport:
     skipped: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    macro: MacroReport | None = None
 
     def summary(self) -> dict[str, Any]:
         clean = self.prices.clean
-        return {
+        out = {
             "source": self.source,
             "rows_in": self.prices.rows_in,
             "rows_clean": self.prices.rows_out,
@@ -61,6 +81,9 @@ class IngestReport:
             "paths": self.paths,
             "seconds": round(self.seconds, 3),
         }
+        if self.macro is not None:
+            out["macro"] = self.macro.summary()
+        return out
 
 
 def _report_frame(prices: ValidationResult, market: ValidationResult, part: str) -> pd.DataFrame:
@@ -138,10 +161,15 @@ def ingest(
                 f"({prices.rows_in} in, {len(prices.quarantine)} quarantined)"
             )
         report = IngestReport(src.name, prices, market, md.universe, md.skipped)
-        report.seconds = time.perf_counter() - t0
         if write:
             write_clean(report, settings.data.clean_dir)
         step("write")
+        if write:
+            report.macro = refresh_macro(settings, md)
+        step("macro")
+        report.seconds = time.perf_counter() - t0
+        if write:
+            atomic_write_json(report.summary(), report.paths["report"])
     event(
         log,
         "ingest.done",
@@ -154,8 +182,76 @@ def ingest(
     return report
 
 
+def refresh_macro(settings: Settings, md: MarketData) -> MacroReport:
+    """The ingest's macro step, by ``macro.source``: ``fred`` refreshes from FRED (a failure
+    is logged and reported, and the stored series stay: the market data must not wait for
+    FRED); ``market`` writes the market source's own series, or — when it has none — removes
+    what another market source left (series fetched from FRED stay); ``none`` removes them."""
+    directory = settings.data.clean_dir
+    mode = settings.macro.source
+    if mode == "fred":
+        try:
+            return ingest_macro(settings)
+        except SourceError as exc:
+            event(log, "ingest.macro_failed", logging.WARNING, error=str(exc))
+            kept = stored_macro_source(directory) is not None
+            return MacroReport("fred", error=str(exc), action="kept" if kept else "none")
+    if mode == "market" and md.macro is not None:
+        report = MacroReport(md.source, validate_macro(md.macro))
+        write_macro(report, directory)
+        return report
+    stored = stored_macro_source(directory)
+    if mode == "market" and stored == "fred":
+        return MacroReport("fred", action="kept")
+    removed = remove_macro(directory)
+    if removed:
+        event(log, "ingest.macro_removed", previous=stored, source=md.source, mode=mode)
+    return MacroReport(
+        md.source if mode == "market" else "none", action="removed" if removed else "none"
+    )
+
+
+def ingest_macro(
+    settings: Settings,
+    source: MacroSource | None = None,
+    start: DateLike = None,
+    end: DateLike = None,
+    write: bool = True,
+) -> MacroReport:
+    """Macro series from a macro source (default FRED) → validation → ``clean/macro.parquet``:
+    what ``turbomode ingest --source fred`` runs. Prices are not touched."""
+    t0 = time.perf_counter()
+    src = source or get_macro_source(settings)
+    with job_metrics("ingest_macro", settings.stores.pushgateway_url) as metrics:
+        event(log, "ingest.macro.start", source=src.name)
+        checked = validate_macro(src.load(start, end))
+        metrics.rows.labels(stage="in").inc(checked.rows_in)
+        metrics.rows.labels(stage="clean").inc(len(checked.clean))
+        metrics.rows.labels(stage="quarantined").inc(len(checked.quarantine))
+        if checked.clean.empty:
+            raise SourceError(
+                f"no clean macro rows from source {src.name!r} "
+                f"({checked.rows_in} in, {len(checked.quarantine)} quarantined)"
+            )
+        report = MacroReport(src.name, checked)
+        report.seconds = time.perf_counter() - t0
+        if write:
+            write_macro(report, settings.data.clean_dir)
+    event(
+        log,
+        "ingest.macro.done",
+        source=src.name,
+        rows_in=checked.rows_in,
+        rows_clean=len(checked.clean),
+        quarantined=len(checked.quarantine),
+        seconds=round(report.seconds, 3),
+    )
+    return report
+
+
 def load_clean(settings: Settings) -> MarketData:
-    """Read the clean store written by :func:`ingest` (what downstream stages consume)."""
+    """Read the clean store written by :func:`ingest` (what downstream stages consume); its
+    macro series when it holds any."""
     directory = settings.data.clean_dir
     if not (directory / "prices.parquet").exists():
         raise SourceError(f"no clean store at {directory}: run `turbomode ingest` first")
@@ -164,4 +260,5 @@ def load_clean(settings: Settings) -> MarketData:
         market=pd.read_parquet(directory / "market.parquet"),
         universe=Universe.read(directory, settings.universe),
         source="clean",
+        macro=read_macro(directory),
     )

@@ -25,6 +25,7 @@ from turbomode.features.cross_sectional import CROSS_SECTIONAL, cross_sectional_
 from turbomode.features.cross_sectional import NEEDS as CS_NEEDS
 from turbomode.features.indicators import Array
 from turbomode.features.layout import Column, Gather, Layout, values
+from turbomode.features.macro import MACRO, MACRO_NEEDS, macro_features
 from turbomode.features.market import MARKET, MarketContext, market_features, sector_codes
 from turbomode.features.registry import REGISTRY, SECTOR_ETF, select_features
 from turbomode.features.technical import BAR_FAMILIES, Bars
@@ -41,6 +42,7 @@ _GROUP_NAMES: dict[str, list[str]] = {
     "market": MARKET,
     "cross_sectional": CROSS_SECTIONAL,
     "temporal": TEMPORAL,
+    "macro": MACRO,
 }
 
 
@@ -58,6 +60,8 @@ class FeatureReport:
     """Absent market series → the features left NaN because of it."""
     missing_sector_etfs: dict[str, str] = field(default_factory=dict)
     """Sector → its ETF when the ETF is absent (sector-ETF features NaN for that sector)."""
+    missing_macro: dict[str, list[str]] = field(default_factory=dict)
+    """Absent macro series (by role) → the features left NaN because of it."""
     unmapped_symbols: list[str] = field(default_factory=list)
     """Symbols without a sector: sector features are NaN for them."""
     nan_share: dict[str, float] = field(default_factory=dict)
@@ -81,6 +85,10 @@ class FeatureReport:
             )
         for series, names in self.missing_market.items():
             lines.append(f"market series {series} absent → NaN: {names}")
+        if self.missing_macro:
+            roles = ", ".join(self.missing_macro)
+            n = sum(len(v) for v in self.missing_macro.values())
+            lines.append(f"macro series absent ({roles}) → {n} macro feature(s) NaN")
         if self.unmapped_symbols:
             lines.append(f"symbols without sector: {self.unmapped_symbols[:20]}")
         return "\n".join(lines)
@@ -170,7 +178,8 @@ def symbol_features(
 def panel_features(
     layout: Layout, cols: dict[str, Array], ctx: MarketContext, sectors: Mapping[str, str]
 ) -> Iterator[tuple[str, dict[str, Column]]]:
-    """Families that look across symbols (cross-sectional) or only at the date (temporal)."""
+    """Families that look across symbols (cross-sectional) or only at the date (temporal,
+    macro)."""
     names, codes = sector_codes(layout, sectors)
     with np.errstate(divide="ignore", invalid="ignore"):
         cs = cross_sectional_features(layout, cols, ctx, names, codes)
@@ -179,6 +188,9 @@ def panel_features(
     tf = temporal_features(layout)
     _check("temporal", tf)
     yield "temporal", tf
+    mf = macro_features(layout, ctx.macro)
+    _check("macro", mf)
+    yield "macro", mf
 
 
 def build_features(
@@ -188,14 +200,17 @@ def build_features(
     features: Sequence[str] | None = None,
     dtype: npt.DTypeLike = np.float32,
     min_history: int = MIN_HISTORY,
+    macro: pd.DataFrame | None = None,
 ) -> FeatureResult:
     """Compute features for every (symbol, date) row of ``prices``.
 
     ``market`` holds SPY, ^VIX, QQQ, IWM and sector ETFs in the same long shape (already on the
-    adjusted basis); ``sectors`` maps symbol → GICS sector. ``features`` picks a subset (unknown
-    names raise :class:`~turbomode.features.registry.UnknownFeatureError` before any work);
-    ``dtype`` float32 halves memory, float64 keeps full precision. Row t of every feature uses
-    data dated ≤ t only; warm-up rows are NaN.
+    adjusted basis); ``sectors`` maps symbol → GICS sector; ``macro`` the macro series'
+    vintages (turbomode.data.macro; None: the macro group is NaN and reported). ``features``
+    picks a subset (unknown names raise
+    :class:`~turbomode.features.registry.UnknownFeatureError` before any work); ``dtype``
+    float32 halves memory, float64 keeps full precision. Row t of every feature uses data
+    dated ≤ t only (macro values: released ≤ t); warm-up rows are NaN.
     """
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
@@ -205,7 +220,7 @@ def build_features(
 
     selected = select_features(features)
     p = prepare_prices(prices)
-    ctx = MarketContext(market)
+    ctx = MarketContext(market, macro)
     layout, stream = symbol_features(p, ctx, sectors)
     col_of = {n: j for j, n in enumerate(selected)}
     block = output_block(layout.n_rows, len(selected), np.dtype(dtype))
@@ -292,6 +307,12 @@ def _report(
         hit = [n for n in REGISTRY.needing(SECTOR_ETF) if n in sel]
         for sec, etf in missing_etfs.items():
             missing[f"{etf} ({sec})"] = hit
+    missing_macro: dict[str, list[str]] = {}
+    for spec in REGISTRY.select(selected):
+        for need in spec.needs:
+            role = need.removeprefix(MACRO_NEEDS)
+            if need.startswith(MACRO_NEEDS) and role not in ctx.macro.roles:
+                missing_macro.setdefault(role, []).append(spec.name)
     share = nan_count / max(layout.n_rows, 1)
     nan_share = dict(zip(selected, share.tolist(), strict=True))
     return FeatureReport(
@@ -302,6 +323,7 @@ def _report(
         short_history=short,
         missing_market=missing,
         missing_sector_etfs=missing_etfs,
+        missing_macro=missing_macro,
         unmapped_symbols=sorted(str(s) for s in layout.symbols if s not in sectors),
         nan_share=nan_share,
     )

@@ -92,6 +92,7 @@ def build_increment(
     check: int = CHECK_DATES,
     features: Sequence[str] | None = None,
     dtype: npt.DTypeLike = np.float32,
+    macro: pd.DataFrame | None = None,
 ) -> Increment:
     """Features of every row dated ≥ ``since`` from the trailing ``lookback`` bars (plus
     ``check`` earlier dates to compare with a stored build).
@@ -99,7 +100,7 @@ def build_increment(
     The per-symbol families run over the whole block (their windows and smoothers need it);
     the families that look across symbols or at the date only run on the dates kept, which is
     what they are: one value per date from that date's per-symbol columns (the check would
-    catch one that is not)."""
+    catch one that is not). ``macro`` is passed whole: its features read vintages, not bars."""
     t0 = time.perf_counter()
     since = pd.Timestamp(since)
     dates = pd.DatetimeIndex(pd.to_datetime(prices["date"]))
@@ -114,7 +115,7 @@ def build_increment(
     selected = select_features(features)
     col_of = {n: j for j, n in enumerate(selected)}
     p = prepare_prices(block)
-    ctx = MarketContext(mk)
+    ctx = MarketContext(mk, macro)
     _, stream = symbol_features(p, ctx, sectors)
     kept = np.flatnonzero(p["date"].to_numpy() >= np.datetime64(first))
     keys = p.iloc[kept][["symbol", "date"]].reset_index(drop=True)

@@ -20,6 +20,7 @@ from turbomode.errors import SchemaError
 from turbomode.features import indicators as ind
 from turbomode.features.indicators import TRADING_DAYS, Array
 from turbomode.features.layout import Column, Gather, Layout
+from turbomode.features.macro import MacroContext
 from turbomode.features.registry import SECTOR_ETF, feature
 
 MAX_STALE_DAYS = 5
@@ -141,11 +142,13 @@ def _series_features(frame: pd.DataFrame) -> dict[str, Array]:
 
 
 class MarketContext:
-    """Market series by symbol, each with its features computed once on its own calendar."""
+    """Market series by symbol, each with its features computed once on its own calendar, and
+    the macro series' vintages (:class:`~turbomode.features.macro.MacroContext`)."""
 
-    def __init__(self, market: pd.DataFrame | None) -> None:
+    def __init__(self, market: pd.DataFrame | None, macro: pd.DataFrame | None = None) -> None:
         self._frames: dict[str, pd.DataFrame] = {}
         self._features: dict[str, dict[str, Array]] = {}
+        self.macro = MacroContext(macro)
         if market is None or market.empty:
             return
         require_columns(market, ["symbol", "date", "close"], "market frame")

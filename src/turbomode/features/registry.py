@@ -25,7 +25,11 @@ GROUPS: tuple[str, ...] = (
     "cross_sectional",
     "market",
     "temporal",
+    "macro",
 )
+MACRO_GROUP = "macro"
+"""Macro context (turbomode.features.macro): in the models' feature list only when asked
+(:func:`model_feature_names`)."""
 
 SECTOR_ETF = "SECTOR_ETF"
 """Pseudo market series in ``FeatureSpec.needs``: the sector ETF of the row's own symbol."""
@@ -54,7 +58,8 @@ class UnknownFeatureError(TurboModeError, KeyError):
 @dataclass(frozen=True)
 class FeatureSpec:
     """One feature: its column name, group, a one-line description and the market series
-    (``SPY``, ``^VIX``, ``QQQ``, ``IWM`` or :data:`SECTOR_ETF`) it cannot be computed without."""
+    (``SPY``, ``^VIX``, ``QQQ``, ``IWM`` or :data:`SECTOR_ETF`) or macro series
+    (``macro:<role>``) it cannot be computed without."""
 
     name: str
     group: str
@@ -142,6 +147,14 @@ def select_features(names: Iterable[str] | None = None) -> list[str]:
     """Validated feature names (all registered ones when None)."""
     _ensure_loaded()
     return [s.name for s in REGISTRY.select(names)]
+
+
+def model_feature_names(macro: bool = False) -> list[str]:
+    """The models' feature list: every registered feature in registry order, the macro group
+    only when ``macro`` (``settings.macro.in_models``). Kept out by default so that data
+    without macro history trains exactly the models it trained before the group existed."""
+    _ensure_loaded()
+    return [s.name for s in REGISTRY.select() if macro or s.group != MACRO_GROUP]
 
 
 def _ensure_loaded() -> None:

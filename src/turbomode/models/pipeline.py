@@ -136,14 +136,15 @@ def run_training(
     does so that a failure mid-run leaves production untouched. ``keys`` limits the run to
     those (sector, horizon) tasks.
     """
-    from turbomode.feature_store import FeatureLayout
+    from turbomode.feature_store import model_features, require_macro_values
 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    features = FeatureLayout.from_registry().all
+    features = model_features(settings)
     work = Workspace.of(settings).runs_dir / run_id
     registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
     with job_metrics("train", settings.stores.pushgateway_url) as metrics:
         data = training_set(settings) if data is None else data
+        require_macro_values(data, features)
         tasks: list[TrainTask] = [
             t for t in all_tasks(settings, sectors) if keys is None or t.key in set(keys)
         ]

@@ -76,7 +76,7 @@ def all_tasks(settings: Settings, sectors: Sequence[str] | None = None) -> list[
 
 
 def training_set(settings: Settings, profile: str | None = None) -> pd.DataFrame:
-    """Labels from the clean store joined point-in-time to features through Feast."""
+    """Labels from the clean store joined point-in-time to the models' features through Feast."""
     from turbomode import feature_store as fs
     from turbomode.data.ingest import load_clean
     from turbomode.labels import make_labels
@@ -89,7 +89,7 @@ def training_set(settings: Settings, profile: str | None = None) -> pd.DataFrame
     keep = [c for c in labels.columns if c.startswith(("label_", "fwd_ret_"))]
     entities = labels[["symbol", "date", "sector", *keep]]
     entities = entities[entities[[c for c in keep if c.startswith("label_")]].notna().any(axis=1)]
-    return fs.training_frame(store, entities.reset_index(drop=True))
+    return fs.training_frame(store, entities.reset_index(drop=True), fs.model_features(settings))
 
 
 def oot_window_start(dates: pd.Series, settings: Settings) -> pd.Timestamp:

@@ -98,7 +98,7 @@ class Replay:
 
         # Features over the whole universe (cross-sectional ranks need every stock), then
         # the chosen sectors' rows.
-        built = build_features(md.prices, md.market, md.universe.sector_map())
+        built = build_features(md.prices, md.market, md.universe.sector_map(), macro=md.macro)
         members = md.universe.members
         if sectors:
             unknown = sorted(set(sectors) - set(members["sector"]))
@@ -111,6 +111,7 @@ class Replay:
             market=md.market,
             universe=replace(md.universe, members=members),
             source=md.source,
+            macro=md.macro,
         )
         self.sectors = list(sectors) if sectors else None
         self.sector_map = self.md.universe.sector_map()

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from turbomode.config import LabelSettings, ModelSettings
-from turbomode.features import REGISTRY, build_features
+from turbomode.features import build_features
+from turbomode.features.registry import model_feature_names
 from turbomode.labels import make_labels
 from turbomode.logs import event
 from turbomode.models.ranker import rank_target as models_rank_target
@@ -65,7 +66,7 @@ class Candidate:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def feature_names(self) -> list[str]:
-        return list(self.features) if self.features else REGISTRY.names()
+        return list(self.features) if self.features else model_feature_names()
 
     def lgbm_params(self) -> dict[str, Any]:
         """The platform's rank-model parameters (``models.ranker``), with this candidate's
@@ -107,7 +108,7 @@ def build_panel(
 ) -> Panel:
     """Features (float32), labels and both forward-return bases for every row."""
     t0 = time.perf_counter()
-    feats = build_features(prices, market, sectors).frame
+    feats = build_features(prices, market, sectors, features=model_feature_names()).frame
     labels = make_labels(prices, LabelSettings(horizons=list(horizons)), sectors=dict(sectors))  # type: ignore[arg-type]
     fwd = factor.forward_returns(prices, horizons)
     frame = feats.merge(labels, on=["symbol", "date"], how="left").merge(
@@ -117,7 +118,7 @@ def build_panel(
     frame = frame[frame["sector"].notna()].reset_index(drop=True)
     event(log, "research.panel", rows=len(frame), seconds=round(time.perf_counter() - t0, 1))
     dates = pd.DatetimeIndex(np.sort(frame["date"].unique()))
-    return Panel(frame, prices, REGISTRY.names(), dates)
+    return Panel(frame, prices, model_feature_names(), dates)
 
 
 def train_rows(panel: Panel, cand: Candidate, test_start: pd.Timestamp) -> pd.DataFrame:

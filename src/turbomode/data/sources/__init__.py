@@ -5,12 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from turbomode.config import Settings
-from turbomode.data.sources.base import MarketData, MarketDataSource
+from turbomode.data.sources.base import MacroSource, MarketData, MarketDataSource
 from turbomode.errors import SourceError
 
 SOURCE_NAMES = ("synthetic", "parquet", "csv", "yfinance")
+MACRO_SOURCE_NAMES = ("fred",)
 
-__all__ = ["SOURCE_NAMES", "MarketData", "MarketDataSource", "get_source"]
+__all__ = [
+    "MACRO_SOURCE_NAMES",
+    "SOURCE_NAMES",
+    "MacroSource",
+    "MarketData",
+    "MarketDataSource",
+    "get_macro_source",
+    "get_source",
+]
 
 
 def get_source(
@@ -37,3 +46,12 @@ def get_source(
 
         return YFinanceSource(settings)
     raise SourceError(f"unknown source {name!r}; choose one of {SOURCE_NAMES}")
+
+
+def get_macro_source(settings: Settings, name: str = "fred") -> MacroSource:
+    """Build the macro source named (FRED is the one there is)."""
+    if name == "fred":
+        from turbomode.data.sources.fred import FredSource
+
+        return FredSource(settings)
+    raise SourceError(f"unknown macro source {name!r}; choose one of {MACRO_SOURCE_NAMES}")

@@ -26,6 +26,9 @@ class MarketData:
     source: str
     skipped: dict[str, str] = field(default_factory=dict)
     """Symbols asked for but not delivered, with the reason (unknown, delisted, no data)."""
+    macro: pd.DataFrame | None = None
+    """Macro series as vintages (turbomode.data.macro), when the source has them: the synthetic
+    market does, real market files and Yahoo do not (FRED is a source of its own)."""
 
 
 class MarketDataSource(ABC):
@@ -42,6 +45,19 @@ class MarketDataSource(ABC):
         end: DateLike = None,
     ) -> MarketData:
         """Load prices for ``symbols`` (None: the whole universe) between start and end."""
+
+
+class MacroSource(ABC):
+    """A place macro series come from. Implementations return the vintage table of
+    :mod:`turbomode.data.macro` — every value dated by its first release — unvalidated;
+    validation happens after, in one place."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def load(self, start: DateLike = None, end: DateLike = None) -> pd.DataFrame:
+        """Vintage rows of every configured series, observations from ``start`` (None: the
+        configured first date) to ``end`` (None: the newest)."""
 
 
 def filter_frame(

@@ -28,11 +28,20 @@ and the open→close return of day t+1. With the defaults it measures ≈ 0.20 �
 Volume co-moves with absolute returns and rises in stressed spells. SPY, QQQ, IWM, the 11
 SPDR sector ETFs and ^VIX are derived from the same factors, so market-context features
 relate to the stocks as they do in reality.
+
+Macro series (:func:`macro_series`) come from the same market factor and regime, published the
+way their real counterparts are — late, and revised — so the point-in-time macro path runs on
+the default data: a 10y−2y curve (daily, posted the next day), weekly jobless claims (released
+the Thursday after the week, revised a week later), monthly M2 (released on the fourth Tuesday
+of the next month, revised with the next release) and a monthly manufacturing diffusion index
+(released on the third Thursday of its own month, revised a month later). They draw from a
+random stream of their own, so the prices of a seed are the same with or without them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,6 +92,7 @@ CAP_RANGES: dict[str, tuple[float, float]] = {
     "small": (4e9, 20e9),
 }
 IDIO_VOL: dict[str, float] = {"large": 0.010, "mid": 0.014, "small": 0.019}
+MACRO_STREAM = 27  # the macro series' own random stream (see macro_series)
 CALM_VOL, STRESS_VOL = 0.008, 0.020
 P_CALM_TO_STRESS, P_STRESS_TO_CALM = 0.01, 0.05
 OVERNIGHT_FACTOR_SHARE = 0.25  # share of factor moves that happen overnight
@@ -270,7 +280,97 @@ def generate_market(
     )
     universe = Universe.from_frames(members, universe_settings, intervals)
     market_frame = _market_series(rng, dates, market, market_vol, sector_f, stressed)
-    return MarketData(prices=prices, market=market_frame, universe=universe, source="synthetic")
+    macro = macro_series(cfg.seed, dates, market, stressed)
+    return MarketData(
+        prices=prices, market=market_frame, universe=universe, source="synthetic", macro=macro
+    )
+
+
+def _nth_weekday(month_starts: pd.DatetimeIndex, weekday: int, n: int) -> pd.DatetimeIndex:
+    """The n-th ``weekday`` (0 = Monday) of each month."""
+    first = month_starts + pd.to_timedelta((weekday - month_starts.dayofweek) % 7, unit="D")
+    return first + pd.Timedelta(weeks=n - 1)
+
+
+def macro_series(
+    seed: int, dates: pd.DatetimeIndex, market: np.ndarray, stressed: np.ndarray
+) -> pd.DataFrame:
+    """The four macro roles as vintages (turbomode.data.macro's table), from the market
+    factor and the volatility regime, each value computed from market days before its
+    release. Only what was released by the last trading day is included."""
+    rng = np.random.default_rng([seed, MACRO_STREAM])
+    last = dates[-1]
+    day_ret = pd.Series(market, index=dates)
+    day_stress = pd.Series(stressed.astype(float), index=dates)
+    rows: list[pd.DataFrame] = []
+
+    def add(role: str, obs: pd.DatetimeIndex, released: pd.DatetimeIndex, value: Any) -> None:
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series": role,
+                    "source_id": f"synthetic:{role}",
+                    "date": obs,
+                    "realtime_start": released,
+                    "value": np.asarray(value, dtype=np.float64),
+                }
+            )
+        )
+
+    # curve: mean-reverting spread, steeper in stress and on down days; posted the next day
+    target = np.where(stressed, 1.6, 0.6)
+    shocks = 0.025 * rng.standard_normal(len(dates))
+    curve = np.empty(len(dates))
+    level = 0.8
+    for t in range(len(dates)):
+        level += 0.02 * (target[t] - level) - 1.5 * market[t] + shocks[t]
+        curve[t] = level
+    add("curve", dates, dates + pd.Timedelta(days=1), np.round(curve, 2))
+
+    # claims: weeks ending Saturday, up in stressed weeks and after market falls; the first
+    # print on the Thursday after, revised the next Thursday
+    weeks = pd.date_range(dates[0], last, freq="W-SAT")
+    week_of = weeks[weeks.searchsorted(dates, side="left").clip(max=len(weeks) - 1)]
+    in_week = dates <= weeks[-1]
+    w_ret = day_ret[in_week].groupby(week_of[in_week]).sum().reindex(weeks, fill_value=0.0)
+    w_stress = day_stress[in_week].groupby(week_of[in_week]).mean().reindex(weeks, fill_value=0)
+    y = np.zeros(len(weeks))
+    noise = 0.03 * rng.standard_normal(len(weeks))
+    for k in range(len(weeks)):
+        y[k] = (0.9 * y[k - 1] if k else 0.0) + 0.25 * w_stress.iloc[k] - 2.0 * w_ret.iloc[k]
+        y[k] += noise[k]
+    claims = 220_000 * np.exp(y)
+    first = np.round(claims * np.exp(0.01 * rng.standard_normal(len(weeks))), -3)
+    add("claims", weeks, weeks + pd.Timedelta(days=5), first)
+    add("claims", weeks, weeks + pd.Timedelta(days=12), np.round(claims, -3))
+
+    # money (M2) and manufacturing: months dated by their first day
+    months = pd.date_range(dates[0].to_period("M").start_time, last, freq="MS")
+    month_of = dates.to_period("M").start_time
+    m_stress = day_stress.groupby(month_of).mean().reindex(months, fill_value=0.0)
+    growth = 0.005 + 0.01 * m_stress.to_numpy() + 0.002 * rng.standard_normal(len(months))
+    m2 = 14_000 * np.exp(np.cumsum(growth))
+    release = _nth_weekday(months + pd.offsets.MonthBegin(1), 1, 4)  # 4th Tuesday, next month
+    first_m2 = np.round(m2 * np.exp(0.001 * rng.standard_normal(len(months))), 1)
+    add("money", months, release, first_m2)
+    add("money", months[:-1], release[1:], np.round(m2[:-1], 1))
+
+    survey = _nth_weekday(months, 3, 3)  # 3rd Thursday of the month itself
+    cum = np.r_[0.0, np.cumsum(market)]
+    lo = dates.searchsorted(months - pd.Timedelta(days=14))
+    hi = dates.searchsorted(survey - pd.Timedelta(days=3))
+    window_ret = cum[hi] - cum[lo]
+    prev_stress = m_stress.shift(1, fill_value=0.0).to_numpy()
+    mfg = 5 + 250 * window_ret - 12 * prev_stress + 6 * rng.standard_normal(len(months))
+    add("manufacturing", months, survey, np.round(mfg, 1))
+    revised = mfg[:-1] + 1.5 * rng.standard_normal(len(months) - 1)
+    add("manufacturing", months[:-1], survey[1:], np.round(revised, 1))
+
+    out = pd.concat(rows, ignore_index=True)
+    out = out[out["realtime_start"] <= last]
+    return out.sort_values(["series", "date", "realtime_start"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _market_series(
@@ -377,4 +477,8 @@ class SyntheticSource(MarketDataSource):
             md.universe.require(symbols)
         md.prices = filter_frame(md.prices, symbols, start, end)
         md.market = filter_frame(md.market, None, start, end)
+        if md.macro is not None and end is not None:  # as known on `end`; earlier history kept
+            md.macro = md.macro[md.macro["realtime_start"] <= pd.Timestamp(end)].reset_index(
+                drop=True
+            )
         return md
