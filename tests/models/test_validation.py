@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from turbomode.models.validation import (
@@ -81,6 +81,19 @@ def test_any_row_order_gives_the_same_folds() -> None:
 
 
 @settings(max_examples=80, deadline=None)
+@example(  # a first test block closer to day 0 than the embargo: legal, no block precedes it
+    n_days=5,
+    skip=[False] * 200,
+    symbols=1,
+    horizon=1,
+    extra_purge=0,
+    n_folds=1,
+    test_days=None,
+    min_train=1,
+    embargo=3,
+    expanding=True,
+    seed=0,
+)
 @given(
     n_days=st.integers(5, 160),
     skip=st.lists(st.booleans(), min_size=200, max_size=200),
@@ -131,14 +144,15 @@ def test_purge_property(
         assert need + n_folds * (test_days or 1) > len(cal)
         return
     assert len(folds) == n_folds
-    prev_end = -1
+    prev_end: int | None = None  # the embargo separates test blocks; none precedes the first
     for f in folds:
         assert len(f.train_idx) and len(f.test_idx)
         first_test = pos[f.test_idx].min()
         assert pos[f.train_idx].max() + horizon < first_test
         assert pos[f.train_idx].max() + horizon + extra_purge < first_test
         assert not np.intersect1d(f.train_idx, f.test_idx).size
-        assert first_test > prev_end + embargo
+        if prev_end is not None:
+            assert first_test > prev_end + embargo
         prev_end = pos[f.test_idx].max()
         # the test block is a contiguous run of trading days, all rows of those days included
         block = np.unique(pos[f.test_idx])
