@@ -99,6 +99,11 @@ COLUMNS = [
 ]
 
 
+SURVIVORSHIP = (
+    "Survivorship bias: measured on today's survivors (current members plus 26 former ones)."
+)
+
+
 def render_log(path: Path) -> str:
     """The results log as Markdown: every fold of every configuration, then fold means."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -115,7 +120,8 @@ def render_log(path: Path) -> str:
         cells = [f"{r[k]:.{d}f}" if pd.notna(r[k]) else "—" for k, _, d in COLUMNS]
         return f"| {name} | {fold} | " + " | ".join(cells) + " |"
 
-    out = ["## Development folds (each year trained only on earlier, purged rows)", "", head, rule]
+    out = ["## Development folds (each year trained only on earlier, purged rows)", ""]
+    out += [SURVIVORSHIP, "", head, rule]
     dev = frame[frame["fold"] != "report"]
     for name, g in dev.groupby("name", sort=False):
         out.append(line(f"**{name}**", f"mean of {len(g)}", g[[k for k, _, _ in COLUMNS]].mean()))
@@ -126,7 +132,8 @@ def render_log(path: Path) -> str:
             "",
             "## Report window 2023-01-03 → 2024-06-28 (run once per finished configuration)",
         ]
-        out += ["", head, rule] + [line(r["name"], "report", r) for _, r in rep.iterrows()]
+        out += ["", SURVIVORSHIP, "", head, rule]
+        out += [line(r["name"], "report", r) for _, r in rep.iterrows()]
     return "\n".join(out)
 
 

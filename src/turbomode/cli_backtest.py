@@ -29,7 +29,8 @@ def _headline(summaries: dict[str, dict]) -> Table:
     ]
     table.add_column("metric")
     for name in summaries:
-        table.add_column(f"{name} rules", justify="right")
+        rules, gated, _ = name.partition("_gated")
+        table.add_column(f"{rules} rules" + (", gated" if gated else ""), justify="right")
     table.add_column("SPY", justify="right")
     first = next(iter(summaries.values()))
     for label, key, fmt in rows:
@@ -81,8 +82,17 @@ def backtest_command(
         Path | None,
         typer.Option("--modifiers", help="Modifier rules YAML: measure their evidence."),
     ] = None,
+    gate_days: Annotated[
+        int,
+        typer.Option(
+            "--gate-days",
+            help="Also trade the gated book: only models the promotion gate accepts, judged "
+            "on this many days at the end of each training window (0: off).",
+        ),
+    ] = 126,
 ) -> None:
-    """Walk-forward models → nightly signals → the ATR and Smart rule sets, beside SPY."""
+    """Walk-forward models → nightly signals → the ATR and Smart rule sets, beside SPY; each
+    beside its gated book (the models the promotion gate accepted)."""
     from turbomode.backtest.run import RULE_SETS, run_backtests
     from turbomode.data.ingest import load_clean
 
@@ -97,6 +107,8 @@ def backtest_command(
             raise ValueError(f"unknown rule set(s) {unknown}: expected {list(RULE_SETS)}")
         if period not in ("year", "quarter"):
             raise ValueError(f"--period must be year or quarter, got {period!r}")
+        if gate_days < 0:
+            raise ValueError(f"--gate-days must be ≥ 0, got {gate_days}")
         table = None
         if signals is not None:
             table = read_table(signals, "signals file")
@@ -115,10 +127,21 @@ def backtest_command(
             train_days=train_days,
             on_progress=lambda m: err.print(f"backtest: {m}"),
             modifiers=modifiers,
+            gate_days=gate_days or None,
         )
     except EXPECTED as exc:
         fail(exc)
     console.print(_headline(run.summaries))
+    for info in run.periods:
+        if "gate" in info:
+            gate = info["gate"]
+            accepted = sorted(k for k, v in gate.items() if v["decision"] == "promote")
+            trading = sorted(k for k, v in gate.items() if v["trades"] is not None)
+            console.print(
+                f"gate, {info['period']}: {len(accepted)} of {len(gate)} sector models accepted"
+                f"{' (' + ', '.join(accepted) + ')' if accepted else ''}; the gated book "
+                f"trades {len(trading)} sector(s)"
+            )
     for name, path in run.reports.items():
         console.print(f"{name}: {path}")
     for name, measured in run.modifiers.items():

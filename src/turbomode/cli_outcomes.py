@@ -68,7 +68,8 @@ def samples(ctx: typer.Context) -> None:
         fail(exc)
     console.print(
         f"[bold]Training samples[/]: {res.added} added from {res.candidates} resolved "
-        f"outcome(s); {len(res.without_features)} without features at signal time"
+        f"outcome(s); {len(res.without_features)} without features at signal time, "
+        f"{res.without_label} without a label at their horizon"
     )
     for m in res.without_features[:10]:
         console.print(f"  no features: {escape(m)}")

@@ -148,6 +148,7 @@ def research_command(
             horizon=horizon,
             cost_bps=cost_bps,
             smooth=smooth,
+            universe=md.universe,
         )
         target = out or settings.data.data_dir / "reports" / "research" / _safe(name)
         paths = sheet.write(target)
@@ -159,7 +160,10 @@ def research_command(
         print(json.dumps({**doc, "html": str(paths["html"]), "json": str(paths["json"])}))
         return
     c = sheet.counts
-    err.print(f"research: {c['rows']:,} scored rows, {c['symbols']} symbols, {c['days']} days")
+    err.print(
+        f"research: {c['rows']:,} scored rows, {c['symbols']} symbols, {c['days']} days; "
+        f"{c['rows_outside_the_index']:,} rows of non-members of the index on their date left out"
+    )
     console.print(_headline(sheet.headline(), f"{name}, {s} → {e}, horizon {horizon}d"))
     console.print(f"tear sheet: {paths['html']}", soft_wrap=True, highlight=False, markup=False)
 

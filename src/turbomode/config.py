@@ -245,7 +245,9 @@ class OutcomeSettings(BaseModel):
         default="label",
         description="label: correct when the realized class under the labeling rule equals "
         "the side, over the signal's horizon; legacy: hold legacy_hold_days, BUY correct at "
-        ">= legacy_buy_return, SELL correct when the return stays below it.",
+        ">= legacy_buy_return, SELL correct when the return stays below it. Either way the "
+        "outcome's label, and its training sample's, is the class at the signal's horizon "
+        "(prices up to t + h), never the legacy hold's.",
     )
     legacy_hold_days: int = Field(default=14, ge=1)
     legacy_buy_return: float = Field(default=0.10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -54,3 +55,26 @@ def test_report_without_benchmark_or_trades(tmp_path: Path) -> None:
     assert "buy &amp; hold" not in page
     assert "<p class='none'>none</p>" in page
     assert json.loads(paths.summary.read_text())["benchmark"] is None
+
+
+def test_books_table_puts_the_gated_book_beside_the_ungated_one() -> None:
+    from turbomode.backtest.report import books_markdown
+
+    def book(ret: float, trades: int) -> dict[str, Any]:
+        return {
+            "strategy": {"total_return": ret, "cagr": ret / 2, "sharpe": 0.5, "sortino": 0.7,
+                         "max_drawdown": -0.1, "trades": trades, "win_rate": 0.5,
+                         "avg_return": 0.001, "profit_factor": 1.1, "avg_gross_exposure": 0.9},
+            "benchmark": {"symbol": "SPY", "total_return": 0.3, "cagr": 0.12, "sharpe": 0.8,
+                          "sortino": 1.2, "max_drawdown": -0.25},
+        }  # fmt: skip
+
+    table = books_markdown({"atr": book(-0.01, 1987), "atr_gated": book(0.0, 0)}).splitlines()
+    assert table[2] == (
+        "| atr rules, ungated | −1.0% | −0.5% | 0.50 | 0.70 | −10.0% | 1,987 | 50.0% | +0.10% "
+        "| 1.10 | 90% |"
+    )
+    assert table[3].startswith("| atr rules, gated | +0.0% | +0.0% |") and "| 0 |" in table[3]
+    assert table[4] == (
+        "| SPY buy-and-hold | +30.0% | +12.0% | 0.80 | 1.20 | −25.0% | — | — | — | — | — |"
+    )

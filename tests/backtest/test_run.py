@@ -49,9 +49,6 @@ def test_both_rule_sets_end_to_end(world: tuple[Settings, MarketData], tmp_path:
         update={"base_threshold": 0.0, "thresholds": dict.fromkeys(base.regime.thresholds, 0.0)}
     )
     settings = base.model_copy(update={"regime": regime})
-    wf = walk_forward_signals(
-        settings, md, START, END, tmp_path / "wf", horizon=1, period="quarter", train_days=250
-    )
     rules = tmp_path / "modifiers.yaml"
     rules.write_text(
         "- {name: fell_yesterday, kind: boost, value: 1.1,\n"
@@ -59,9 +56,22 @@ def test_both_rule_sets_end_to_end(world: tuple[Settings, MarketData], tmp_path:
         "- {name: typo, kind: penalty, value: 0.9, when: {feature: log_ret_l, op: '<', value: 0}}\n"
     )
     run = run_backtests(
-        settings, md, START, END, tmp_path / "out", signals=wf.signals, horizon=1, modifiers=rules
-    )
-    assert set(run.reports) == {"atr", "smart"} and run.signals == len(wf.signals)
+        settings, md, START, END, tmp_path / "out", horizon=1, period="quarter", train_days=250,
+        modifiers=rules, gate_days=60,
+    )  # fmt: skip
+    signals = pd.read_parquet(tmp_path / "out" / "signals.parquet")
+    gated = pd.read_parquet(tmp_path / "out" / "gated_signals.parquet")
+    # Each rule set trades the ungated book and, beside it, the gated one: the signals of the
+    # sectors whose models the gate accepted (or an earlier accepted model) in each period.
+    assert set(run.reports) == {"atr", "atr_gated", "smart", "smart_gated"}
+    assert run.signals == len(signals) and run.gated_signals == len(gated)
+    for info in run.periods:
+        trading = {k for k, v in info["gate"].items() if v["trades"] is not None}
+        assert set(gated.loc[gated["period"] == info["period"], "sector"]) <= trading
+    books = (tmp_path / "out" / "books.md").read_text()
+    for row in ("atr rules, ungated", "atr rules, gated", "smart rules, gated", "SPY"):
+        assert f"| {row}" in books
+    assert len(run.results["atr_gated"].trades) <= len(gated)
     for rules, path in run.reports.items():
         html = Path(path).read_text()
         assert "SPY" in html and "<svg" in html, rules
@@ -104,7 +114,8 @@ def test_both_rule_sets_end_to_end(world: tuple[Settings, MarketData], tmp_path:
     assert rule["evidence"]["wins"] == int((fell["net_return"] > 0).sum())
     assert rule["evidence"]["base_n"] == len(atr)
     written = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert written["signals"] == len(wf.signals)
+    assert written["signals"] == len(signals) and written["gated_signals"] == len(gated)
+    assert written["gate_days"] == 60 and "gate" in written["periods"][0]
 
 
 @pytest.mark.slow
@@ -208,3 +219,12 @@ def test_smart_candidates_measure_tiers_and_kelly_point_in_time() -> None:
     assert (feb_b["tier"], feb_b["size"], feb_b["kelly_source"]) == ("Average", 0.075, "all")
     # BULL needs 65: B's 64 stays out.
     assert ("B", days[2]) not in got.index
+
+
+def test_cli_headline_puts_each_gated_book_beside_its_rule_set() -> None:
+    from turbomode.cli_backtest import _headline
+
+    summary = {"strategy": {"total_return": 0.01}, "benchmark": {"total_return": 0.2}}
+    table = _headline({"atr": summary, "atr_gated": summary, "smart": summary})
+    headers = [str(c.header) for c in table.columns]
+    assert headers == ["metric", "atr rules", "atr rules, gated", "smart rules", "SPY"]

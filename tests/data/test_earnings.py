@@ -1,12 +1,13 @@
-"""The earnings calendar: yfinance against recorded Yahoo pages, CSV, blackout windows, status.
+"""The earnings calendar: yfinance against hand-written pages in Yahoo's format, CSV, blackout
+windows, status.
 
 The yfinance path runs yfinance's real request and parsing code (``get_earnings_dates``, which
 scrapes ``finance.yahoo.com/calendar/earnings``); the seam is the HTTP transport, as in
-``test_yahoo.py``: a ``requests.Session`` whose adapter answers from ``tests/fixtures/yahoo``.
-The ``earnings_*.html`` pages are crafted in the shape of Yahoo's page (the one table, its six
-columns, "Month D, YYYY at H PM EST/EDT" dates), trimmed to the markup yfinance reads;
-``earnings_not_found.html`` is the page without a table that Yahoo serves for a symbol it has
-no earnings for.
+``test_yahoo.py``: a ``requests.Session`` whose adapter answers from
+``tests/fixtures/handwritten_yahoo``. The ``earnings_*.html`` pages are written by hand in the
+shape of Yahoo's page (the one table, its six columns, "Month D, YYYY at H PM EST/EDT" dates),
+trimmed to the markup yfinance reads; ``earnings_not_found.html`` is the page without a table
+that Yahoo serves for a symbol it has no earnings for.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from turbomode.data.earnings import (
 )
 from turbomode.errors import SchemaError
 
-YAHOO = Path(__file__).resolve().parents[1] / "fixtures" / "yahoo"
+YAHOO = Path(__file__).resolve().parents[1] / "fixtures" / "handwritten_yahoo"
 
 AAPL_DATES = [
     "2023-05-04",
@@ -137,8 +138,8 @@ def days(values: list[str]) -> list[pd.Timestamp]:
     return [pd.Timestamp(v) for v in values]
 
 
-# ---- yfinance with recorded responses --------------------------------------------------------
-def test_recorded_pages_parse_to_exact_past_and_upcoming_dates(
+# ---- yfinance with hand-written responses -----------------------------------------------------
+def test_handwritten_pages_parse_to_exact_past_and_upcoming_dates(
     yahoo: FakeYahoo, clock: FakeClock
 ) -> None:
     cal = load(yahoo, clock, ["AAPL", "MSFT", "JPM"])

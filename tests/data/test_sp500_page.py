@@ -1,4 +1,5 @@
-"""The S&P 500 list page parser, on a trimmed page in Wikipedia's markup."""
+"""The S&P 500 list page parser, on a hand-written page in Wikipedia's markup (not a capture:
+the test machines cannot reach Wikipedia)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from turbomode.data.sp500_page import (
 from turbomode.data.universe import Universe
 from turbomode.errors import SchemaError, SourceError
 
-PAGE = Path(__file__).resolve().parents[1] / "fixtures" / "sp500" / "list_of_sp500_companies.html"
+PAGE = (
+    Path(__file__).resolve().parents[1]
+    / "fixtures"
+    / "handwritten_sp500"
+    / "list_of_sp500_companies.html"
+)
 
 
 @pytest.fixture(scope="module")

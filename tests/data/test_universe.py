@@ -107,6 +107,41 @@ def test_membership_on_a_date_and_vectorized_mask() -> None:
     assert u.membership_mask(frame).tolist() == [True, False, True, False, True]
 
 
+HANDWRITTEN_MEMBERSHIP = (
+    Path(__file__).resolve().parents[1]
+    / "fixtures"
+    / "handwritten_membership"
+    / "sp500_membership_intervals.csv"
+)
+
+
+def test_point_in_time_keeps_the_rows_of_members_on_their_date() -> None:
+    """The hand-written membership file: EN02 joins 2023-02-15, EN03 leaves 2023-03-10, EN04
+    left in 2020 and rejoined 2023-01-03, UT02 left 2022-12-30; EN05 is not listed."""
+    members = pd.DataFrame(
+        {
+            "symbol": ["EN01", "EN02", "EN03", "EN04", "EN05", "UT01", "UT02"],
+            "sector": ["Energy"] * 5 + ["Utilities"] * 2,
+        }
+    )
+    u = Universe.from_frames(members, intervals=pd.read_csv(HANDWRITTEN_MEMBERSHIP))
+    days = pd.to_datetime(["2022-12-30", "2023-02-14", "2023-02-15", "2023-03-10", "2023-03-13"])
+    frame = pd.DataFrame(
+        [(s, d) for d in days for s in members["symbol"]], columns=["symbol", "date"]
+    )
+    got = u.point_in_time(frame)
+    kept = {d.date().isoformat(): sorted(g["symbol"]) for d, g in got.groupby("date")}
+    assert kept == {
+        "2022-12-30": ["EN01", "EN03", "EN05", "UT01", "UT02"],
+        "2023-02-14": ["EN01", "EN03", "EN04", "EN05", "UT01"],
+        "2023-02-15": ["EN01", "EN02", "EN03", "EN04", "EN05", "UT01"],
+        "2023-03-10": ["EN01", "EN02", "EN03", "EN04", "EN05", "UT01"],
+        "2023-03-13": ["EN01", "EN02", "EN04", "EN05", "UT01"],
+    }
+    # Without intervals nothing is known to exclude: every row stays.
+    assert len(Universe.from_frames(members).point_in_time(frame)) == len(frame)
+
+
 def test_save_and_read_round_trip(tmp_path: Path) -> None:
     u = Universe.from_frames(constituents(), intervals=intervals())
     u.save(tmp_path)

@@ -1,8 +1,9 @@
-"""YFinanceSource against recorded Yahoo responses, with yfinance's real request and parsing code.
+"""YFinanceSource against hand-written responses in Yahoo's formats (not captures: Yahoo cannot be
+reached from the test machines), with yfinance's real request and parsing code.
 
 The seam is the HTTP transport: a ``requests.Session`` (a session type yfinance accepts) whose
-transport adapter answers from ``tests/fixtures/yahoo`` the way Yahoo does: v8 chart JSON for
-known symbols (sliced to the requested period1/period2), Yahoo's 404 "No data found, symbol
+transport adapter answers from ``tests/fixtures/handwritten_yahoo`` the way Yahoo does: v8 chart
+JSON for known symbols (sliced to the requested period1/period2), Yahoo's 404 "No data found, symbol
 may be delisted" body for others, and the cookie/crumb/consent requests yfinance makes first.
 Time is a fake clock whose ``sleep`` only advances it, so rate limits and backoff are visible
 as the list of requested sleeps.
@@ -33,8 +34,8 @@ from turbomode.data.sources.yahoo import YFinanceSource
 from turbomode.errors import SourceError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-YAHOO = FIXTURES / "yahoo"
-SP500_PAGE = FIXTURES / "sp500" / "list_of_sp500_companies.html"
+YAHOO = FIXTURES / "handwritten_yahoo"
+SP500_PAGE = FIXTURES / "handwritten_sp500" / "list_of_sp500_companies.html"
 START, END = "2024-01-02", "2024-02-13"
 T0 = pd.Timestamp("2024-02-20 12:00", tz="UTC").timestamp()
 MARKET = ("SPY", "^VIX", "XLK")
@@ -159,7 +160,7 @@ def make_source(
 
 
 # ---- parsing ---------------------------------------------------------------------------------
-def test_recorded_chart_becomes_canonical_adjusted_frame(
+def test_handwritten_chart_becomes_canonical_adjusted_frame(
     tmp_path: Path, constituents: Path, yahoo: FakeYahoo, clock: FakeClock
 ) -> None:
     src = make_source(tmp_path, constituents, yahoo, clock)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import need
 from turbomode.config import MACRO_ROLES, LabelSettings
 from turbomode.errors import SchemaError
 from turbomode.features import (
@@ -274,14 +275,12 @@ def test_point_in_time(
     )
 
 
-def test_synthetic_generator_of_the_project_if_present() -> None:
-    """Smoke test on the platform's own synthetic market when it exists."""
-    synthetic = pytest.importorskip("turbomode.data.sources.synthetic")
-    if not hasattr(synthetic, "generate_market"):
-        pytest.skip("generate_market not available yet")
+def test_synthetic_generator_of_the_project() -> None:
+    """Smoke test on the platform's own synthetic market."""
     from turbomode.config import SyntheticSettings
+    from turbomode.data.sources.synthetic import generate_market
 
-    md = synthetic.generate_market(SyntheticSettings(n_symbols=15, n_days=320))
+    md = generate_market(SyntheticSettings(n_symbols=15, n_days=320))
     res = build_features(md.prices, md.market, md.universe.sector_map())
     assert len(res.frame) == len(md.prices)
     assert res.frame["rsi_14"].notna().mean() > 0.8
@@ -407,8 +406,9 @@ def test_populated_output_block_gives_the_same_frame(
 
     from turbomode.features import engine
 
-    if not hasattr(mmap, "MAP_POPULATE"):
-        pytest.skip("MAP_POPULATE is Linux-only; elsewhere the block is np.empty")
+    need(
+        hasattr(mmap, "MAP_POPULATE"), "MAP_POPULATE is Linux-only; elsewhere the block is np.empty"
+    )
     monkeypatch.setattr(engine, "_POPULATE_MIN_BYTES", 0)
     prices, market, sectors = synth
     got = build_features(prices, market, sectors, dtype=np.float64).frame

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn.metrics as sk
+from scipy import stats
 
 from turbomode.models.metrics import (
     calibration,
@@ -114,7 +116,6 @@ def test_absent_class_skips_auc_and_says_so() -> None:
 
 
 def test_matches_scikit_learn_on_random_data() -> None:
-    sk = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 500)
     p = rng.dirichlet([1, 2, 1], 500) + np.eye(3)[y] * 0.3
@@ -173,7 +174,6 @@ def test_rank_ic_three_dates_by_six_symbols() -> None:
 
 
 def test_rank_ic_matches_scipy_with_ties_and_nans() -> None:
-    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(5)
     dates = np.repeat(pd.bdate_range("2024-01-01", periods=4), 30)
     score = rng.integers(0, 5, len(dates)).astype(float)  # heavy ties
@@ -332,7 +332,6 @@ def test_baseline_errors() -> None:
 
 
 def test_paired_test_detects_a_clear_difference() -> None:
-    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(11)
     b = rng.normal(0.0, 0.05, 500)
     a = b + 0.02 + rng.normal(0.0, 0.05, 500)

@@ -6,8 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import catboost
+import lightgbm as lgb
 import numpy as np
 import pytest
+import skops.io as sio
+import xgboost as xgb
 
 from turbomode.models.persistence import (
     CATBOOST_SUFFIX,
@@ -33,35 +37,29 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _lightgbm_classifier(X: np.ndarray, y: np.ndarray) -> Any:
-    lgb = pytest.importorskip("lightgbm")
     return lgb.LGBMClassifier(n_estimators=5, num_leaves=7, n_jobs=1, verbose=-1).fit(X, y)
 
 
 def _lightgbm_booster(X: np.ndarray, y: np.ndarray) -> Any:
-    lgb = pytest.importorskip("lightgbm")
     params = {"objective": "multiclass", "num_class": 3, "num_leaves": 7, "verbose": -1}
     return lgb.train({**params, "num_threads": 1}, lgb.Dataset(X, y), num_boost_round=5)
 
 
 def _xgboost_hist(X: np.ndarray, y: np.ndarray) -> Any:
-    xgb = pytest.importorskip("xgboost")
     return xgb.XGBClassifier(n_estimators=5, max_depth=3, tree_method="hist", n_jobs=1).fit(X, y)
 
 
 def _xgboost_linear(X: np.ndarray, y: np.ndarray) -> Any:
-    xgb = pytest.importorskip("xgboost")
     return xgb.XGBClassifier(n_estimators=5, booster="gblinear", n_jobs=1).fit(X, y)
 
 
 def _catboost(X: np.ndarray, y: np.ndarray) -> Any:
-    catboost = pytest.importorskip("catboost")
     return catboost.CatBoostClassifier(
         iterations=5, depth=3, thread_count=1, verbose=False, allow_writing_files=False
     ).fit(X, y)
 
 
 def _random_forest(X: np.ndarray, y: np.ndarray) -> Any:
-    pytest.importorskip("skops")
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=5, max_depth=5, n_jobs=1, random_state=0).fit(X, y)
@@ -114,7 +112,6 @@ def test_xgboost_keeps_objective_and_classes(
 
 
 def test_lightgbm_binary_is_expanded_to_two_columns(tmp_path: Path) -> None:
-    lgb = pytest.importorskip("lightgbm")
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 3))
     y = (X[:, 0] > 0).astype(int)
@@ -126,7 +123,6 @@ def test_lightgbm_binary_is_expanded_to_two_columns(tmp_path: Path) -> None:
 def test_lightgbm_refuses_labels_it_cannot_restore(
     data: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
-    lgb = pytest.importorskip("lightgbm")
     X, y = data
     model = lgb.LGBMClassifier(n_estimators=2, n_jobs=1, verbose=-1).fit(X, y - 1)
     with pytest.raises(UnsupportedModelError, match=r"0\.\.K-1"):
@@ -146,7 +142,6 @@ def _hook() -> None:  # pragma: no cover - never called; only its type is dumped
 
 @pytest.mark.parametrize("payload", [_Payload(), _hook], ids=["custom-class", "function"])
 def test_skops_refuses_types_outside_the_allow_list(payload: Any, tmp_path: Path) -> None:
-    sio = pytest.importorskip("skops.io")
     path = tmp_path / f"evil{SKOPS_SUFFIX}"
     sio.dump({"model": "x", "payload": payload}, path)
     with pytest.raises(UntrustedTypeError, match=r"_Payload|_hook") as info:
@@ -158,7 +153,6 @@ def test_skops_refuses_types_outside_the_allow_list(payload: Any, tmp_path: Path
 def test_skops_save_refuses_a_model_holding_an_untrusted_object(
     data: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
-    pytest.importorskip("skops")
     from sklearn.linear_model import LogisticRegression
 
     X, y = data

@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 
 from tests.outcomes.test_track import DAYS, SECTORS, book, legacy, prices
+from turbomode.config import Settings
+from turbomode.labels import make_labels
+from turbomode.outcomes.retrain import merge_samples
 from turbomode.outcomes.samples import frame_lookup, generate_samples, samples_as_training_rows
 from turbomode.outcomes.track import track_outcomes
 from turbomode.signals.store import SignalStore
@@ -51,8 +54,89 @@ def test_samples_carry_signal_time_features_and_the_realized_label(store: Signal
     out = store.outcomes().set_index("symbol")
     assert got.loc["AAA", "label"] == out.loc["AAA", "label"]
     assert got.loc["AAA", "outcome"] == "loss" and got.loc["BBB", "outcome"] == "win"
-    assert got.loc["BBB", "realized_return"] == pytest.approx(out.loc["BBB", "realized_return"])
+    # The 3-day legacy hold is not the 1-day label's window: the sample carries no exit or
+    # return that could pass for the row's 1-day forward return.
+    assert pd.isna(got.loc["BBB", "realized_return"]) and pd.isna(got.loc["BBB", "exit_date"])
     assert out.loc[["AAA", "BBB"], "sampled"].all() and not out.loc["CCC", "sampled"]
+
+
+def test_label_rule_samples_keep_their_exit_and_return(tmp_path: Path) -> None:
+    s = SignalStore(f"sqlite:///{tmp_path / 'label.db'}")
+    s.migrate()
+    book(s)
+    track_outcomes(Settings(), s, prices(), SECTORS, as_of=DAYS[30].date())
+    generate_samples(Settings(), s, lookup=frame_lookup(features(), NAMES), names=NAMES)
+    got = s.training_samples().set_index("symbol")
+    out = s.outcomes().set_index("symbol")
+    assert got.loc["BBB", "realized_return"] == pytest.approx(out.loc["BBB", "realized_return"])
+    assert got.loc["BBB", "exit_date"] == out.loc["BBB", "exit_date"]
+    s.dispose()
+
+
+def moved_after(day: int) -> pd.DataFrame:
+    """prices() with every bar after ``day`` moved hard (AAA −30 %, BBB +40 %): a label that
+    reads past ``day`` changes, one that stops at ``day`` does not."""
+    p = prices()
+    late = p["date"] > DAYS[day]
+    for sym, factor in (("AAA", 0.7), ("BBB", 1.4)):
+        rows = late & (p["symbol"] == sym)
+        p.loc[rows, ["open", "high", "low", "close"]] *= factor
+    return p
+
+
+def test_an_h_day_sample_label_never_reads_past_t_plus_h(tmp_path: Path) -> None:
+    """Legacy outcomes are held 14 days and judged on ±10 %; the samples they leave for the
+    1-day models carry the 1-day label — prices up to t + 1 only — and no 14-day return."""
+    settings = legacy(hold=14)
+    t, h = 20, 1
+    training_rows = []
+    for name, p in (("as_is", prices()), ("moved", moved_after(t + h))):
+        s = SignalStore(f"sqlite:///{tmp_path / name}.db")
+        s.migrate()
+        book(s)
+        track_outcomes(settings, s, p, SECTORS, as_of=DAYS[36].date())
+        res = generate_samples(settings, s, lookup=frame_lookup(features(), NAMES), names=NAMES)
+        assert res.added == 2  # AAA and BBB; CCC delisted before its hold ended
+        outcomes = s.outcomes().set_index("symbol")
+        assert (outcomes.loc[["AAA", "BBB"], "hold_days"] == 14).all()
+        training_rows.append(
+            samples_as_training_rows(s.training_samples(), NAMES).set_index("symbol")
+        )
+        s.dispose()
+    as_is, moved = training_rows
+    pd.testing.assert_frame_equal(as_is, moved)  # nothing after t + h reaches a sample
+    truncated = prices()[prices()["date"] <= DAYS[t + h]]
+    want = make_labels(truncated, settings.labels, sectors=SECTORS).set_index(["symbol", "date"])
+    for sym in ("AAA", "BBB"):
+        assert as_is.loc[sym, "label_1"] == want.loc[(sym, DAYS[t]), "label_1"]
+        assert np.isnan(as_is.loc[sym, "fwd_ret_1"])
+
+
+def test_merged_samples_override_labels_never_returns() -> None:
+    """A sample replaces its row's label; the row keeps the forward return computed from
+    prices; a row the training set lacks is appended only with its h-day return."""
+    history = pd.DataFrame(
+        {
+            "symbol": ["AAA", "BBB"],
+            "date": [DAYS[20], DAYS[20]],
+            "label_1": pd.array([1, 1], dtype="Int8"),
+            "fwd_ret_1": [0.004, -0.002],
+        }
+    )
+    samples = pd.DataFrame(
+        {
+            "symbol": ["AAA", "CCC", "DDD"],
+            "date": [DAYS[20], DAYS[20], DAYS[21]],
+            "label_1": [2, 0, 2],
+            "fwd_ret_1": [np.nan, np.nan, 0.03],  # legacy, legacy, label rule
+        }
+    )
+    merged, counts = merge_samples(history, samples, [1])
+    assert counts == {"replaced": 1, "appended": 1}
+    by = merged.set_index("symbol")
+    assert by.loc["AAA", "label_1"] == 2 and by.loc["AAA", "fwd_ret_1"] == 0.004
+    assert "CCC" not in by.index
+    assert by.loc["DDD", "label_1"] == 2 and by.loc["DDD", "fwd_ret_1"] == 0.03
 
 
 def test_no_sample_twice(store: SignalStore) -> None:

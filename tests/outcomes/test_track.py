@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from turbomode.config import Settings
-from turbomode.labels import BUY, HOLD, make_labels
+from turbomode.labels import BUY, make_labels
 from turbomode.outcomes.track import first_hit, rolling_hit_rate, track_outcomes
 from turbomode.signals.store import SignalStore
 from turbomode.signals.types import Signal
@@ -104,7 +104,12 @@ def test_legacy_rule_exact_numbers(store: SignalStore) -> None:
     assert a["mfe"] == pytest.approx(124 / 120.5 - 1)  # high of day 23: 123 + 1
     assert a["mae"] == pytest.approx(119.5 / 120.5 - 1)  # low of day 21: 120.5 - 1
     assert a["first_hit"] == "target"  # day 23's high 124 ≥ 123.5, no low ≤ 119 before
-    assert not a["correct"] and a["label"] == HOLD  # +2.1 % < +10 %
+    assert not a["correct"]  # +2.1 % < +10 %
+    # The label is the class of the signal's 1-day horizon, not of the 3-day hold.
+    horizon_label = make_labels(prices(), Settings().labels, sectors=SECTORS).set_index(
+        ["symbol", "date"]
+    )
+    assert a["label"] == horizon_label.loc[("AAA", DAYS[20]), "label_1"]
     b = out.loc["BBB"]
     assert b["entry_price"] == pytest.approx(158.5) and b["exit_price"] == pytest.approx(154.0)
     assert b["side_return"] == pytest.approx(-(154 / 158.5 - 1))

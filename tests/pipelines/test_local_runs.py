@@ -24,12 +24,6 @@ PAST_DAY = "2019-07-12"  # the synthetic market below ends on 2019-08-02
 LAST_DAY = "2019-08-02"
 
 
-def _outcomes_available() -> None:
-    pytest.importorskip(
-        "turbomode.outcomes.retrain", reason="turbomode.outcomes (the outcome loop) not present"
-    )
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """66 symbols (6 per sector) over 400 days with a strong planted reversal, one horizon,
@@ -136,7 +130,6 @@ def test_nightly_scan_scores_with_the_promoted_models(
 def test_the_outcome_loop_tracks_samples_and_retrains(
     scans: tuple[LocalRun, LocalRun], config: Path
 ) -> None:
-    _outcomes_available()
     tracked = run("outcomes", config)
     outcomes = tracked.steps["track-outcomes"].metrics
     assert outcomes["registered"] >= scans[0].steps["scan"].metrics["signals_fresh"]
@@ -156,7 +149,6 @@ def test_the_outcome_loop_tracks_samples_and_retrains(
 def test_run_local_command_prints_each_steps_figures(
     trained: LocalRun, config: Path, tmp_path: Path
 ) -> None:
-    _outcomes_available()
     result = CliRunner().invoke(
         pipelines_app,
         ["run-local", "weekly-samples", "--root", str(tmp_path)],
@@ -168,7 +160,6 @@ def test_run_local_command_prints_each_steps_figures(
 
 
 def test_a_failing_step_fails_the_command(config: Path, tmp_path: Path) -> None:
-    _outcomes_available()
     result = CliRunner().invoke(
         pipelines_app,
         ["run-local", "outcomes", "--root", str(tmp_path), "--param", "as_of=someday"],

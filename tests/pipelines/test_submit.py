@@ -1,5 +1,5 @@
 """``turbomode pipelines submit`` drives the real ``kfp.Client`` against a local HTTP server
-that answers with recorded v2beta1 API bodies and keeps every request it was sent."""
+that answers with hand-written v2beta1 API bodies and keeps every request it was sent."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from turbomode.cli_pipelines import pipelines_app
 from turbomode.pipelines.runs import submit, version_name
 
-RECORDED = Path(__file__).parent / "recorded"
+HANDWRITTEN = Path(__file__).parent / "handwritten_kfp"
 REPO = Path(__file__).resolve().parents[2]
 API = "/apis/v2beta1"
 PIPELINE_ID = "5b7a3c2e-1f0d-4c55-9a37-2f1e0c9d8a61"
@@ -79,9 +79,10 @@ def _handler(replay: Replay) -> type[BaseHTTPRequestHandler]:
             )
             queue = replay.answers.get((self.command, parts.path))
             if not queue:
-                status, body = 404, json.dumps({"error": f"no recorded answer for {parts.path}"})
+                missing = f"no hand-written answer for {parts.path}"
+                status, body = 404, json.dumps({"error": missing})
             else:
-                status, body = 200, (RECORDED / queue.pop(0)).read_text()
+                status, body = 200, (HANDWRITTEN / queue.pop(0)).read_text()
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -215,7 +216,7 @@ def test_a_server_error_is_reported_not_raised(replay: Replay) -> None:
     result = CliRunner().invoke(pipelines_app, ["submit", "nightly-scan", "--host", replay.url])
     assert result.exit_code == 2
     assert f"the KFP API at {replay.url} answered 404" in result.output
-    assert "no recorded answer for /apis/v2beta1/pipelines" in result.output
+    assert "no hand-written answer for /apis/v2beta1/pipelines" in result.output
 
 
 def test_an_unreachable_endpoint_is_named() -> None:

@@ -136,3 +136,43 @@ def test_compare_and_comparison_files(
     assert json.loads(paths["json"].read_text())["headline"]["noisy"]["ic_open"] == pytest.approx(
         a.headline()["ic_open"]
     )
+
+
+def test_only_index_members_of_each_day_are_scored(
+    market: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """With the hand-written membership file (symbols renamed onto this market's), a stock
+    counts only on the days it was in the index: what a survivors-only price file needs."""
+    from turbomode.data.universe import Universe
+
+    prices, scores = market
+    names = {"EN01": "S00", "EN02": "S01", "EN03": "S02", "EN04": "S03", "UT02": "S04"}
+    shifted = pd.read_csv(
+        Path(__file__).resolve().parents[1]
+        / "fixtures"
+        / "handwritten_membership"
+        / "sp500_membership_intervals.csv"
+    )
+    shifted = shifted[shifted["symbol"].isin(list(names))]
+    # The file's 2023 dates moved one year on, into this market's 2024 window.
+    for col in ("start_date", "end_date"):
+        day = pd.to_datetime(shifted[col])
+        shifted[col] = day.where(day < "2023-01-01", day + pd.DateOffset(years=1))
+    shifted["symbol"] = shifted["symbol"].map(names)
+    universe = Universe.from_frames(
+        pd.DataFrame({"symbol": SYMBOLS, "sector": "Energy"}), intervals=shifted
+    )
+    full = tear_sheet(scores, prices, SECTORS, START, END, "all")
+    pit = tear_sheet(scores, prices, SECTORS, START, END, "members", universe=universe)
+    window = scores[scores["date"].between(START, END)]
+    kept = universe.point_in_time(window)
+    # S01 joins 2024-02-15; S02's last day, 2024-03-10, is a Sunday, so it is last scored on
+    # Friday 2024-03-08; S04 left at the end of 2022: never a member here.
+    assert set(window["symbol"]) - set(kept["symbol"]) == {"S04"}
+    assert kept.loc[kept["symbol"] == "S01", "date"].min() == pd.Timestamp("2024-02-15")
+    assert kept.loc[kept["symbol"] == "S02", "date"].max() == pd.Timestamp("2024-03-08")
+    assert pit.counts["rows"] == len(kept) < full.counts["rows"]
+    assert pit.counts["rows_outside_the_index"] == len(window) - len(kept)
+    assert full.counts["rows_outside_the_index"] == 0
+    alone = tear_sheet(kept, prices, SECTORS, START, END, "members only")
+    pd.testing.assert_frame_equal(pit.ic, alone.ic)  # the same as scoring members alone

@@ -289,6 +289,45 @@ def render_html(
     )
 
 
+BOOK_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("total_return", "total return", "{:+.1%}"),
+    ("cagr", "CAGR", "{:+.1%}"),
+    ("sharpe", "Sharpe (rf 0)", "{:.2f}"),
+    ("sortino", "Sortino", "{:.2f}"),
+    ("max_drawdown", "max drawdown", "{:.1%}"),
+    ("trades", "trades", "{:,.0f}"),
+    ("win_rate", "win rate", "{:.1%}"),
+    ("avg_return", "average trade, net", "{:+.2%}"),
+    ("profit_factor", "profit factor", "{:.2f}"),
+    ("avg_gross_exposure", "average gross exposure", "{:.0%}"),
+)
+
+
+def books_markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """One Markdown row per book (``atr``, ``atr_gated``, …) and one for the benchmark's buy
+    and hold, so the gated book reads beside the ungated one (``books.md``, the README)."""
+
+    def cell(value: Any, fmt: str) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "—"
+        return fmt.format(value).replace("-", "−")
+
+    head = "| book | " + " | ".join(label for _, label, _ in BOOK_COLUMNS) + " |"
+    lines = [head, "|---" * (len(BOOK_COLUMNS) + 1) + "|"]
+    for name, summary in summaries.items():
+        rules, gated, _ = name.partition("_gated")
+        label = f"{rules} rules, {'gated' if gated else 'ungated'}"
+        row = [cell(summary["strategy"].get(k), f) for k, _, f in BOOK_COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    bench = next((s.get("benchmark") for s in summaries.values() if s.get("benchmark")), None)
+    if bench:
+        keep = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown"}
+        row = [cell(bench.get(k), f) if k in keep else "—" for k, _, f in BOOK_COLUMNS]
+        name = bench.get("symbol", "benchmark")
+        lines.append(f"| {name} buy-and-hold | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(
     result: BacktestResult,
     out_dir: Path | str,

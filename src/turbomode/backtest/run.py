@@ -11,6 +11,11 @@
   multiplier capped by the tier; each day's entries screened by the portfolio limits
   (:func:`smart_screen`: 6 positions, 2 per sector, correlation, heat), and the tiered targets,
   stops at the close and maximum hold of :mod:`turbomode.smart.exits`.
+
+Each rule set trades two books when the signals come from the walk-forward: the ungated one
+(every period's models) and the **gated** one (only models the promotion gate accepted; see
+:mod:`turbomode.backtest.walkforward`), reported side by side as ``<rules>`` and
+``<rules>_gated``.
 """
 
 from __future__ import annotations
@@ -28,22 +33,23 @@ import pandas as pd
 from turbomode.backtest.engine import BacktestResult, Book, Screen, run_backtest
 from turbomode.backtest.metrics import summarize
 from turbomode.backtest.policies import AtrExitPolicy, SmartExitPolicy
-from turbomode.backtest.report import write_report
+from turbomode.backtest.report import books_markdown, write_report
 from turbomode.backtest.sizing import SignalColumnSize
 from turbomode.config import Settings
 from turbomode.data.sources.base import MarketData
 from turbomode.errors import SchemaError, TurboModeError
-from turbomode.io import atomic_write_json
+from turbomode.io import atomic_write_json, atomic_write_text
 from turbomode.logs import event
 from turbomode.smart.types import Tier
 
 log = logging.getLogger("turbomode.backtest.run")
 RULE_SETS = ("atr", "smart")
+GATED = "_gated"  # suffix of the gated book's results, summaries and report folder
 
 
 @dataclass
 class BacktestRun:
-    """What one ``turbomode backtest`` produced, per rule set."""
+    """What one ``turbomode backtest`` produced, per book: ``<rules>`` and ``<rules>_gated``."""
 
     results: dict[str, BacktestResult] = field(default_factory=dict)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -52,6 +58,7 @@ class BacktestRun:
     periods: list[dict[str, Any]] = field(default_factory=list)
     modifiers: dict[str, dict[str, Any]] = field(default_factory=dict)
     signal_counts: dict[str, Any] = field(default_factory=dict)
+    gated_signals: int | None = None
 
 
 def signal_outcomes(signals: pd.DataFrame, prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
@@ -314,11 +321,13 @@ def run_backtests(
     train_days: int | None = 756,
     on_progress: Callable[[str], None] | None = None,
     modifiers: Path | str | None = None,
+    gate_days: int | None = 126,
 ) -> BacktestRun:
     """Walk-forward signals (unless given), then each rule set; reports under ``out_dir``.
 
-    ``modifiers`` (a rules YAML): each rule set's trades measure the rules' evidence, written
-    as ``<rules>/modifiers.json``."""
+    With walk-forward signals and ``gate_days`` (None: off), each rule set also trades the
+    gated book (``<rules>_gated``). ``modifiers`` (a rules YAML): each book's trades measure
+    the rules' evidence, written as ``<book>/modifiers.json``."""
     from turbomode.backtest.walkforward import walk_forward_signals
     from turbomode.risk.regime import detect_regimes
 
@@ -326,6 +335,7 @@ def run_backtests(
     out.mkdir(parents=True, exist_ok=True)
     note = on_progress or (lambda _m: None)
     run = BacktestRun()
+    books: dict[str, pd.DataFrame] = {}
     if signals is None:
         wf = walk_forward_signals(
             settings,
@@ -337,31 +347,35 @@ def run_backtests(
             period=period,  # type: ignore[arg-type]
             train_days=train_days,
             on_period=note,
+            gate_days=gate_days,
         )
         signals, run.periods = wf.signals, wf.periods
         signals.to_parquet(out / "signals.parquet", index=False)
-    s, e = pd.Timestamp(start), pd.Timestamp(end)
-    signals = signals[
-        (pd.to_datetime(signals["date"]) >= s) & (pd.to_datetime(signals["date"]) <= e)
-    ]
+        if wf.gated is not None:
+            wf.gated.to_parquet(out / "gated_signals.parquet", index=False)
+            books[GATED] = _within(wf.gated, start, end)
+            run.gated_signals = len(books[GATED])
+    signals = _within(signals, start, end)
+    books = {"": signals, **books}
     run.signals = len(signals)
-    buys = signals[signals["side"].astype(str).str.upper() == "BUY"]
-    strength = buys["strength"] if "strength" in buys else 100.0 * buys["confidence"]
-    levels = sorted({settings.regime.base_threshold, *settings.regime.thresholds.values()})
     run.signal_counts = {
-        "by_side": {str(k): int(v) for k, v in signals["side"].value_counts().items()},
-        "buy_strength_at_least": {f"{t:g}": int((strength >= t).sum()) for t in levels},
+        **_counts(signals, settings),
+        **({"gated": _counts(books[GATED], settings)} if GATED in books else {}),
     }
     note("regimes")
     regimes = detect_regimes(md.market, settings.regime)
     for rules in rule_sets:
-        note(f"{rules} rules")
-        result = run_rule_set(rules, signals, md, settings, regimes, start, end, horizon)
-        title = f"TurboMode backtest, {rules} rules, {start} to {end}"
-        paths = write_report(result, out / rules, benchmark=md.market, title=title)
-        run.results[rules] = result
-        run.summaries[rules] = summarize(result, md.market)
-        run.reports[rules] = str(paths.html)
+        for suffix, book in books.items():
+            name = rules + suffix
+            note(f"{name} book")
+            result = run_rule_set(rules, book, md, settings, regimes, start, end, horizon)
+            gated = ", gated book" if suffix else ""
+            title = f"TurboMode backtest, {rules} rules{gated}, {start} to {end}"
+            paths = write_report(result, out / name, benchmark=md.market, title=title)
+            run.results[name] = result
+            run.summaries[name] = summarize(result, md.market)
+            run.reports[name] = str(paths.html)
+    atomic_write_text(books_markdown(run.summaries), out / "books.md")
     if modifiers is not None:
         from turbomode.features.engine import build_features
 
@@ -378,12 +392,30 @@ def run_backtests(
             "horizon": horizon,
             "period": period,
             "train_days": train_days,
+            "gate_days": gate_days if run.gated_signals is not None else None,
             "signals": run.signals,
+            "gated_signals": run.gated_signals,
             "signal_counts": run.signal_counts,
             "periods": run.periods,
             "reports": run.reports,
         },
         out / "run.json",
     )
-    event(log, "backtest.done", signals=run.signals, rule_sets=list(rule_sets))
+    event(log, "backtest.done", signals=run.signals, books=list(run.results))
     return run
+
+
+def _within(signals: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
+    days = pd.to_datetime(signals["date"])
+    return signals[(days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))]
+
+
+def _counts(signals: pd.DataFrame, settings: Settings) -> dict[str, Any]:
+    """Signals by side, and BUYs whose strength reaches each regime's entry threshold."""
+    buys = signals[signals["side"].astype(str).str.upper() == "BUY"]
+    strength = buys["strength"] if "strength" in buys else 100.0 * buys["confidence"]
+    levels = sorted({settings.regime.base_threshold, *settings.regime.thresholds.values()})
+    return {
+        "by_side": {str(k): int(v) for k, v in signals["side"].value_counts().items()},
+        "buy_strength_at_least": {f"{t:g}": int((strength >= t).sum()) for t in levels},
+    }

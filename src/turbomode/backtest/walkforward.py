@@ -8,6 +8,19 @@ features computed point-in-time (row t uses data ≤ t). Each night's scores bec
 the scan's own rules (:func:`turbomode.signals.rules.threshold_for_quantile` and
 :func:`turbomode.signals.rules.entry_candidates`), so the backtest trades what the nightly scan
 would have issued, night by night.
+
+Two books come out of one pass. The **ungated** book trades every period's models. The
+**gated** book trades only models the promotion gate accepts (:func:`turbomode.models.gate.decide`,
+the platform's own decision): at each period and sector a candidate is fitted on the same
+window minus its last ``gate_days`` labelled days (purged by the horizon), and judged on those
+days beside the baselines and the model the gated book trades now, exactly as a retrain is
+judged. Accepted, the period's model (refitted on the whole window, the one the ungated book
+trades) becomes the gated book's model for the sector; refused, the previous accepted model
+keeps trading, and a sector never accepted trades nothing — as production does.
+
+Only point-in-time index members are scored (:meth:`Universe.point_in_time`, when the data has
+membership intervals): the nightly cross-section, and so the signals, are those of the index
+of the day, and the gate's window is judged on the members of each of its days.
 """
 
 from __future__ import annotations
@@ -18,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +41,9 @@ from turbomode.data.sources.base import MarketData
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
 from turbomode.signals.scan import ATR_FEATURE
+
+if TYPE_CHECKING:
+    from turbomode.models.gate import GateReport
 
 log = logging.getLogger("turbomode.backtest.walkforward")
 
@@ -53,11 +69,21 @@ SIGNAL_FIELDS = [
 
 @dataclass
 class WalkForwardResult:
-    """The signals of every test period, and how each period's models were trained."""
+    """The signals of every test period, and how each period's models were trained; with the
+    gate, ``gated`` holds the signals of the models it accepted (see the module docstring)."""
 
     signals: pd.DataFrame
     periods: list[dict[str, Any]] = field(default_factory=list)
     scored: int = 0
+    gated: pd.DataFrame | None = None
+
+
+@dataclass
+class _Production:
+    """The model the gated book trades for one sector, and the period it was trained for."""
+
+    model: Any
+    period: str
 
 
 def period_bounds(
@@ -103,6 +129,62 @@ def nightly_signals(scores: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return out[SIGNAL_FIELDS].sort_values(["date", "symbol"]).reset_index(drop=True)
 
 
+def _scores(
+    model: Any, rows: pd.DataFrame, names: list[str], sector: str, horizon: int, period: str
+) -> pd.DataFrame:
+    proba = model.predict_proba(rows[names])
+    return pd.DataFrame(
+        {
+            "date": rows["date"].to_numpy(),
+            "symbol": rows["symbol"].to_numpy(),
+            "sector": sector,
+            "horizon": horizon,
+            "p_sell": proba[:, 0],
+            "p_hold": proba[:, 1],
+            "p_buy": proba[:, 2],
+            "period": period,
+        }
+    )
+
+
+def gate_step(
+    settings: Settings,
+    train: pd.DataFrame,
+    horizon: int,
+    names: list[str],
+    gate_days: int,
+    production: Any | None,
+    members: Callable[[pd.DataFrame], pd.DataFrame],
+    threads: int = 1,
+) -> GateReport | str:
+    """The gate's decision on one sector's window ``train`` (rows with labels known before
+    the period): a candidate fitted before the last ``gate_days`` labelled days (purged by
+    the horizon) against the baselines and ``production`` on those days' index members.
+    A string says why no candidate could be judged (the gated book then keeps its model)."""
+    from turbomode.models.ensemble import StackedEnsemble
+    from turbomode.models.gate import decide
+    from turbomode.models.train import evaluate_rows, gate_evidence
+    from turbomode.models.validation import out_of_time_split
+
+    days = np.unique(train["date"].to_numpy())
+    if len(days) <= gate_days:
+        return f"{len(days)} labelled days: the gate window needs {gate_days} and more"
+    try:
+        tr_idx, te_idx = out_of_time_split(train["date"].to_numpy(), horizon, days[-gate_days])
+    except ValueError as exc:
+        return str(exc)
+    tr, te = train.iloc[tr_idx], members(train.iloc[te_idx])
+    y = tr[f"label_{horizon}"].to_numpy(dtype=np.int64)
+    if len(np.unique(y)) < 3 or te.empty:
+        return "a class is missing from the candidate's labels, or the window has no members"
+    candidate = StackedEnsemble(
+        names, horizon, settings.models, threads=threads, device=settings.compute.device
+    ).fit(tr[names], y, tr["date"].to_numpy())
+    evaluation, baselines = gate_evidence(candidate, tr, te, horizon, names)
+    prod = None if production is None else evaluate_rows(production, te, horizon, names)
+    return decide(evaluation, baselines, prod, settings.gate)
+
+
 def walk_forward_signals(
     settings: Settings,
     md: MarketData,
@@ -114,22 +196,33 @@ def walk_forward_signals(
     train_days: int | None = 756,
     sectors: Sequence[str] | None = None,
     on_period: Callable[[str], None] | None = None,
+    gate_days: int | None = None,
 ) -> WalkForwardResult:
     """Train per period and sector on what was known before the period; signal every night.
 
     ``train_days`` bounds each training window (default about three years; None: all
-    history). ``work_dir`` holds nothing the caller needs afterwards but must be fresh.
+    history). ``gate_days`` (e.g. 126) adds the gated book, judged on that many days at the
+    end of each window (None: the ungated book only). ``work_dir`` holds nothing the caller
+    needs afterwards but must be fresh.
     """
     from turbomode.models.ensemble import StackedEnsemble
     from turbomode.outcomes.replay import Replay
 
     if horizon not in settings.labels.horizons:
         raise TurboModeError(f"horizon {horizon} is not among labels.horizons")
+    if gate_days is not None and gate_days < settings.gate.min_days:
+        raise TurboModeError(
+            f"gate_days {gate_days} is below the gate's min_days {settings.gate.min_days}: "
+            "every candidate would be refused"
+        )
     world = Replay(settings, md, Path(work_dir), sectors, use_ray=False, train_days=train_days)
+    members = world.md.universe.point_in_time
     threads = max(1, int(settings.compute.cpus_per_task))
     note = on_period or (lambda _msg: None)
     label, names = f"label_{horizon}", world.names
     scored: list[pd.DataFrame] = []
+    gated: list[pd.DataFrame] = []
+    production: dict[str, _Production] = {}
     periods: list[dict[str, Any]] = []
     for first, last in period_bounds(world.calendar, start, end, period):
         before = world.calendar[world.calendar < first]
@@ -139,48 +232,78 @@ def walk_forward_signals(
         t0 = time.perf_counter()
         rows = world.training_rows(known)
         rows = rows[rows[label].notna()]
-        window = world.features[
-            (world.features["date"] >= first) & (world.features["date"] <= last)
-        ]
+        window = members(
+            world.features[(world.features["date"] >= first) & (world.features["date"] <= last)]
+        )
+        name = f"{first.date()}..{last.date()}"
         info: dict[str, Any] = {
-            "period": f"{first.date()}..{last.date()}",
+            "period": name,
             "trained_on": f"{rows['date'].min().date()}..{known.date()}" if len(rows) else None,
             "sectors": {},
         }
+        if gate_days is not None:
+            info["gate"] = {}
         for sector, train in rows.groupby("sector", sort=True):
+            sector = str(sector)
             todo = window[window["symbol"].map(world.sector_map) == sector]
             if todo.empty:
                 continue
             y = train[label].to_numpy(dtype=np.int64)
+            ens = None
             if len(np.unique(y)) < 3:
                 info["sectors"][sector] = "skipped: a class is missing from its labels"
+            else:
+                note(f"{name} {sector}: fit on {len(train):,} rows")
+                ens = StackedEnsemble(
+                    names, horizon, settings.models, threads=threads, device=settings.compute.device
+                ).fit(train[names], y, train["date"].to_numpy())
+                scored.append(_scores(ens, todo, names, sector, horizon, name))
+                info["sectors"][sector] = len(train)
+            if gate_days is None:
                 continue
-            note(f"{info['period']} {sector}: fit on {len(train):,} rows")
-            ens = StackedEnsemble(
-                names, horizon, settings.models, threads=threads, device=settings.compute.device
-            ).fit(train[names], y, train["date"].to_numpy())
-            proba = ens.predict_proba(todo[names])
-            scored.append(
-                pd.DataFrame(
-                    {
-                        "date": todo["date"].to_numpy(),
-                        "symbol": todo["symbol"].to_numpy(),
-                        "sector": sector,
-                        "horizon": horizon,
-                        "p_sell": proba[:, 0],
-                        "p_hold": proba[:, 1],
-                        "p_buy": proba[:, 2],
-                        "period": info["period"],
-                    }
-                )
+            held = production.get(sector)
+            report = gate_step(
+                settings,
+                train,
+                horizon,
+                names,
+                gate_days,
+                held.model if held else None,
+                members,
+                threads,
             )
-            info["sectors"][str(sector)] = len(train)
+            if not isinstance(report, str) and report.promoted and ens is not None:
+                production[sector] = held = _Production(ens, name)
+            info["gate"][sector] = {
+                "decision": "not judged" if isinstance(report, str) else report.decision,
+                "reason": report if isinstance(report, str) else report.reason,
+                "trades": held.period if held else None,
+            }
+            if held is not None:
+                gated.append(
+                    scored[-1]
+                    if held.period == name
+                    else _scores(held.model, todo, names, sector, horizon, name)
+                )
         info["seconds"] = round(time.perf_counter() - t0, 1)
         periods.append(info)
         event(log, "walkforward.period", **{k: v for k, v in info.items() if k != "sectors"})
     if not scored:
         raise TurboModeError("no (symbol, day) could be scored in the test periods")
-    scores = pd.concat(scored, ignore_index=True)
+    scores = _tradable(pd.concat(scored, ignore_index=True), md, world)
+    book = None
+    if gate_days is not None:
+        book = (
+            nightly_signals(_tradable(pd.concat(gated, ignore_index=True), md, world), settings)
+            if gated
+            else pd.DataFrame(columns=SIGNAL_FIELDS)
+        )
+    return WalkForwardResult(nightly_signals(scores, settings), periods, len(scores), book)
+
+
+def _tradable(scores: pd.DataFrame, md: MarketData, world: Any) -> pd.DataFrame:
+    """Scores with the day's close, ATR in price and cap class; rows without a finite close
+    or a positive ATR cannot size a position and are dropped."""
     bars = md.prices[["symbol", "date", "close"]].assign(date=lambda f: pd.to_datetime(f["date"]))
     atr = world.features[["symbol", "date", ATR_FEATURE]]
     scores = scores.merge(bars, on=["symbol", "date"], how="left").merge(
@@ -190,5 +313,4 @@ def walk_forward_signals(
     scores = scores[np.isfinite(scores["close"]) & (scores["atr"] > 0)]  # NaN > 0 is False
     caps = world.md.universe.members.set_index("symbol")["cap_class"]
     scores["cap_class"] = scores["symbol"].map(caps).fillna("unknown")
-    signals = nightly_signals(scores, settings)
-    return WalkForwardResult(signals, periods, len(scores))
+    return scores

@@ -215,6 +215,15 @@ class Universe:
         no_interval = ~key["symbol"].isin(set(iv["symbol"])).to_numpy()
         return pd.Series(mask | no_interval, index=frame.index)
 
+    def point_in_time(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` (``symbol``, ``date``) whose symbol was an index member on
+        that date: what an evaluation may score when the prices hold only today's survivors
+        (a stock that joined the index in 2021 was not a candidate in 2019). Without
+        intervals every row stays: nothing is known to exclude."""
+        if self.intervals.empty:
+            return frame
+        return frame[self.membership_mask(frame).to_numpy()]
+
     def summary(self) -> pd.DataFrame:
         """Count of symbols per sector and cap class."""
         return (

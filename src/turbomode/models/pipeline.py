@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from turbomode import __version__
@@ -33,6 +32,7 @@ from turbomode.models.train import (
     TaskResult,
     TrainTask,
     all_tasks,
+    evaluate_rows,
     oot_window_start,
     results_table,
     train_all,
@@ -96,16 +96,7 @@ def production_evaluation(
         return None
     path, _manifest = registry.load(key)
     model = load_ensemble(path)
-    proba = model.predict_proba(rows[model.features])
-    label = rows[f"label_{horizon}"].to_numpy(dtype=np.int64)
-    return mx.evaluate(
-        label,
-        proba,
-        rows[f"fwd_ret_{horizon}"].to_numpy(),
-        rows["date"].to_numpy(),
-        include_daily=True,
-        decision_weights=getattr(model, "decision_weights", None),
-    )
+    return evaluate_rows(model, rows, horizon, list(model.features))
 
 
 def window_rows(data: pd.DataFrame, task: TaskResult) -> pd.DataFrame:

@@ -148,6 +148,41 @@ def fit_model(
     )
 
 
+def evaluate_rows(
+    model: Any, rows: pd.DataFrame, horizon: int, features: list[str]
+) -> dict[str, Any]:
+    """A fitted model's out-of-time evaluation on ``rows``, with the daily series the gate's
+    paired tests need (:func:`turbomode.models.gate.decide`)."""
+    return mx.evaluate(
+        rows[f"label_{horizon}"].to_numpy(dtype=np.int64),
+        model.predict_proba(rows[features]),
+        rows[f"fwd_ret_{horizon}"].to_numpy(),
+        rows["date"].to_numpy(),
+        include_daily=True,
+        decision_weights=getattr(model, "decision_weights", None),
+    )
+
+
+def gate_evidence(
+    model: Any, tr: pd.DataFrame, te: pd.DataFrame, horizon: int, features: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The candidate's evaluation on the window ``te`` and each baseline's on the same rows
+    (class priors from the training rows ``tr``): what the gate compares."""
+    label, ret = f"label_{horizon}", f"fwd_ret_{horizon}"
+    y_tr = tr[label].to_numpy(dtype=np.int64)
+    y_te = te[label].to_numpy(dtype=np.int64)
+    fwd, d_te = te[ret].to_numpy(), te["date"].to_numpy()
+    past = te[MOMENTUM_FEATURE].to_numpy() if MOMENTUM_FEATURE in te else np.zeros(len(te))
+    baselines = {
+        "majority": mx.evaluate(
+            y_te, mx.majority_baseline(y_tr, len(te)), fwd, d_te, include_daily=True
+        ),
+        "prior": mx.evaluate(y_te, mx.prior_baseline(y_tr, len(te)), fwd, d_te, include_daily=True),
+        "momentum": mx.evaluate(y_te, mx.momentum_baseline(past), fwd, d_te, include_daily=True),
+    }
+    return evaluate_rows(model, te, horizon, features), baselines
+
+
 def evaluate_task(
     task: TrainTask,
     model: StackedEnsemble | RankEnsemble,
@@ -158,23 +193,9 @@ def evaluate_task(
     seconds: float,
 ) -> TaskResult:
     """Score one task's out-of-time rows beside the baselines on the same rows."""
-    label, ret = f"label_{task.horizon}", f"fwd_ret_{task.horizon}"
     if te.empty:
         raise TurboModeError(f"{task.key}: no rows in the out-of-time window")
-    y_tr = tr[label].to_numpy(dtype=np.int64)
-    y_te = te[label].to_numpy(dtype=np.int64)
-    proba = model.predict_proba(te[features])
-    fwd, d_te = te[ret].to_numpy(), te["date"].to_numpy()
-    weights = getattr(model, "decision_weights", None)
-    evaluation = mx.evaluate(y_te, proba, fwd, d_te, include_daily=True, decision_weights=weights)
-    past = te[MOMENTUM_FEATURE].to_numpy() if MOMENTUM_FEATURE in te else np.zeros(len(te))
-    baselines = {
-        "majority": mx.evaluate(
-            y_te, mx.majority_baseline(y_tr, len(te)), fwd, d_te, include_daily=True
-        ),
-        "prior": mx.evaluate(y_te, mx.prior_baseline(y_tr, len(te)), fwd, d_te, include_daily=True),
-        "momentum": mx.evaluate(y_te, mx.momentum_baseline(past), fwd, d_te, include_daily=True),
-    }
+    evaluation, baselines = gate_evidence(model, tr, te, task.horizon, features)
     return TaskResult(
         sector=task.sector,
         horizon=task.horizon,

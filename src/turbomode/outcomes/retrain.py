@@ -98,7 +98,9 @@ def merge_samples(
     data: pd.DataFrame, samples: pd.DataFrame, horizons: Sequence[int]
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The training set with the samples' realized labels: a sample overrides the label of its
-    (symbol, date, horizon) row, and rows the set lacks are appended."""
+    (symbol, date, horizon) row — the row's forward return stays the one computed from prices
+    over the same window — and a row the set lacks is appended when the sample carries its
+    h-day return (a legacy 14-day outcome does not: :mod:`turbomode.outcomes.samples`)."""
     if samples.empty:
         return data, {"replaced": 0, "appended": 0}
     merged = data.copy()
@@ -117,11 +119,11 @@ def merge_samples(
         found = skey.isin(key)
         idx = pos.reindex(skey[found]).to_numpy()
         merged.loc[merged.index[idx], lab] = part.loc[found, lab].to_numpy()
-        merged.loc[merged.index[idx], ret] = part.loc[found, ret].to_numpy()
         replaced += int(found.sum())
-        if (~found).any():
-            extra.append(part.loc[~found])
-            appended += int((~found).sum())
+        new = ~found & part[ret].notna().to_numpy()
+        if new.any():
+            extra.append(part.loc[new])
+            appended += int(new.sum())
     if extra:
         merged = pd.concat([merged, *extra], ignore_index=True)
     for h in horizons:

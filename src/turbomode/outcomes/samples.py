@@ -1,9 +1,14 @@
 """Training samples from resolved outcomes, with the features as they were at signal time.
 
 Features come from the offline store through a point-in-time join (the row as of the signal
-date, never a later recomputation), the label is the realized class the tracker judged, and
-the sample and the outcome's ``sampled`` mark are written in one transaction: a sample is
-never added twice, and a crash between the two cannot lose or repeat one.
+date, never a later recomputation), the label is the realized class of the signal's horizon
+(the tracker's ``label``: prices up to t + h only, whatever the outcome rule), and the sample
+and the outcome's ``sampled`` mark are written in one transaction: a sample is never added
+twice, and a crash between the two cannot lose or repeat one.
+
+A sample's exit and return are those of the label's window (entry at t + 1's open, exit at
+t + h's close) or none: under ``outcomes.rule: legacy`` the outcome was held 14 days, and its
+return would stand in for the h-day forward return of the row it trains.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class SampleResult:
     candidates: int
     added: int
     without_features: list[str]
+    without_label: int = 0
 
 
 def feast_lookup(settings: Settings) -> FeatureLookup:
@@ -85,12 +91,17 @@ def generate_samples(
         feats = lookup(entities)
         matrix = feats[names].to_numpy(dtype=np.float64)
         has = ~np.isnan(matrix).all(axis=1)
-        samples, ids, missing = [], [], []
+        samples, ids, missing, unlabelled = [], [], [], 0
         for i, r in enumerate(todo.to_dict(orient="records")):
+            if pd.isna(r["label"]):  # resolved without a horizon label: nothing to learn, ever
+                ids.append(int(r["id"]))
+                unlabelled += 1
+                continue
             if not has[i]:
                 missing.append(f"{r['symbol']} {pd.Timestamp(r['signal_date']).date()}")
                 continue
             ret = float(r["side_return"])
+            label_window = int(r["hold_days"]) == int(r["horizon"])
             samples.append(
                 {
                     "symbol": r["symbol"],
@@ -100,9 +111,9 @@ def generate_samples(
                     "side": r["side"],
                     "confidence": float(r["confidence"]),
                     "entry_price": float(r["entry_price"]),
-                    "exit_price": float(r["exit_price"]),
-                    "exit_date": pd.Timestamp(r["exit_date"]).date(),
-                    "realized_return": float(r["realized_return"]),
+                    "exit_price": float(r["exit_price"]) if label_window else None,
+                    "exit_date": pd.Timestamp(r["exit_date"]).date() if label_window else None,
+                    "realized_return": float(r["realized_return"]) if label_window else None,
                     "label": int(r["label"]),
                     "outcome": "flat" if ret == 0 else "win" if bool(r["correct"]) else "loss",
                     "features": {
@@ -117,13 +128,21 @@ def generate_samples(
         metrics.rows.labels(stage="without_features").inc(len(missing))
     for m in missing:
         event(log, "samples.no_features", signal=m)
-    event(log, "samples.done", candidates=len(todo), added=added, without_features=len(missing))
-    return SampleResult(len(todo), added, missing)
+    event(
+        log,
+        "samples.done",
+        candidates=len(todo),
+        added=added,
+        without_features=len(missing),
+        without_label=unlabelled,
+    )
+    return SampleResult(len(todo), added, missing, unlabelled)
 
 
 def samples_as_training_rows(samples: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Stored samples in the training-set shape: symbol, date, sector, label_h, fwd_ret_h,
-    features (one row per sample; other horizons' labels are missing)."""
+    """Stored samples in the training-set shape: symbol, date, sector, label_h, fwd_ret_h (NaN
+    when the sample has no label-window return), features (one row per sample; other
+    horizons' labels are missing)."""
     if samples.empty:
         return pd.DataFrame(columns=["symbol", "date", "sector", *names])
     rows = []
@@ -134,7 +153,9 @@ def samples_as_training_rows(samples: pd.DataFrame, names: list[str]) -> pd.Data
             "date": pd.Timestamp(r["signal_date"]),
             "sector": r["sector"],
             f"label_{int(r['horizon'])}": int(r["label"]),
-            f"fwd_ret_{int(r['horizon'])}": r["realized_return"],
+            f"fwd_ret_{int(r['horizon'])}": (
+                np.nan if pd.isna(r["realized_return"]) else float(r["realized_return"])
+            ),
         }
         row.update({n: np.nan if feats.get(n) is None else feats[n] for n in names})
         rows.append(row)

@@ -13,7 +13,13 @@ tracker computes, from the prices alone:
 * correctness: ``rule="label"`` — the realized class under the labeling rule (the same
   :func:`turbomode.labels.make_labels`, sector-relative by default) equals the side;
   ``rule="legacy"`` — hold 14 days, BUY correct at ≥ +10 %, SELL correct when the return
-  stays below it.
+  stays below it;
+* the realized ``label``: under either rule the class :func:`turbomode.labels.make_labels`
+  gives the signal's (symbol, date) at the signal's *horizon* — prices up to t + h only. It
+  is what a training sample of the signal teaches its h-day model, so the legacy rule's
+  14-day ±10 % judgement never becomes the label of a 1/2/5-day model (its window would reach
+  past the purge of t + h that training relies on). Under the legacy rule a signal whose
+  horizon label is unknown (ATR warm-up) still resolves, without a label.
 
 Resolved signals leave the active table (the scan carries only unresolved ones). A signal
 whose symbol has no prices for part of its hold (delisted, halted) stays pending with the
@@ -33,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from turbomode.config import Settings
-from turbomode.labels import BUY, HOLD, SELL, make_labels
+from turbomode.labels import BUY, SELL, make_labels
 from turbomode.logs import event
 from turbomode.signals.store import SignalStore
 
@@ -135,7 +141,9 @@ def judge(
     realized_label: int | None,
     settings: Settings,
 ) -> dict[str, Any]:
-    """The outcome of one signal from its held bars (date-indexed open/high/low/close)."""
+    """The outcome of one signal from its held bars (date-indexed open/high/low/close);
+    ``realized_label`` is the class of the signal's horizon (:func:`resolve`), recorded as the
+    outcome's label under either rule."""
     side = str(row["side"])
     entry = float(bars["open"].iloc[0])
     exit_ = float(bars["close"].iloc[-1])
@@ -148,13 +156,11 @@ def judge(
         mfe, mae = 1.0 - lows.min() / entry, 1.0 - highs.max() / entry
     if settings.outcomes.rule == "legacy":
         thr = settings.outcomes.legacy_buy_return
-        label = BUY if ret >= thr else SELL if ret <= -thr else HOLD
         correct = ret >= thr if side == "BUY" else ret < thr
     else:
         if realized_label is None:
             raise ValueError("rule 'label' needs the realized label")
-        label = int(realized_label)
-        correct = label == (BUY if side == "BUY" else SELL)
+        correct = realized_label == (BUY if side == "BUY" else SELL)
     return {
         "id": int(row["id"]),
         "symbol": row["symbol"],
@@ -169,7 +175,7 @@ def judge(
         "mfe": float(mfe),
         "mae": float(mae),
         "first_hit": first_hit(side, highs, lows, float(row["stop"]), float(row["target"])),
-        "label": label,
+        "label": None if realized_label is None else int(realized_label),
         "correct": bool(correct),
     }
 
@@ -189,11 +195,11 @@ def resolve(
     first = pd.Timestamp(pending["signal_date"].min())
     start = calendar[max(0, int(calendar.searchsorted(first)) - settings.outcomes.lookback_days)]
     window = prices[prices["date"] >= start]
-    labels: pd.DataFrame | None = None
+    known = {s: sectors[s] for s in window["symbol"].unique() if s in sectors}
+    labelled = window[window["symbol"].isin(list(known))]
+    labels = make_labels(labelled, settings.labels, sectors=known).set_index(["symbol", "date"])
     if settings.outcomes.rule == "label":
-        known = {s: sectors[s] for s in window["symbol"].unique() if s in sectors}
-        window = window[window["symbol"].isin(list(known))]
-        labels = make_labels(window, settings.labels, sectors=known).set_index(["symbol", "date"])
+        window = labelled
     by_symbol = {
         str(s): g.set_index("date")[["open", "high", "low", "close"]].sort_index()
         for s, g in window.groupby("symbol")
@@ -221,13 +227,12 @@ def resolve(
                 f"{held[0].date()}..{held[-1].date()} (delisted or halted?)"
             )
             continue
-        realized: int | None = None
-        if labels is not None:
-            value = labels[f"label_{int(row['horizon'])}"].get((sym, day), pd.NA)
-            if pd.isna(value):
-                waiting[oid] = f"no label: {sym} {day.date()} (ATR warm-up or no sector peers)"
-                continue
-            realized = int(value)
+        column = f"label_{int(row['horizon'])}"
+        value = labels[column].get((sym, day), pd.NA) if column in labels else pd.NA
+        if pd.isna(value) and settings.outcomes.rule == "label":
+            waiting[oid] = f"no label: {sym} {day.date()} (ATR warm-up or no sector peers)"
+            continue
+        realized = None if pd.isna(value) else int(value)
         resolved.append(judge(row, got, realized, settings))
     return resolved, waiting
 

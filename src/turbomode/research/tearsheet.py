@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from turbomode.data.universe import Universe
 from turbomode.errors import SchemaError, TurboModeError
 from turbomode.io import atomic_path, atomic_write_json, atomic_write_text
 from turbomode.research import factor as fx
@@ -156,11 +157,14 @@ def tear_sheet(
     cost_bps: float = 10.0,
     smooth: int = 1,
     n: int = 10,
+    universe: Universe | None = None,
 ) -> TearSheet:
     """Measure ``scores`` (symbol, date, score) over [start, end] against ``prices``.
 
-    Only finite scores dated inside the window count; the prices may run past ``end`` (the
-    forward returns of the last days need them). ``sectors`` maps symbol → sector; symbols
+    Only finite scores dated inside the window count, and with ``universe`` only those of
+    index members on their date (:meth:`Universe.point_in_time`: a survivors-only price file
+    otherwise ranks stocks that were not in the index yet); the prices may run past ``end``
+    (the forward returns of the last days need them). ``sectors`` maps symbol → sector; symbols
     without one count in the pooled figures only. The pooled IC, deciles and IC by month use
     the ``horizon``-day returns; the long/short book is the daily open-to-open one of
     :func:`.factor.long_short` (``smooth`` days of score averaging, ``cost_bps`` per unit
@@ -180,6 +184,9 @@ def tear_sheet(
         }
     )
     sc = sc[np.isfinite(sc["score"].to_numpy()) & sc["date"].between(s0, e0)]
+    in_window = len(sc)
+    if universe is not None:
+        sc = universe.point_in_time(sc)
     dups = int(sc.duplicated(["symbol", "date"]).sum())
     if dups:
         raise SchemaError(f"scores for {name!r} have {dups} duplicate (symbol, date) row(s)")
@@ -229,6 +236,7 @@ def tear_sheet(
             "days": int(frame["date"].nunique()),
             "rows_with_return": int(np.isfinite(frame[ro].to_numpy()).sum()),
             "symbols_without_sector": int(frame.loc[frame["sector"].isna(), "symbol"].nunique()),
+            "rows_outside_the_index": in_window - len(frame),
         },
         ic=ic,
         ic_stats={k: fx.ic_summary(ic[k]) for k in ic.columns},
