@@ -153,8 +153,11 @@ def test_gated_book_and_point_in_time_members(
     assert gates[Q2]["Energy"] == {
         "decision": "reject",
         "reason": gates[Q2]["Energy"]["reason"],
+        "look": 2,  # the sector's second decision: the gate spends alpha over them
         "trades": Q1,  # refused: the model accepted for Q1 keeps trading
     }
+    assert gates[Q1]["Utilities"]["look"] == 1
+    assert [r.look["number"] for s, _, r, _ in seen if s == "Energy"] == [1, 2]
     assert gates[Q2]["Utilities"]["trades"] is None
     gated = res.gated
     assert gated is not None and len(gated) > 0

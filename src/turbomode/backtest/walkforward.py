@@ -156,11 +156,14 @@ def gate_step(
     production: Any | None,
     members: Callable[[pd.DataFrame], pd.DataFrame],
     threads: int = 1,
+    look: int = 1,
 ) -> GateReport | str:
     """The gate's decision on one sector's window ``train`` (rows with labels known before
     the period): a candidate fitted before the last ``gate_days`` labelled days (purged by
     the horizon) against the baselines and ``production`` on those days' index members.
-    A string says why no candidate could be judged (the gated book then keeps its model)."""
+    A string says why no candidate could be judged (the gated book then keeps its model).
+    ``look`` is the sector's decision count in this backtest, this one included: the gate
+    spends alpha over them as it does over a deployment's monthly retrains."""
     from turbomode.models.ensemble import StackedEnsemble
     from turbomode.models.gate import decide
     from turbomode.models.train import evaluate_rows, gate_evidence
@@ -182,7 +185,7 @@ def gate_step(
     ).fit(tr[names], y, tr["date"].to_numpy())
     evaluation, baselines = gate_evidence(candidate, tr, te, horizon, names)
     prod = None if production is None else evaluate_rows(production, te, horizon, names)
-    return decide(evaluation, baselines, prod, settings.gate)
+    return decide(evaluation, baselines, prod, settings.gate, look=look)
 
 
 def walk_forward_signals(
@@ -223,6 +226,7 @@ def walk_forward_signals(
     scored: list[pd.DataFrame] = []
     gated: list[pd.DataFrame] = []
     production: dict[str, _Production] = {}
+    looks: dict[str, int] = {}
     periods: list[dict[str, Any]] = []
     for first, last in period_bounds(world.calendar, start, end, period):
         before = world.calendar[world.calendar < first]
@@ -271,12 +275,16 @@ def walk_forward_signals(
                 held.model if held else None,
                 members,
                 threads,
+                look=looks.get(sector, 0) + 1,
             )
+            if not isinstance(report, str):
+                looks[sector] = looks.get(sector, 0) + 1
             if not isinstance(report, str) and report.promoted and ens is not None:
                 production[sector] = held = _Production(ens, name)
             info["gate"][sector] = {
                 "decision": "not judged" if isinstance(report, str) else report.decision,
                 "reason": report if isinstance(report, str) else report.reason,
+                "look": None if isinstance(report, str) else looks[sector],
                 "trades": held.period if held else None,
             }
             if held is not None:
