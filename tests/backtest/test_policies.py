@@ -21,9 +21,9 @@ from turbomode.backtest import (
     run_backtest,
 )
 from turbomode.config import RiskSettings
+from turbomode.records.signals import Signal
 from turbomode.risk import positions
 from turbomode.risk.levels import RiskInputError, stop_distance
-from turbomode.signals.types import Signal
 from turbomode.smart import SmartSettings, manage_smart_day, open_smart_position, position_size
 from turbomode.smart.types import SignalV2, Tier
 

@@ -15,8 +15,8 @@ import pytest
 from turbomode.config import Settings
 from turbomode.labels import BUY, make_labels
 from turbomode.outcomes.track import first_hit, rolling_hit_rate, track_outcomes
+from turbomode.records.signals import Signal
 from turbomode.signals.store import SignalStore
-from turbomode.signals.types import Signal
 
 DAYS = pd.bdate_range("2024-01-01", periods=40)
 SECTOR = "Energy"

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from turbomode.config import RiskSettings, SignalSettings
+from turbomode.records.positions import Position, PositionEvent
+from turbomode.records.signals import Side, Signal
 from turbomode.risk.levels import RiskInputError, levels, stop_distance
 from turbomode.risk.positions import (
     entry_skip_reason,
@@ -21,8 +23,6 @@ from turbomode.risk.positions import (
     should_exit_on_signal,
     signal_exit,
 )
-from turbomode.risk.types import Position, PositionEvent
-from turbomode.signals.types import Side, Signal
 
 RISK = RiskSettings()
 SIG = SignalSettings()

@@ -11,6 +11,7 @@ import pytest
 
 from turbomode.config import SignalSettings
 from turbomode.errors import SchemaError
+from turbomode.records.signals import Side, Signal
 from turbomode.signals.rules import (
     InvalidProbabilityError,
     age_bucket,
@@ -26,7 +27,6 @@ from turbomode.signals.rules import (
     signals_to_frame,
     threshold_for_quantile,
 )
-from turbomode.signals.types import Side, Signal
 
 AS_OF = date(2024, 3, 15)  # a Friday
 S = SignalSettings()

@@ -30,7 +30,8 @@ from turbomode.features.engine import build_features
 from turbomode.labels import make_labels
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
-from turbomode.risk.types import Position
+from turbomode.records.positions import Position
+from turbomode.records.signals import Signal
 from turbomode.signals.scan import (
     ModelCache,
     ScanResult,
@@ -40,7 +41,6 @@ from turbomode.signals.scan import (
     thresholds,
 )
 from turbomode.signals.store import SignalStore
-from turbomode.signals.types import Signal
 
 MODELLED = ("Financials", "Health Care", "Industrials", "Information Technology")
 ONLY_1D = "Energy"

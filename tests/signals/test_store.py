@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from turbomode.risk.types import Position, PositionEvent
+from turbomode.records.positions import Position, PositionEvent
+from turbomode.records.signals import Signal
 from turbomode.signals.store import (
     VERSION_TABLE,
     ConcurrentUpdateError,
@@ -22,7 +23,6 @@ from turbomode.signals.store import (
     StoreUnavailableError,
     metadata,
 )
-from turbomode.signals.types import Signal
 
 D1, D2, D3 = date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6)
 

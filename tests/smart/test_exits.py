@@ -8,8 +8,8 @@ from functools import partial
 import pytest
 
 from turbomode.config import RiskSettings
+from turbomode.records.signals import Signal
 from turbomode.risk.positions import manage_day, open_position
-from turbomode.signals.types import Signal
 from turbomode.smart.exits import (
     DailyBarManager,
     SmartPosition,

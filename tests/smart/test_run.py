@@ -21,10 +21,10 @@ from turbomode.cli_smart import curate_command, ranking_app, smart_scan_command
 from turbomode.config import Settings
 from turbomode.data.earnings import RULE_OFF_NO_CALENDAR
 from turbomode.data.ingest import ingest, load_clean
+from turbomode.records.signals import Signal
 from turbomode.signals import rules as signal_rules
 from turbomode.signals.scan import ScanResult, write_outputs
 from turbomode.signals.store import SignalStore
-from turbomode.signals.types import Signal
 from turbomode.smart.run import (
     NO_EVIDENCE,
     SmartRunError,

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from turbomode.cli_wallet import wallet_app
 from turbomode.config import Settings
 from turbomode.data.ingest import ingest, load_clean
+from turbomode.records.signals import Signal
 from turbomode.signals.store import SignalStore
-from turbomode.signals.types import Signal
 
 root = typer.Typer()
 

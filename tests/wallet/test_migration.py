@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from turbomode.risk.types import Position
+from turbomode.records.positions import Position
 from turbomode.signals.store import SignalStore
 from turbomode.smart.exits import SmartPosition
 from turbomode.smart.types import Tier

@@ -26,10 +26,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 from turbomode.config import RiskSettings
+from turbomode.records.positions import Position
+from turbomode.records.signals import Signal
 from turbomode.risk import positions as atr_rules
 from turbomode.risk.levels import RiskInputError, stop_distance
-from turbomode.risk.types import Position
-from turbomode.signals.types import Signal
 
 if TYPE_CHECKING:
     from turbomode.smart.settings import SmartSettings

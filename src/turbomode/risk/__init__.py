@@ -1,4 +1,7 @@
-"""Risk management of the nightly scan: adaptive stop/target levels and position management."""
+"""Risk management of the nightly scan: adaptive stop/target levels and position management.
+
+The position records it manages live in :mod:`turbomode.records.positions`.
+"""
 
 from turbomode.risk.levels import (
     Levels,
@@ -19,14 +22,9 @@ from turbomode.risk.positions import (
     should_exit_on_signal,
     signal_exit,
 )
-from turbomode.risk.types import EventKind, Position, PositionEvent, PositionState
 
 __all__ = [
-    "EventKind",
     "Levels",
-    "Position",
-    "PositionEvent",
-    "PositionState",
     "RiskInputError",
     "confidence_modifier",
     "entry_skip_reason",

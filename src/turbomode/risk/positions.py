@@ -60,9 +60,9 @@ from typing import Any, Literal
 import numpy as np
 
 from turbomode.config import RiskSettings, SignalSettings
+from turbomode.records.positions import EventKind, Position, PositionEvent
+from turbomode.records.signals import Signal
 from turbomode.risk.levels import RiskInputError, check_price, levels_at
-from turbomode.risk.types import EventKind, Position, PositionEvent
-from turbomode.signals.types import Signal
 
 SIGNAL_CALLS = ("BUY", "SELL", "HOLD")
 CLOSING_KINDS: frozenset[str] = frozenset({"stop", "target", "partial_3r", "signal_exit", "expire"})

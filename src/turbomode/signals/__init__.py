@@ -1,1 +1,2 @@
-"""Signals: the records a scan produces, the rules that make them and the store that keeps them."""
+"""Signals: the rules that make the signals of a scan and the store that keeps them (the
+record itself is :mod:`turbomode.records.signals`)."""

@@ -49,7 +49,7 @@ import pandas as pd
 
 from turbomode.config import SignalSettings
 from turbomode.errors import SchemaError, TurboModeError
-from turbomode.signals.types import SIDES, Side, Signal
+from turbomode.records.signals import SIDES, Side, Signal
 
 PROBABILITY_COLUMNS: tuple[str, ...] = ("p_buy", "p_hold", "p_sell")
 SCORE_COLUMNS: tuple[str, ...] = (

@@ -46,6 +46,8 @@ from turbomode.io import atomic_path, atomic_write_json
 from turbomode.labels import CLASS_NAMES
 from turbomode.logs import event
 from turbomode.models.loading import Scorer, class_prior, load_ensemble
+from turbomode.records.positions import Position, PositionEvent
+from turbomode.records.signals import Signal
 from turbomode.risk.levels import levels_frame
 from turbomode.risk.positions import (
     manage_day,
@@ -54,10 +56,8 @@ from turbomode.risk.positions import (
     should_exit_on_signal,
     signal_exit,
 )
-from turbomode.risk.types import Position, PositionEvent
 from turbomode.signals import rules
 from turbomode.signals.store import SignalStore
-from turbomode.signals.types import Signal
 from turbomode.workspace import Workspace
 
 log = logging.getLogger("turbomode.signals.scan")

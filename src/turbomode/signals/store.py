@@ -31,9 +31,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from turbomode.errors import TurboModeError
+from turbomode.records.positions import EventKind, Position, PositionEvent, PositionState
+from turbomode.records.signals import SIDES, Signal
 from turbomode.redaction import redact
-from turbomode.risk.types import EventKind, Position, PositionEvent, PositionState
-from turbomode.signals.types import SIDES, Signal
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -622,8 +622,9 @@ wallets_t = sa.Table(
 )
 
 # One row per trade, open or closed. The engine's trade record (entry, shares, costs, exits
-# so far) in columns; the exit policy's state (risk.types.Position or smart.exits.SmartPosition)
-# as JSON in ``policy_state`` (turbomode.wallet.state encodes and decodes it).
+# so far) in columns; the exit policy's state (records.positions.Position or
+# smart.exits.SmartPosition) as JSON in ``policy_state`` (turbomode.wallet.state encodes and
+# decodes it).
 wallet_positions = sa.Table(
     "wallet_positions",
     metadata,

@@ -147,7 +147,7 @@ class SmartPosition:
 
 @dataclass(frozen=True)
 class SmartEvent:
-    """One change to a position, with the same fields as :class:`turbomode.risk.types.
+    """One change to a position, with the same fields as :class:`turbomode.records.positions.
     PositionEvent` so one event log can hold both rule sets."""
 
     symbol: str

@@ -1,6 +1,6 @@
 """The exit policies' position state as JSON, and back, without loss.
 
-The wallet stores each open trade's policy state (:class:`turbomode.risk.types.Position` for
+The wallet stores each open trade's policy state (:class:`turbomode.records.positions.Position` for
 the ATR rules, :class:`turbomode.smart.exits.SmartPosition` for the Smart rules) rather than
 the entry order plus every bar since: a state decoded from the store is *equal* to the one
 that was encoded, so tomorrow's bar is managed exactly as if the process had never stopped,
@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any
 
 from turbomode.errors import TurboModeError
-from turbomode.risk.types import Position
+from turbomode.records.positions import Position
 from turbomode.smart.exits import SmartPosition
 
 STATE_TYPES: dict[str, type] = {"Position": Position, "SmartPosition": SmartPosition}

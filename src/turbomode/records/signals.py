@@ -1,4 +1,5 @@
-"""The records a scan produces: shared by the signal rules, the risk module and the store."""
+"""The signal a scan produces: shared by the signal rules, the risk rules, the store, the
+backtester and the wallet."""
 
 from __future__ import annotations
 
