@@ -20,12 +20,12 @@ from turbomode.backtest import (
     make_policy,
     run_backtest,
 )
-from turbomode.config import RiskSettings
+from turbomode.config import RiskSettings, Tier
 from turbomode.records.signals import Signal
 from turbomode.risk import positions
 from turbomode.risk.levels import RiskInputError, stop_distance
 from turbomode.smart import SmartSettings, manage_smart_day, open_smart_position, position_size
-from turbomode.smart.types import SignalV2, Tier
+from turbomode.smart.types import SignalV2
 
 DAYS = [date(2024, 3, d) for d in (4, 5, 6, 7, 8, 11)]  # signal day, then five bars
 NO_COSTS = BacktestSettings(slippage_bps=0, commission_bps=0, whole_shares=False)

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from turbomode.config import RiskSettings
+from turbomode.config import RiskSettings, SmartSettings, Tier
 from turbomode.records.signals import Signal
 from turbomode.risk.positions import manage_day, open_position
 from turbomode.smart.exits import (
@@ -18,8 +18,7 @@ from turbomode.smart.exits import (
     open_smart_position,
     run_bars,
 )
-from turbomode.smart.settings import SmartSettings
-from turbomode.smart.types import SignalV2, SmartInputError, Tier
+from turbomode.smart.types import SignalV2, SmartInputError
 
 S = SmartSettings()
 SIGNAL_DAY = date(2024, 1, 1)

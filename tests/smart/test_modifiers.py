@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from turbomode.config import SmartSettings
 from turbomode.errors import SchemaError
 from turbomode.smart.modifiers import (
     AllOf,
@@ -24,7 +25,6 @@ from turbomode.smart.modifiers import (
     measure_evidence,
     parse_pattern,
 )
-from turbomode.smart.settings import SmartSettings
 from turbomode.smart.types import SmartInputError
 
 START, END = date(2023, 1, 1), date(2023, 12, 31)

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from turbomode.config import SmartSettings, Tier
 from turbomode.errors import SchemaError
 from turbomode.smart.portfolio import Proposal, select, skip_reason, trailing_correlations
-from turbomode.smart.settings import SmartSettings
-from turbomode.smart.types import Holding, Tier
+from turbomode.smart.types import Holding
 
 S = SmartSettings()
 SECTORS = [

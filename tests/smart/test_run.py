@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from turbomode.cli_smart import curate_command, ranking_app, smart_scan_command
-from turbomode.config import Settings
+from turbomode.config import Settings, SmartSettings, Tier
 from turbomode.data.earnings import RULE_OFF_NO_CALENDAR
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.records.signals import Signal
@@ -33,10 +33,9 @@ from turbomode.smart.run import (
     run_smart_scan,
     update_ranking,
 )
-from turbomode.smart.settings import SmartSettings
 from turbomode.smart.state import TierState, load_tiers, load_universe, state_dir
 from turbomode.smart.tiers import SymbolRank
-from turbomode.smart.types import Tier, read_signals_csv, read_signals_json
+from turbomode.smart.types import read_signals_csv, read_signals_json
 
 CHART_VALUES = Path(__file__).parents[2] / "charts" / "turbomode" / "values.yaml"
 D = date.fromisoformat

@@ -10,17 +10,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from turbomode.config import SmartSettings, Tier
 from turbomode.smart.exits import manage_smart_day, open_smart_position
 from turbomode.smart.modifiers import Condition, ModifierRule, calibrate_rules
 from turbomode.smart.scanner import SmartCandidate, earnings_soon, smart_scan
-from turbomode.smart.settings import SmartSettings
-from turbomode.smart.types import (
-    Holding,
-    SmartInputError,
-    Tier,
-    read_signals_json,
-    write_signals_json,
-)
+from turbomode.smart.types import Holding, SmartInputError, read_signals_json, write_signals_json
 
 S = SmartSettings(modifier_min_samples=10)
 DAY = date(2024, 3, 1)  # a Friday

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from turbomode.smart.settings import SmartSettings
-from turbomode.smart.types import Tier
+from turbomode.config import SmartSettings, Tier
 
 
 def test_defaults_from_the_issue() -> None:

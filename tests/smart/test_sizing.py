@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from turbomode.smart.settings import SmartSettings
+from turbomode.config import SmartSettings, Tier
 from turbomode.smart.sizing import (
     heat,
     kelly_fraction,
@@ -12,7 +12,7 @@ from turbomode.smart.sizing import (
     risk_amount,
     shares_for,
 )
-from turbomode.smart.types import SmartInputError, Tier
+from turbomode.smart.types import SmartInputError
 
 S = SmartSettings()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from turbomode.config import Settings
+from turbomode.config import Settings, Tier
 from turbomode.errors import SchemaError
 from turbomode.smart.state import (
     load_tiers,
@@ -22,7 +22,6 @@ from turbomode.smart.state import (
     write_universe,
 )
 from turbomode.smart.tiers import Curation, SymbolRank
-from turbomode.smart.types import Tier
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from turbomode.smart.settings import SmartSettings
+from turbomode.config import SmartSettings, Tier
 from turbomode.smart.tiers import (
     curate_universe,
     month_start,
@@ -18,7 +18,6 @@ from turbomode.smart.tiers import (
     rank_tiers,
     tier_map,
 )
-from turbomode.smart.types import Tier
 
 S = SmartSettings()
 AS_OF = date(2024, 3, 1)

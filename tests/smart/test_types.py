@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from turbomode.config import Tier
 from turbomode.errors import SchemaError
 from turbomode.smart.types import (
     CSV_COLUMNS,
     SignalV2,
     SmartInputError,
-    Tier,
     check_regime,
     format_summary,
     read_signals_csv,

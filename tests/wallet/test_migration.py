@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from turbomode.config import Tier
 from turbomode.records.positions import Position
 from turbomode.signals.store import SignalStore
 from turbomode.smart.exits import SmartPosition
-from turbomode.smart.types import Tier
 from turbomode.wallet import StateCodecError, decode_state, encode_state
 
 WALLET_TABLES = {"wallets", "wallet_positions", "wallet_fills", "wallet_equity"}

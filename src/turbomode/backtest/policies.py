@@ -32,7 +32,7 @@ from turbomode.risk import positions as atr_rules
 from turbomode.risk.levels import RiskInputError, stop_distance
 
 if TYPE_CHECKING:
-    from turbomode.smart.settings import SmartSettings
+    from turbomode.config import SmartSettings
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class SmartExitPolicy:
     long_only = True
 
     def __init__(self, settings: SmartSettings | None = None) -> None:
-        from turbomode.smart.settings import SmartSettings
+        from turbomode.config import SmartSettings
 
         self.settings = settings or SmartSettings()
 

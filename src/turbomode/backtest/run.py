@@ -35,12 +35,11 @@ from turbomode.backtest.metrics import summarize
 from turbomode.backtest.policies import AtrExitPolicy, SmartExitPolicy
 from turbomode.backtest.report import books_markdown, write_report
 from turbomode.backtest.sizing import SignalColumnSize
-from turbomode.config import Settings
+from turbomode.config import Settings, Tier
 from turbomode.data.sources.base import MarketData
 from turbomode.errors import SchemaError, TurboModeError
 from turbomode.io import atomic_write_json, atomic_write_text
 from turbomode.logs import event
-from turbomode.smart.types import Tier
 
 log = logging.getLogger("turbomode.backtest.run")
 RULE_SETS = ("atr", "smart")

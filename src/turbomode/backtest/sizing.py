@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from turbomode.smart.settings import SmartSettings
+    from turbomode.config import SmartSettings
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ sizing under portfolio constraints, tiered exits at the close, and the SignalV2 
 Everything here is pure: tables and records in, records out, no store and no clock.
 """
 
+from turbomode.config import REGIMES, SmartSettings, Tier, TierCutoff
 from turbomode.smart.exits import (
     DailyBarManager,
     ExitPlan,
@@ -25,7 +26,6 @@ from turbomode.smart.modifiers import (
 )
 from turbomode.smart.portfolio import Decision, Proposal, select, trailing_correlations
 from turbomode.smart.scanner import SmartCandidate, earnings_soon, smart_scan
-from turbomode.smart.settings import SmartSettings, TierCutoff
 from turbomode.smart.sizing import Sizing, kelly_fraction, position_size, shares_for
 from turbomode.smart.tiers import (
     Curation,
@@ -36,11 +36,9 @@ from turbomode.smart.tiers import (
     tier_map,
 )
 from turbomode.smart.types import (
-    REGIMES,
     Holding,
     SignalV2,
     SmartInputError,
-    Tier,
     format_summary,
     read_signals_csv,
     read_signals_json,

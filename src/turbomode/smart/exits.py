@@ -40,8 +40,8 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal, Protocol
 
-from turbomode.smart.settings import SmartSettings
-from turbomode.smart.types import Holding, SignalV2, SmartInputError, Tier, to_tier
+from turbomode.config import SmartSettings, Tier
+from turbomode.smart.types import Holding, SignalV2, SmartInputError, to_tier
 
 SmartState = Literal["flat", "long"]
 SmartEventKind = Literal[

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from turbomode.smart.settings import SmartSettings
+from turbomode.config import SmartSettings
 from turbomode.smart.trades import normalize_trades
 from turbomode.smart.types import SmartInputError
 

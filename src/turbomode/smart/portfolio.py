@@ -33,9 +33,9 @@ from datetime import date
 
 import pandas as pd
 
+from turbomode.config import SmartSettings, Tier
 from turbomode.errors import SchemaError
-from turbomode.smart.settings import SmartSettings
-from turbomode.smart.types import Holding, Tier
+from turbomode.smart.types import Holding
 
 # Float slack for "at most": 0.12 × 0.03 + … summing to 0.15000000000000002 is still 15 %.
 _EPS = 1e-12

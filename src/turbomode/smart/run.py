@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from turbomode.config import SECTOR_ETFS, Settings
+from turbomode.config import SECTOR_ETFS, Settings, SmartSettings, Tier
 from turbomode.data.sources.base import MarketData
 from turbomode.errors import TurboModeError
 from turbomode.io import atomic_write_json
@@ -54,7 +54,6 @@ from turbomode.signals.store import SignalStore
 from turbomode.smart.modifiers import ModifierRule, calibrate_rules, load_rules
 from turbomode.smart.portfolio import trailing_correlations
 from turbomode.smart.scanner import SmartCandidate, adjusted_strength, smart_scan
-from turbomode.smart.settings import SmartSettings
 from turbomode.smart.state import (
     TierState,
     UniverseState,
@@ -69,7 +68,6 @@ from turbomode.smart.tiers import Curation, SymbolRank, curate_universe, rank_ti
 from turbomode.smart.types import (
     Holding,
     SignalV2,
-    Tier,
     format_summary,
     write_signals_csv,
     write_signals_json,

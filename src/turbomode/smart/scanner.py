@@ -28,12 +28,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from turbomode.config import SmartSettings, Tier
 from turbomode.smart.exits import ExitPlan, exit_plan
 from turbomode.smart.modifiers import STRENGTH_RANGE, ModifierRule, apply_modifiers
 from turbomode.smart.portfolio import Proposal, select
-from turbomode.smart.settings import SmartSettings
 from turbomode.smart.sizing import position_size, risk_amount, shares_for
-from turbomode.smart.types import Holding, SignalV2, SmartInputError, Tier, check_regime
+from turbomode.smart.types import Holding, SignalV2, SmartInputError, check_regime
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from turbomode.smart.settings import SmartSettings
-from turbomode.smart.types import SmartInputError, Tier, check_regime, to_tier
+from turbomode.config import SmartSettings, Tier
+from turbomode.smart.types import SmartInputError, check_regime, to_tier
 
 # Tolerance for floating products such as 100000 × 0.12 / 40 landing at 299.99999999999994.
 _SHARE_EPS = 1e-9

@@ -28,11 +28,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from turbomode.config import Settings
+from turbomode.config import TIER_ORDER, Settings, Tier
 from turbomode.errors import SchemaError
 from turbomode.io import atomic_write_json
 from turbomode.smart.tiers import Curation, SymbolRank, month_start, quarter_start
-from turbomode.smart.types import TIER_ORDER, Tier, to_tier
+from turbomode.smart.types import to_tier
 from turbomode.workspace import Workspace
 
 STATE_DIR = "smart"

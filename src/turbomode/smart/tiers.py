@@ -28,9 +28,8 @@ from datetime import date
 
 import pandas as pd
 
-from turbomode.smart.settings import SmartSettings
+from turbomode.config import SmartSettings, Tier
 from turbomode.smart.trades import normalize_trades
-from turbomode.smart.types import Tier
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The records of the Smart Scanner: tiers, regimes and the :class:`SignalV2` it publishes.
+"""The records of the Smart Scanner: the :class:`SignalV2` it publishes (its ``Tier`` and
+regime names live with its settings in :mod:`turbomode.config`).
 
 A SignalV2 is one line of the nightly report: the raw and adjusted strength, the symbol's tier
 and the market regime that sized it, the size, shares and currency risk, the exit plan, and —
@@ -16,10 +17,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from turbomode.config import REGIMES, Tier
 from turbomode.errors import SchemaError, TurboModeError
 from turbomode.io import atomic_write_json, atomic_write_text
 
@@ -27,23 +28,6 @@ from turbomode.io import atomic_write_json, atomic_write_text
 class SmartInputError(TurboModeError, ValueError):
     """An input to the Smart Scanner arithmetic (rate, price, tier, regime, bar) that cannot be
     used."""
-
-
-class Tier(StrEnum):
-    """A symbol's measured quality; values match the universe's tier names (``config.TierName``)."""
-
-    ELITE = "Elite"
-    STRONG = "Strong"
-    AVERAGE = "Average"
-    WEAK = "Weak"
-    AVOID = "Avoid"
-
-
-TIER_ORDER: tuple[Tier, ...] = (Tier.ELITE, Tier.STRONG, Tier.AVERAGE, Tier.WEAK, Tier.AVOID)
-
-REGIMES: tuple[str, ...] = ("BULL", "BEAR", "CHOPPY", "VOLATILE")
-"""Regime names as plain strings, so the regime detector and this package need not import each
-other."""
 
 
 def check_regime(regime: str) -> str:
