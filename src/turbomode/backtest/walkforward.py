@@ -208,6 +208,7 @@ def walk_forward_signals(
     end of each window (None: the ungated book only). ``work_dir`` holds nothing the caller
     needs afterwards but must be fresh.
     """
+    from turbomode.feature_store import model_features
     from turbomode.models.ensemble import StackedEnsemble
     from turbomode.outcomes.replay import Replay
 
@@ -222,7 +223,7 @@ def walk_forward_signals(
     members = world.md.universe.point_in_time
     threads = max(1, int(settings.compute.cpus_per_task))
     note = on_period or (lambda _msg: None)
-    label, names = f"label_{horizon}", world.names
+    label, names = f"label_{horizon}", model_features(settings)  # what the platform trains on
     scored: list[pd.DataFrame] = []
     gated: list[pd.DataFrame] = []
     production: dict[str, _Production] = {}
