@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from turbomode.cli import app
+from turbomode.cli.main import app
 
 from .data.test_files import write_dir
 

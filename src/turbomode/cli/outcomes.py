@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import EXPECTED, err, fail, parse_day, settings_from
 from turbomode.workspace import Workspace
 
 outcomes_app = typer.Typer(

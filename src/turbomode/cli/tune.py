@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import EXPECTED, fail, settings_from
 from turbomode.config import GICS_SECTORS
 from turbomode.errors import TurboModeError
 from turbomode.models.ensemble import BASE_MODELS

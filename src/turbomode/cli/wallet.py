@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import EXPECTED, err, fail, parse_day, settings_from
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.signals.store import SignalStore

@@ -16,16 +16,16 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from turbomode import __version__, logs
-from turbomode.cli_backtest import backtest_command, regime_command
-from turbomode.cli_common import EXPECTED, fail
-from turbomode.cli_models import models_app
-from turbomode.cli_outcomes import outcomes_app, replay_command, retrain_command
-from turbomode.cli_pipelines import pipelines_app
-from turbomode.cli_research import research_command
-from turbomode.cli_serve import serve_command
-from turbomode.cli_smart import curate_command, ranking_app, smart_scan_command
-from turbomode.cli_tune import tune_command
-from turbomode.cli_wallet import wallet_app
+from turbomode.cli.backtest import backtest_command, regime_command
+from turbomode.cli.common import EXPECTED, fail
+from turbomode.cli.models import models_app
+from turbomode.cli.outcomes import outcomes_app, replay_command, retrain_command
+from turbomode.cli.pipelines import pipelines_app
+from turbomode.cli.research import research_command
+from turbomode.cli.serve import serve_command
+from turbomode.cli.smart import curate_command, ranking_app, smart_scan_command
+from turbomode.cli.tune import tune_command
+from turbomode.cli.wallet import wallet_app
 from turbomode.config import Settings, load_settings
 from turbomode.errors import TurboModeError
 from turbomode.redaction import redact

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import EXPECTED, fail, parse_day, settings_from
+from turbomode.cli.common import EXPECTED, fail, parse_day, settings_from
 
 console = Console()
 

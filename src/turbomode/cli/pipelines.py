@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import EXPECTED, fail, settings_from
 from turbomode.errors import TurboModeError
 from turbomode.workspace import Workspace
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import EXPECTED, err, fail, parse_day, settings_from
 from turbomode.io import read_table
 from turbomode.workspace import Workspace
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import EXPECTED, err, fail, parse_day, settings_from
 from turbomode.errors import SchemaError
 from turbomode.io import read_table
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import EXPECTED, fail, settings_from
 from turbomode.models.registry import ModelRegistry
 
 models_app = typer.Typer(

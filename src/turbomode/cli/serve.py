@@ -4,7 +4,7 @@ A thin adapter over ``bentoml serve turbomode.serving.service:TurboMode``: it re
 settings the way every other command does (``--config``, ``--data-dir``, environment), hands
 them to the server's workers as environment variables (absolute paths, so the workers read the
 same stores whatever their working directory) and then becomes the BentoML server process.
-Standalone: ``python -m turbomode.cli_serve --port 3000``.
+Standalone: ``python -m turbomode.cli.serve --port 3000``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import EXPECTED, fail, settings_from
 from turbomode.config import Settings
 
 SERVICE = "turbomode.serving.service:TurboMode"
