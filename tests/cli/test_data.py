@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from turbomode.cli.main import app
 
-from .data.test_files import write_dir
+from ..data.test_files import write_dir
 
 runner = CliRunner()
 
