@@ -38,4 +38,4 @@ USER 10001:10001
 EXPOSE 3000
 # `turbomode serve` standalone: resolves the settings like every command, then becomes
 # `bentoml serve turbomode.serving.service:TurboMode`.
-CMD ["python", "-m", "turbomode.cli_serve", "--host", "0.0.0.0", "--port", "3000"]
+CMD ["python", "-m", "turbomode.cli.serve", "--host", "0.0.0.0", "--port", "3000"]

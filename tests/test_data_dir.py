@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from turbomode.cli import app
-from turbomode.cli_serve import server_environment
+from turbomode.cli.main import app
+from turbomode.cli.serve import server_environment
 from turbomode.config import Settings, load_settings
 from turbomode.workspace import Workspace, with_data_dir
 

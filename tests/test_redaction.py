@@ -9,7 +9,7 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
-from turbomode.cli import app
+from turbomode.cli.main import app
 from turbomode.logs import JsonFormatter, event
 from turbomode.redaction import redact
 

@@ -34,7 +34,7 @@ from tests.deploy.conftest import (
     require_tool,
     run,
 )
-from turbomode.cli import NO_NEW_BAR_EXIT, app
+from turbomode.cli.main import NO_NEW_BAR_EXIT, app
 from turbomode.config import ModelSettings, Settings
 from turbomode.data.sources.synthetic import generate_market
 from turbomode.feature_store import model_features

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from turbomode.backtest.run import run_backtests, signal_outcomes, smart_candidates
 from turbomode.backtest.walkforward import walk_forward_signals
-from turbomode.cli import app
+from turbomode.cli.main import app
 from turbomode.config import Settings
 from turbomode.data.sources.base import MarketData
 
@@ -222,7 +222,7 @@ def test_smart_candidates_measure_tiers_and_kelly_point_in_time() -> None:
 
 
 def test_cli_headline_puts_each_gated_book_beside_its_rule_set() -> None:
-    from turbomode.cli_backtest import _headline
+    from turbomode.cli.backtest import _headline
 
     summary = {"strategy": {"total_return": 0.01}, "benchmark": {"total_return": 0.2}}
     table = _headline({"atr": summary, "atr_gated": summary, "smart": summary})

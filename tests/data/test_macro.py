@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tests.data.fake_http import FakeClock
 from tests.data.test_fred import KEY, T0, FakeFred, closed_port, make_settings
-from turbomode.cli import app
+from turbomode.cli.main import app
 from turbomode.config import MACRO_ROLES, Settings, SyntheticSettings
 from turbomode.data import macro as dm
 from turbomode.data.ingest import ingest, ingest_macro, load_clean

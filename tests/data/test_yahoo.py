@@ -27,7 +27,7 @@ from requests.adapters import HTTPAdapter
 from typer.testing import CliRunner
 
 from tests.data.fake_http import Call, FakeClock, FakeHttp, reset_once, response
-from turbomode.cli import app
+from turbomode.cli.main import app
 from turbomode.config import Settings, load_settings
 from turbomode.data.schema import PRICE_COLUMNS
 from turbomode.data.sources.yahoo import YFinanceSource

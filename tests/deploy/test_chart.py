@@ -523,7 +523,7 @@ def test_cron_commands_exist_in_the_cli(job: str) -> None:
     """Each CronWorkflow's command is a real `turbomode` sub-command."""
     import typer.main
 
-    from turbomode.cli import app
+    from turbomode.cli.main import app
 
     command: Any = typer.main.get_command(app)
     root = command

@@ -18,7 +18,7 @@ import fsspec
 import pytest
 from typer.testing import CliRunner
 
-from turbomode.cli_models import models_app
+from turbomode.cli.models import models_app
 from turbomode.models.registry import (
     ChecksumError,
     ModelRegistry,

@@ -156,7 +156,7 @@ def test_cli_tunes_the_sectors_training_rows_and_writes_the_config(
     import typer
     from typer.testing import CliRunner
 
-    from turbomode import cli_tune
+    from turbomode.cli import tune as cli_tune
     from turbomode.models import train, tune
 
     df = frame().assign(sector="Energy")

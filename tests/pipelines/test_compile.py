@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from turbomode.cli_pipelines import pipelines_app
+from turbomode.cli.pipelines import pipelines_app
 from turbomode.jobs import JOBS, PIPELINE_OF_JOB
 from turbomode.pipelines import components as comp
 from turbomode.pipelines.definitions import (

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from turbomode.cli_pipelines import pipelines_app
+from turbomode.cli.pipelines import pipelines_app
 from turbomode.features import REGISTRY
 from turbomode.models.registry import ModelRegistry
 from turbomode.pipelines.runs import LocalRun, run_local

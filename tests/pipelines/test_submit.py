@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from typer.testing import CliRunner
 
-from turbomode.cli_pipelines import pipelines_app
+from turbomode.cli.pipelines import pipelines_app
 from turbomode.pipelines.runs import submit, version_name
 
 HANDWRITTEN = Path(__file__).parent / "handwritten_kfp"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from turbomode.cli import app
+from turbomode.cli.main import app
 
 runner = CliRunner()
 WINDOW = ("--start", "2023-02-01", "--end", "2023-10-31")

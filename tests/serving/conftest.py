@@ -1,5 +1,5 @@
 """Fixtures of the serving tests: one built market per session, and the real service started
-on it as a subprocess (``python -m turbomode.cli_serve``) on a free port of 127.0.0.1."""
+on it as a subprocess (``python -m turbomode.cli.serve``) on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -80,12 +80,12 @@ class Server:
 
 
 def start_server(env: dict[str, str], workdir: Path, port: int | None = None) -> Server:
-    """``python -m turbomode.cli_serve`` in its own process group; returns once /readyz is 200."""
+    """``python -m turbomode.cli.serve`` in its own process group; returns once /readyz is 200."""
     port = port or free_port()
     log = workdir / f"server-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "turbomode.cli_serve", "--port", str(port)],
+            [sys.executable, "-m", "turbomode.cli.serve", "--port", str(port)],
             env=env,
             cwd=workdir,
             stdout=out,

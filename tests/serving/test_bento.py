@@ -14,7 +14,7 @@ import yaml
 from tests.conftest import REPO
 from tests.serving.builder import ServedMarket
 from tests.serving.conftest import Server, free_port, server_env, stop_server, wait_ready
-from turbomode import cli_serve
+from turbomode.cli import serve as cli_serve
 
 
 def _lock() -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from turbomode import cli_serve
+from turbomode.cli import serve as cli_serve
 
 
 class HandoverError(Exception):

@@ -730,7 +730,7 @@ def test_a_crash_after_the_commit_leaves_signals_showing_the_committed_scan(
     from typer.testing import CliRunner
 
     import turbomode.signals.scan as scan_mod
-    from turbomode.cli import app
+    from turbomode.cli.main import app
 
     settings = market.settings.model_copy(deep=True)
     settings.data.data_dir = tmp_path

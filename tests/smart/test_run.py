@@ -17,7 +17,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from turbomode.cli_smart import curate_command, ranking_app, smart_scan_command
+from turbomode.cli.smart import curate_command, ranking_app, smart_scan_command
 from turbomode.config import Settings, SmartSettings, Tier
 from turbomode.data.earnings import RULE_OFF_NO_CALENDAR
 from turbomode.data.ingest import ingest, load_clean

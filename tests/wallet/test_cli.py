@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from turbomode.cli_wallet import wallet_app
+from turbomode.cli.wallet import wallet_app
 from turbomode.config import Settings
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.records.signals import Signal

@@ -8,15 +8,13 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import console, err, handles_errors, parse_day, settings_from
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.signals.store import SignalStore
 
-console = Console()
 # Price history handed to a day: enough for the Smart rules' trailing correlations.
 _HISTORY_DAYS = 400
 
@@ -33,6 +31,7 @@ def _store(settings: Settings) -> SignalStore:
 
 
 @wallet_app.command("create")
+@handles_errors
 def create_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Wallet name (letters, digits, _ . -).")],
@@ -42,15 +41,12 @@ def create_command(
     ] = None,
 ) -> None:
     """Create a paper wallet that trades with one rule set."""
-    try:
-        settings = settings_from(ctx)
-        if rules not in ("atr", "smart"):
-            raise ValueError(f"--rules must be atr or smart, got {rules!r}")
-        wallet = _store(settings).create_wallet(
-            name, rules, settings.backtest.initial_cash if cash is None else cash
-        )
-    except EXPECTED as exc:
-        fail(exc)
+    settings = settings_from(ctx)
+    if rules not in ("atr", "smart"):
+        raise ValueError(f"--rules must be atr or smart, got {rules!r}")
+    wallet = _store(settings).create_wallet(
+        name, rules, settings.backtest.initial_cash if cash is None else cash
+    )
     console.print(
         f"created wallet [bold]{wallet.name}[/] ({wallet.rules} rules, "
         f"cash {wallet.initial_cash:,.2f})"
@@ -72,6 +68,7 @@ def _days_to_run(calendar: list[date], last: date | None, day: date) -> list[dat
 
 
 @wallet_app.command("run")
+@handles_errors
 def run_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Wallet name.")],
@@ -90,48 +87,46 @@ def run_command(
     from turbomode.data.ingest import load_clean
     from turbomode.wallet import previous_scan_date, run_day, scan_signals, smart_signals
 
-    try:
-        settings = settings_from(ctx)
-        store = _store(settings)
-        wallet = store.wallet(name)
-        md = load_clean(settings)
-        stamps = pd.to_datetime(md.prices["date"]).dt.normalize()
-        calendar = sorted(d.date() for d in stamps.unique())
-        day = parse_day(on, "--date") if on else calendar[-1]
-        for d in _days_to_run(calendar, wallet.last_date, day):
-            earlier = [c for c in calendar if c < d]
-            if not earlier:
-                raise TurboModeError(f"no market day before {d}: nothing could have signalled")
-            night = earlier[-1]
-            scan = previous_scan_date(store, d)
-            signals = None
-            if scan != night:
-                if not manage_only:
-                    raise TurboModeError(
-                        f"no scan for the night before {d} ({night}); the latest scan before "
-                        f"it is {scan or 'none'}. Run `turbomode scan --date {night}` first, or "
-                        "pass --manage-only to manage open positions without entries"
-                    )
-            else:
-                signals = scan_signals(store, night)
-                if wallet.rules == "smart":
-                    signals = smart_signals(signals, md.market, settings)
-            since = pd.Timestamp(d) - pd.Timedelta(days=_HISTORY_DAYS)
-            prices = md.prices[(stamps >= since) & (stamps <= pd.Timestamp(d))]
-            result = run_day(store, name, d, prices, signals, settings)
-            again = " (re-run)" if result.rerun else ""
-            console.print(
-                f"{d}{again}: opened {len(result.opened)} {result.opened or ''}, closed "
-                f"{len(result.closed)} {result.closed or ''}, holding {len(result.held)}; "
-                f"cash {result.cash:,.2f}, equity {result.equity:,.2f}"
-            )
-            for sym, why in result.skipped:
-                err.print(f"  skipped {sym}: {why}", highlight=False)
-    except EXPECTED as exc:
-        fail(exc)
+    settings = settings_from(ctx)
+    store = _store(settings)
+    wallet = store.wallet(name)
+    md = load_clean(settings)
+    stamps = pd.to_datetime(md.prices["date"]).dt.normalize()
+    calendar = sorted(d.date() for d in stamps.unique())
+    day = parse_day(on, "--date") if on else calendar[-1]
+    for d in _days_to_run(calendar, wallet.last_date, day):
+        earlier = [c for c in calendar if c < d]
+        if not earlier:
+            raise TurboModeError(f"no market day before {d}: nothing could have signalled")
+        night = earlier[-1]
+        scan = previous_scan_date(store, d)
+        signals = None
+        if scan != night:
+            if not manage_only:
+                raise TurboModeError(
+                    f"no scan for the night before {d} ({night}); the latest scan before "
+                    f"it is {scan or 'none'}. Run `turbomode scan --date {night}` first, or "
+                    "pass --manage-only to manage open positions without entries"
+                )
+        else:
+            signals = scan_signals(store, night)
+            if wallet.rules == "smart":
+                signals = smart_signals(signals, md.market, settings)
+        since = pd.Timestamp(d) - pd.Timedelta(days=_HISTORY_DAYS)
+        prices = md.prices[(stamps >= since) & (stamps <= pd.Timestamp(d))]
+        result = run_day(store, name, d, prices, signals, settings)
+        again = " (re-run)" if result.rerun else ""
+        console.print(
+            f"{d}{again}: opened {len(result.opened)} {result.opened or ''}, closed "
+            f"{len(result.closed)} {result.closed or ''}, holding {len(result.held)}; "
+            f"cash {result.cash:,.2f}, equity {result.equity:,.2f}"
+        )
+        for sym, why in result.skipped:
+            err.print(f"  skipped {sym}: {why}", highlight=False)
 
 
 @wallet_app.command("report")
+@handles_errors
 def report_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Wallet name.")],
@@ -140,22 +135,17 @@ def report_command(
     """P&L: realized, unrealized, open positions, closed trades and the equity curve."""
     from turbomode.wallet import format_report, report
 
-    try:
-        text = format_report(report(_store(settings_from(ctx)), name), last_days=days)
-    except EXPECTED as exc:
-        fail(exc)
+    text = format_report(report(_store(settings_from(ctx)), name), last_days=days)
     console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 @wallet_app.command("list")
+@handles_errors
 def list_command(ctx: typer.Context) -> None:
     """Every wallet with its rule set, last run and equity."""
-    try:
-        store = _store(settings_from(ctx))
-        wallets = store.wallets()
-        marks = {w.name: store.wallet_equity(w.name) for w in wallets}
-    except EXPECTED as exc:
-        fail(exc)
+    store = _store(settings_from(ctx))
+    wallets = store.wallets()
+    marks = {w.name: store.wallet_equity(w.name) for w in wallets}
     if not wallets:
         console.print("no wallets: create one with `turbomode wallet create NAME --rules atr`")
         return

@@ -12,17 +12,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import console, err, handles_errors, settings_from
 from turbomode.config import GICS_SECTORS
 from turbomode.errors import TurboModeError
 from turbomode.models.ensemble import BASE_MODELS
 from turbomode.workspace import Workspace
 
-console = Console()
-err = Console(stderr=True)
 SHOWN_TRIALS = 5
 
 
@@ -36,6 +33,7 @@ def _models(chosen: list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+@handles_errors
 def tune_command(
     ctx: typer.Context,
     sector: Annotated[str, typer.Option("--sector", help="GICS sector to tune on.")],
@@ -64,45 +62,42 @@ def tune_command(
     from turbomode.models.train import oot_window_start, training_set
     from turbomode.models.tune import ray_session, tune_task, write_params
 
-    try:
-        settings = settings_from(ctx)
-        if sector not in GICS_SECTORS:
-            raise TurboModeError(f"unknown sector {sector!r}; expected one of {GICS_SECTORS}")
-        if horizon not in settings.labels.horizons:
-            raise TurboModeError(
-                f"horizon {horizon} is not configured (labels.horizons: {settings.labels.horizons})"
-            )
-        names = _models(model)
-        with err.status("loading the training set"):
-            data = training_set(settings)
-        before = oot_window_start(data["date"], settings)
-        label = f"label_{horizon}"
-        rows = data[(data["sector"] == sector) & data[label].notna()].reset_index(drop=True)
-        if rows.empty:
-            raise TurboModeError(f"no labelled rows for {sector} at {horizon}d")
-        features = model_features(settings)
-        results = []
-        with ray_session(settings):
-            for name in names:
-                with err.status(f"tuning {name} ({trials} trials, ≤ {time_budget:.0f} s)"):
-                    results.append(
-                        tune_task(
-                            rows,
-                            features,
-                            horizon,
-                            settings,
-                            model=name,
-                            num_samples=trials,
-                            time_budget_s=time_budget,
-                            folds=folds,
-                            before=before,
-                        )
+    settings = settings_from(ctx)
+    if sector not in GICS_SECTORS:
+        raise TurboModeError(f"unknown sector {sector!r}; expected one of {GICS_SECTORS}")
+    if horizon not in settings.labels.horizons:
+        raise TurboModeError(
+            f"horizon {horizon} is not configured (labels.horizons: {settings.labels.horizons})"
+        )
+    names = _models(model)
+    with err.status("loading the training set"):
+        data = training_set(settings)
+    before = oot_window_start(data["date"], settings)
+    label = f"label_{horizon}"
+    rows = data[(data["sector"] == sector) & data[label].notna()].reset_index(drop=True)
+    if rows.empty:
+        raise TurboModeError(f"no labelled rows for {sector} at {horizon}d")
+    features = model_features(settings)
+    results = []
+    with ray_session(settings):
+        for name in names:
+            with err.status(f"tuning {name} ({trials} trials, ≤ {time_budget:.0f} s)"):
+                results.append(
+                    tune_task(
+                        rows,
+                        features,
+                        horizon,
+                        settings,
+                        model=name,
+                        num_samples=trials,
+                        time_budget_s=time_budget,
+                        folds=folds,
+                        before=before,
                     )
-        slug = sector.replace(" ", "_")
-        target = out or Workspace.of(settings).tuning_dir / f"{slug}_{horizon}d.yaml"
-        path = write_params(results, target, settings)
-    except EXPECTED as exc:
-        fail(exc)
+                )
+    slug = sector.replace(" ", "_")
+    target = out or Workspace.of(settings).tuning_dir / f"{slug}_{horizon}d.yaml"
+    path = write_params(results, target, settings)
     for r in results:
         first, last = r.folds[0], r.folds[-1]
         table = Table(

@@ -4,7 +4,7 @@ A thin adapter over ``bentoml serve turbomode.serving.service:TurboMode``: it re
 settings the way every other command does (``--config``, ``--data-dir``, environment), hands
 them to the server's workers as environment variables (absolute paths, so the workers read the
 same stores whatever their working directory) and then becomes the BentoML server process.
-Standalone: ``python -m turbomode.cli_serve --port 3000``.
+Standalone: ``python -m turbomode.cli.serve --port 3000``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import err, global_options, handles_errors, settings_from
 from turbomode.config import Settings
 
 SERVICE = "turbomode.serving.service:TurboMode"
-err = Console(stderr=True)
 
 
 def _exec(path: str, argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
@@ -48,6 +46,7 @@ def server_environment(
     return env
 
 
+@handles_errors
 def serve_command(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="HTTP port.")] = 3000,
@@ -67,10 +66,7 @@ def serve_command(
     /signals/{symbol}, /sectors, /health, /metrics; the dashboard at /dashboard; the API
     document at /. Stop with Ctrl+C.
     """
-    try:
-        settings = settings_from(ctx)
-    except EXPECTED as exc:
-        fail(exc)
+    settings = settings_from(ctx)
     clean = settings.data.clean_dir / "prices.parquet"
     if not clean.exists():
         err.print(
@@ -80,8 +76,8 @@ def serve_command(
             soft_wrap=True,
             highlight=False,
         )
-    config = ctx.find_root().params.get("config")
-    env = server_environment(settings, Path(config) if config else None, workers, os.environ)
+    config, _ = global_options(ctx)
+    env = server_environment(settings, config, workers, os.environ)
     argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
     if reload:
         argv.append("--reload")

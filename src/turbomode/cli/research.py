@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import console, err, handles_errors, parse_day, settings_from
 from turbomode.errors import SchemaError
 from turbomode.io import read_table
 
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from turbomode.config import Settings
     from turbomode.data.ingest import MarketData
 
-console = Console()
 _KINDS = "reversal:DAYS, momentum:DAYS, feature:NAME or file:PATH.parquet"
 
 
@@ -102,6 +100,7 @@ def _headline(headline: dict[str, float], title: str) -> Table:
     return table
 
 
+@handles_errors
 def research_command(
     ctx: typer.Context,
     score: Annotated[str, typer.Option("--score", help=f"What to measure: {_KINDS}.")],
@@ -125,35 +124,32 @@ def research_command(
     from turbomode.data.ingest import load_clean
     from turbomode.research.tearsheet import tear_sheet
 
-    try:
-        settings = settings_from(ctx)
-        s, e = parse_day(start, "--start"), parse_day(end, "--end")
-        if e < s:
-            raise ValueError(f"--end {e} is before --start {s}")
-        if horizon < 1:
-            raise ValueError(f"--horizon must be ≥ 1, got {horizon}")
-        if smooth < 1:
-            raise ValueError(f"--smooth must be ≥ 1, got {smooth}")
-        if cost_bps < 0:
-            raise ValueError(f"--cost-bps must be ≥ 0, got {cost_bps:g}")
-        md = load_clean(settings)
-        name, frame = make_scores(score, settings, md)
-        sheet = tear_sheet(
-            frame,
-            md.prices,
-            md.universe.sector_map(),
-            s,
-            e,
-            name,
-            horizon=horizon,
-            cost_bps=cost_bps,
-            smooth=smooth,
-            universe=md.universe,
-        )
-        target = out or settings.data.data_dir / "reports" / "research" / _safe(name)
-        paths = sheet.write(target)
-    except EXPECTED as exc:
-        fail(exc)
+    settings = settings_from(ctx)
+    s, e = parse_day(start, "--start"), parse_day(end, "--end")
+    if e < s:
+        raise ValueError(f"--end {e} is before --start {s}")
+    if horizon < 1:
+        raise ValueError(f"--horizon must be ≥ 1, got {horizon}")
+    if smooth < 1:
+        raise ValueError(f"--smooth must be ≥ 1, got {smooth}")
+    if cost_bps < 0:
+        raise ValueError(f"--cost-bps must be ≥ 0, got {cost_bps:g}")
+    md = load_clean(settings)
+    name, frame = make_scores(score, settings, md)
+    sheet = tear_sheet(
+        frame,
+        md.prices,
+        md.universe.sector_map(),
+        s,
+        e,
+        name,
+        horizon=horizon,
+        cost_bps=cost_bps,
+        smooth=smooth,
+        universe=md.universe,
+    )
+    target = out or settings.data.data_dir / "reports" / "research" / _safe(name)
+    paths = sheet.write(target)
     if as_json:
         doc = sheet.to_dict()
         doc = {k: doc[k] for k in ("name", "window", "horizon", "counts", "headline")}

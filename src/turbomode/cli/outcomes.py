@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import console, err, handles_errors, parse_day, settings_from
 from turbomode.workspace import Workspace
 
 outcomes_app = typer.Typer(
@@ -24,10 +23,10 @@ outcomes_app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-console = Console()
 
 
 @outcomes_app.command("track")
+@handles_errors
 def track(
     ctx: typer.Context,
     as_of: Annotated[
@@ -37,10 +36,7 @@ def track(
     """Record the outcome of every signal whose hold period has ended (daily)."""
     from turbomode.outcomes.track import track_outcomes
 
-    try:
-        res = track_outcomes(settings_from(ctx), as_of=parse_day(as_of, "--date"))
-    except EXPECTED as exc:
-        fail(exc)
+    res = track_outcomes(settings_from(ctx), as_of=parse_day(as_of, "--date"))
     hits = res.resolved["correct"].mean() if res.n_resolved else float("nan")
     console.print(
         f"[bold]Outcomes as of {res.as_of}[/]: {res.registered} newly issued signal(s) "
@@ -58,14 +54,12 @@ def track(
 
 
 @outcomes_app.command("samples")
+@handles_errors
 def samples(ctx: typer.Context) -> None:
     """Turn resolved outcomes into training samples with their signal-time features (weekly)."""
     from turbomode.outcomes.samples import generate_samples
 
-    try:
-        res = generate_samples(settings_from(ctx))
-    except EXPECTED as exc:
-        fail(exc)
+    res = generate_samples(settings_from(ctx))
     console.print(
         f"[bold]Training samples[/]: {res.added} added from {res.candidates} resolved "
         f"outcome(s); {len(res.without_features)} without features at signal time, "
@@ -75,6 +69,7 @@ def samples(ctx: typer.Context) -> None:
         console.print(f"  no features: {escape(m)}")
 
 
+@handles_errors
 def retrain_command(
     ctx: typer.Context,
     min_samples: Annotated[
@@ -89,10 +84,7 @@ def retrain_command(
     """Retrain on history plus new samples, gate, then promote or keep (monthly)."""
     from turbomode.outcomes.retrain import retrain
 
-    try:
-        res = retrain(settings_from(ctx), min_samples=min_samples, use_ray=not no_ray, force=force)
-    except EXPECTED as exc:
-        fail(exc)
+    res = retrain(settings_from(ctx), min_samples=min_samples, use_ray=not no_ray, force=force)
     if res.recovered:
         console.print(f"restored production after interrupted retrain(s) {res.recovered}")
     if res.status == "skipped":
@@ -111,6 +103,7 @@ def retrain_command(
     console.print(f"report: {res.report_path}")
 
 
+@handles_errors
 def replay_command(
     ctx: typer.Context,
     start: Annotated[str, typer.Option("--start", help="First simulated day (YYYY-MM-DD).")],
@@ -132,31 +125,28 @@ def replay_command(
     from turbomode.models import metrics as mx
     from turbomode.outcomes.replay import run_replay
 
-    try:
-        settings = settings_from(ctx)
-        s, e = parse_day(start, "--start"), parse_day(end, "--end")
-        assert s is not None and e is not None
-        if e < s:
-            raise ValueError(f"--end {e} is before --start {s}")
-        work_dir = work or Workspace.of(settings).replays_dir / f"{s}_{e}"
-        month = {"m": ""}
+    settings = settings_from(ctx)
+    s, e = parse_day(start, "--start"), parse_day(end, "--end")
+    assert s is not None and e is not None
+    if e < s:
+        raise ValueError(f"--end {e} is before --start {s}")
+    work_dir = work or Workspace.of(settings).replays_dir / f"{s}_{e}"
+    month = {"m": ""}
 
-        def on_day(d: date, stage: str) -> None:
-            if stage != "scan" or d.strftime("%Y-%m") != month["m"]:
-                month["m"] = d.strftime("%Y-%m")
-                err.print(f"replay {d}: {stage}")
+    def on_day(d: date, stage: str) -> None:
+        if stage != "scan" or d.strftime("%Y-%m") != month["m"]:
+            month["m"] = d.strftime("%Y-%m")
+            err.print(f"replay {d}: {stage}")
 
-        res = run_replay(
-            settings,
-            s,
-            e,
-            work_dir,
-            sectors=sector,
-            use_ray=ray,
-            on_day=on_day,
-            train_days=train_days,
-        )
-    except EXPECTED as exc:
-        fail(exc)
+    res = run_replay(
+        settings,
+        s,
+        e,
+        work_dir,
+        sectors=sector,
+        use_ray=ray,
+        on_day=on_day,
+        train_days=train_days,
+    )
     console.print(mx.to_markdown(res.months))
     console.print(f"written: {res.files['markdown']}, {res.files['json']}")

@@ -8,14 +8,11 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, err, fail, parse_day, settings_from
+from turbomode.cli.common import console, err, handles_errors, parse_day, settings_from
 from turbomode.io import read_table
 from turbomode.workspace import Workspace
-
-console = Console()
 
 
 def _headline(summaries: dict[str, dict]) -> Table:
@@ -57,6 +54,7 @@ def _fmt(value: object, fmt: str) -> str:
         return str(value)
 
 
+@handles_errors
 def backtest_command(
     ctx: typer.Context,
     start: Annotated[str, typer.Option("--start", help="First day (YYYY-MM-DD).")],
@@ -96,41 +94,38 @@ def backtest_command(
     from turbomode.backtest.run import RULE_SETS, run_backtests
     from turbomode.data.ingest import load_clean
 
-    try:
-        settings = settings_from(ctx)
-        s, e = parse_day(start, "--start"), parse_day(end, "--end")
-        if e < s:
-            raise ValueError(f"--end {e} is before --start {s}")
-        chosen = tuple(rules or RULE_SETS)
-        unknown = sorted(set(chosen) - set(RULE_SETS))
-        if unknown:
-            raise ValueError(f"unknown rule set(s) {unknown}: expected {list(RULE_SETS)}")
-        if period not in ("year", "quarter"):
-            raise ValueError(f"--period must be year or quarter, got {period!r}")
-        if gate_days < 0:
-            raise ValueError(f"--gate-days must be ≥ 0, got {gate_days}")
-        table = None
-        if signals is not None:
-            table = read_table(signals, "signals file")
-            table["date"] = pd.to_datetime(table["date"])
-        target = out or Workspace.of(settings).backtests_dir / f"{s}_{e}"
-        run = run_backtests(
-            settings,
-            load_clean(settings),
-            s,
-            e,
-            target,
-            chosen,
-            signals=table,
-            horizon=horizon,
-            period=period,
-            train_days=train_days,
-            on_progress=lambda m: err.print(f"backtest: {m}"),
-            modifiers=modifiers,
-            gate_days=gate_days or None,
-        )
-    except EXPECTED as exc:
-        fail(exc)
+    settings = settings_from(ctx)
+    s, e = parse_day(start, "--start"), parse_day(end, "--end")
+    if e < s:
+        raise ValueError(f"--end {e} is before --start {s}")
+    chosen = tuple(rules or RULE_SETS)
+    unknown = sorted(set(chosen) - set(RULE_SETS))
+    if unknown:
+        raise ValueError(f"unknown rule set(s) {unknown}: expected {list(RULE_SETS)}")
+    if period not in ("year", "quarter"):
+        raise ValueError(f"--period must be year or quarter, got {period!r}")
+    if gate_days < 0:
+        raise ValueError(f"--gate-days must be ≥ 0, got {gate_days}")
+    table = None
+    if signals is not None:
+        table = read_table(signals, "signals file")
+        table["date"] = pd.to_datetime(table["date"])
+    target = out or Workspace.of(settings).backtests_dir / f"{s}_{e}"
+    run = run_backtests(
+        settings,
+        load_clean(settings),
+        s,
+        e,
+        target,
+        chosen,
+        signals=table,
+        horizon=horizon,
+        period=period,
+        train_days=train_days,
+        on_progress=lambda m: err.print(f"backtest: {m}"),
+        modifiers=modifiers,
+        gate_days=gate_days or None,
+    )
     console.print(_headline(run.summaries))
     for info in run.periods:
         if "gate" in info:
@@ -156,6 +151,7 @@ def backtest_command(
             console.print(f"{name} rules, modifier file: {error}")
 
 
+@handles_errors
 def regime_command(
     ctx: typer.Context,
     as_of: Annotated[
@@ -166,13 +162,10 @@ def regime_command(
     from turbomode.data.ingest import load_clean
     from turbomode.risk.regime import regime_on
 
-    try:
-        settings = settings_from(ctx)
-        day = parse_day(as_of, "--date") if as_of else None
-        when = pd.Timestamp(day) if day else None
-        r = regime_on(load_clean(settings).market, settings.regime, as_of=when)
-    except EXPECTED as exc:
-        fail(exc)
+    settings = settings_from(ctx)
+    day = parse_day(as_of, "--date") if as_of else None
+    when = pd.Timestamp(day) if day else None
+    r = regime_on(load_clean(settings).market, settings.regime, as_of=when)
     console.print(
         f"[bold]{r.date.date()}[/]: {r.regime or 'no regime'} — {r.reason}; "
         f"entry threshold {r.entry_threshold:g} on the 0–100 strength"

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import console, fail, global_options, handles_errors, settings_from
 from turbomode.errors import TurboModeError
 from turbomode.workspace import Workspace
 
@@ -28,7 +27,6 @@ pipelines_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-console = Console()
 
 ParamOption = Annotated[
     list[str] | None,
@@ -60,6 +58,7 @@ def list_pipelines() -> None:
 
 
 @pipelines_app.command("compile")
+@handles_errors
 def compile_command(
     out: Annotated[Path, typer.Option("--out", help="Directory for the pipeline YAML.")] = Path(
         "pipelines"
@@ -80,15 +79,13 @@ def compile_command(
     """Compile every pipeline (and component) to YAML, ready to upload or diff."""
     from turbomode.pipelines.definitions import compile_all
 
-    try:
-        written = compile_all(out, components_out, image)
-    except EXPECTED as exc:
-        fail(exc)
+    written = compile_all(out, components_out, image)
     for path in written:
         console.print(f"wrote {path}")
 
 
 @pipelines_app.command("run-local")
+@handles_errors
 def run_local_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Pipeline name (see `list`).")],
@@ -103,15 +100,15 @@ def run_local_command(
     from turbomode.pipelines.runs import parse_params, run_local
 
     _known(name)
-    config, data_dir = (ctx.find_root().params.get(k) for k in ("config", "data_dir"))
+    config, data_dir = global_options(ctx)
+    arguments = parse_params(name, params or [])
+    settings = settings_from(ctx)
+    if data_dir is not None:  # the steps are subprocesses: they read it from the env
+        os.environ["TURBOMODE_DATA__DATA_DIR"] = str(data_dir.resolve())
+    where = root or Workspace.of(settings).kfp_dir
     try:
-        arguments = parse_params(name, params or [])
-        settings = settings_from(ctx)
-        if data_dir is not None:  # the steps are subprocesses: they read it from the env
-            os.environ["TURBOMODE_DATA__DATA_DIR"] = str(Path(data_dir).resolve())
-        where = root or Workspace.of(settings).kfp_dir
-        run = run_local(name, where, Path(config) if config else None, arguments)
-    except (TurboModeError, OSError, ValueError, RuntimeError) as exc:
+        run = run_local(name, where, config, arguments)
+    except RuntimeError as exc:  # KFP's local runner: a step that failed
         fail(exc)
     table = Table(title=f"{name}: {len(run.steps)} steps in {run.seconds:.0f} s")
     table.add_column("step")
@@ -124,6 +121,7 @@ def run_local_command(
 
 
 @pipelines_app.command("submit")
+@handles_errors
 def submit_command(
     name: Annotated[str, typer.Argument(help="Pipeline name (see `list`).")],
     host: Annotated[str, typer.Option("--host", help="KFP API endpoint, e.g. http://…:8888.")],
@@ -141,11 +139,8 @@ def submit_command(
     from turbomode.pipelines.runs import parse_params, submit
 
     _known(name)
-    try:
-        arguments = parse_params(name, params or [])
-        done = submit(name, host, experiment, arguments, namespace, run_name, image)
-    except EXPECTED as exc:
-        fail(exc)
+    arguments = parse_params(name, params or [])
+    done = submit(name, host, experiment, arguments, namespace, run_name, image)
     state = "uploaded" if done.uploaded else "already there"
     console.print(f"pipeline {done.pipeline_id}, version {done.version_name} ({state})")
     console.print(f"run {done.run_id} in experiment {experiment} ({done.experiment_id})")

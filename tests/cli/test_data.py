@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from turbomode.cli import app
+from turbomode.cli.main import app
 
-from .data.test_files import write_dir
+from ..data.test_files import write_dir
 
 runner = CliRunner()
 

@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from turbomode.cli_common import EXPECTED, fail, parse_day, settings_from
-
-console = Console()
+from turbomode.cli.common import console, handles_errors, parse_day, settings_from
 
 ranking_app = typer.Typer(help="The Smart Scanner's adaptive tiers from measured performance.")
 
@@ -35,6 +32,7 @@ def _ranking() -> None:
 
 
 @ranking_app.command("update")
+@handles_errors
 def ranking_update(
     ctx: typer.Context, as_of: DateOption = None, horizon: HorizonOption = 5
 ) -> None:
@@ -42,10 +40,7 @@ def ranking_update(
     first day of the month, and save tiers_<YYYY-MM>.json (monthly job)."""
     from turbomode.smart.run import update_ranking
 
-    try:
-        result = update_ranking(settings_from(ctx), parse_day(as_of), horizon)
-    except EXPECTED as exc:
-        fail(exc)
+    result = update_ranking(settings_from(ctx), parse_day(as_of), horizon)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     console.print(
         f"[bold]Ranking {result.as_of:%Y-%m}[/] ({result.horizon}d, {result.n_trades} closed "
@@ -55,6 +50,7 @@ def ranking_update(
     typer.echo(f"written: {result.path}")
 
 
+@handles_errors
 def curate_command(
     ctx: typer.Context, as_of: DateOption = None, horizon: HorizonOption = 5
 ) -> None:
@@ -62,10 +58,7 @@ def curate_command(
     and save universe_<YYYY>Q<q>.json (quarterly job)."""
     from turbomode.smart.run import curate
 
-    try:
-        result = curate(settings_from(ctx), parse_day(as_of), horizon)
-    except EXPECTED as exc:
-        fail(exc)
+    result = curate(settings_from(ctx), parse_day(as_of), horizon)
     cur = result.curation
     console.print(
         f"[bold]Universe {result.quarter}[/] ({result.horizon}d): {len(cur.kept)} kept, "
@@ -77,6 +70,7 @@ def curate_command(
     typer.echo(f"written: {result.path}")
 
 
+@handles_errors
 def smart_scan_command(
     ctx: typer.Context,
     as_of: Annotated[
@@ -105,18 +99,15 @@ def smart_scan_command(
     SignalV2 records as JSON, CSV and a console summary."""
     from turbomode.smart.run import run_smart_scan
 
-    try:
-        result = run_smart_scan(
-            settings_from(ctx),
-            as_of=parse_day(as_of),
-            equity=equity,
-            rules_path=rules,
-            earnings_csv=earnings,
-            horizon=horizon,
-            holdings_csv=holdings,
-        )
-    except EXPECTED as exc:
-        fail(exc)
+    result = run_smart_scan(
+        settings_from(ctx),
+        as_of=parse_day(as_of),
+        equity=equity,
+        rules_path=rules,
+        earnings_csv=earnings,
+        horizon=horizon,
+        holdings_csv=holdings,
+    )
     if as_json:
         print(Path(result.files["json"]).read_text(encoding="utf-8"), end="")
         return

@@ -1,4 +1,5 @@
-"""``turbomode models …``: inspect the model registry, promote a version, roll back.
+"""``turbomode train`` and ``evaluate``: the nightly ensembles and their out-of-time report;
+``turbomode models …``: inspect the model registry, promote a version, roll back.
 
 A thin adapter over :class:`turbomode.models.registry.ModelRegistry`; the registry location
 comes from ``settings.stores.model_registry_uri`` (``TURBOMODE_STORES__MODEL_REGISTRY_URI``).
@@ -7,15 +8,17 @@ comes from ``settings.stores.model_registry_uri`` (``TURBOMODE_STORES__MODEL_REG
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli_common import EXPECTED, fail, settings_from
+from turbomode.cli.common import console, handles_errors, print_frame, progress_bar, settings_from
+from turbomode.errors import TurboModeError
 from turbomode.models.registry import ModelRegistry
+from turbomode.workspace import Workspace
 
 models_app = typer.Typer(
     help="Model registry: list keys, show a version, promote, roll back.",
@@ -23,9 +26,6 @@ models_app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-
-console = Console()
-err = Console(stderr=True)
 
 FamilyOption = Annotated[
     str, typer.Option("--family", help="Registry namespace (other systems use their own).")
@@ -37,16 +37,14 @@ def _registry(ctx: typer.Context, family: str) -> ModelRegistry:
 
 
 @models_app.command("list")
+@handles_errors
 def list_models(ctx: typer.Context, family: FamilyOption = "turbomode") -> None:
     """Every model key with its production version and how many versions are kept."""
-    try:
-        registry = _registry(ctx, family)
-        rows = []
-        for key in registry.list_keys():
-            versions = registry.list_versions(key)
-            rows.append((key, registry.production(key), len(versions), versions[-1:]))
-    except EXPECTED as exc:
-        fail(exc)
+    registry = _registry(ctx, family)
+    rows = []
+    for key in registry.list_keys():
+        versions = registry.list_versions(key)
+        rows.append((key, registry.production(key), len(versions), versions[-1:]))
     if not rows:
         console.print(f"no models in {escape(registry.root)} (family {escape(family)})")
         return
@@ -78,6 +76,7 @@ def _gate_line(gate: dict[str, Any]) -> str:
 
 
 @models_app.command()
+@handles_errors
 def show(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help='Model key, e.g. "Information Technology/1d".')],
@@ -88,13 +87,10 @@ def show(
     family: FamilyOption = "turbomode",
 ) -> None:
     """Summary of a version's manifest: provenance, metrics, artifacts with checksums."""
-    try:
-        registry = _registry(ctx, family)
-        meta = registry.manifest(key, version)
-        production = registry.production(key)
-        looks = registry.looks(key)
-    except EXPECTED as exc:
-        fail(exc)
+    registry = _registry(ctx, family)
+    meta = registry.manifest(key, version)
+    production = registry.production(key)
+    looks = registry.looks(key)
     if as_json:
         console.print_json(json.dumps(meta, default=str))
         return
@@ -131,6 +127,7 @@ def show(
 
 
 @models_app.command()
+@handles_errors
 def promote(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="Model key.")],
@@ -138,26 +135,76 @@ def promote(
     family: FamilyOption = "turbomode",
 ) -> None:
     """Verify a version's checksums and make it production (the old one stays for rollback)."""
-    try:
-        registry = _registry(ctx, family)
-        before = registry.production(key)
-        registry.promote(key, version)
-    except EXPECTED as exc:
-        fail(exc)
+    registry = _registry(ctx, family)
+    before = registry.production(key)
+    registry.promote(key, version)
     console.print(f"{escape(key)}: production {before or '—'} → {version}")
 
 
 @models_app.command()
+@handles_errors
 def rollback(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="Model key.")],
     family: FamilyOption = "turbomode",
 ) -> None:
     """Return production to the version before the current one."""
-    try:
-        registry = _registry(ctx, family)
-        before = registry.production(key)
-        after = registry.rollback(key)
-    except EXPECTED as exc:
-        fail(exc)
+    registry = _registry(ctx, family)
+    before = registry.production(key)
+    after = registry.rollback(key)
     console.print(f"{escape(key)}: production {before} → {after} (rolled back)")
+
+
+@handles_errors
+def train_command(
+    ctx: typer.Context,
+    sector: Annotated[
+        list[str] | None, typer.Option("--sector", help="Only these GICS sectors (repeatable).")
+    ] = None,
+    no_ray: Annotated[
+        bool, typer.Option("--no-ray", help="Run the tasks one after another in this process.")
+    ] = False,
+) -> None:
+    """Train every sector × horizon ensemble on Ray, evaluate out of time beside the
+    baselines, register each candidate and promote the ones the gate accepts."""
+    from turbomode.models.pipeline import run_training
+    from turbomode.models.train import all_tasks
+
+    settings = settings_from(ctx)
+    total = len(all_tasks(settings, sector))
+    with progress_bar(transient=False) as progress:
+        bar = progress.add_task("training", total=total)
+
+        def done(r: Any) -> None:
+            mark = "[green]ok[/]" if r.ok else f"[red]failed[/] {escape(str(r.error))[:80]}"
+            progress.console.print(f"{r.key}: {mark} ({r.seconds:.0f} s)")
+            progress.update(bar, advance=1, description=f"training: {r.key}")
+
+        run = run_training(settings, sector, use_ray=not no_ray, on_done=done)
+    print_frame(run.summary(), f"Training run {run.run_id}")
+    console.print(f"report: {run.report_paths['markdown']}")
+
+
+@handles_errors
+def evaluate_command(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Show a training run's out-of-time evaluation: every (sector, horizon) beside the
+    majority, prior and momentum baselines (also written as JSON and Markdown)."""
+    import pandas as pd
+
+    settings = settings_from(ctx)
+    path = Workspace.of(settings).reports_dir / f"train_{run_id}.json"
+    if not path.exists():
+        raise TurboModeError(f"no training report {path}: run `turbomode train` first")
+    payload = json.loads(path.read_text())
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    table = pd.DataFrame(payload["evaluation"])
+    print_frame(
+        table.drop(columns=[c for c in ("error",) if c in table]), f"Run {payload['run_id']}"
+    )
+    console.print(f"markdown: {path.with_suffix('.md')}")
