@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backtest",),
     ("wallet",),
     ("serving", "pipelines"),
-    ("cli",),
+    ("cli", "__main__"),
 )
 
 # Upward imports not yet removed, each as (importing module, imported module) with the reason.
