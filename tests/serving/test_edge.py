@@ -17,12 +17,13 @@ import pytest
 
 from tests.serving.builder import ServedMarket
 from tests.serving.conftest import Server, server_env, start_server, stop_server
-from turbomode.feature_store import FeatureLayout
+from turbomode.config import Settings
+from turbomode.feature_store import model_features
 from turbomode.serving.schemas import FLOAT32_MAX
 from turbomode.serving.settings import ServingSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-N_FEATURES = len(FeatureLayout.from_registry().all)
+N_FEATURES = len(model_features(Settings()))  # what the served models were trained on
 DEFAULT_LIMIT = ServingSettings().max_body_bytes
 STRICT_LIMIT = 64 * 1024
 

@@ -17,11 +17,12 @@ import requests
 
 from tests.serving.builder import NO_MODEL, ONLY_1D, ServedMarket
 from tests.serving.conftest import ADMIN_TOKEN, Server
-from turbomode.feature_store import FeatureLayout
+from turbomode.config import Settings
+from turbomode.feature_store import FeatureLayout, model_features
 from turbomode.signals.rules import signals_to_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-N_FEATURES = len(FeatureLayout.from_registry().all)
+N_FEATURES = len(model_features(Settings()))  # what the served models were trained on
 
 
 def fresh_signals(market: ServedMarket) -> list[Any]:
@@ -111,8 +112,10 @@ def test_predict_features_scores_a_raw_vector_like_predict(
     server: Server, market: ServedMarket
 ) -> None:
     sym = scored_symbol(market)
-    vector = market.newest_vector(sym)
-    row = [None if v != v else float(v) for v in vector.tolist()]  # NaN → null
+    vector = market.newest_vector(sym)  # every registered feature, as the online store holds it
+    names = FeatureLayout.from_registry().all
+    keep = [names.index(f) for f in model_features(Settings())]  # the model's, in its order
+    row = [None if v != v else float(v) for v in vector[keep].tolist()]  # NaN → null
     body = {"sector": market.sector_of(sym), "horizon": 1, "features": [row, row]}
     r = server.post("/predict_features", json=body)
     assert r.status_code == 200, r.text

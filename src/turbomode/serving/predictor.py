@@ -540,8 +540,8 @@ class Predictor:
                 400,
                 f"feature row(s) {bad[:10]} have {len(rows[bad[0]])} values; the {key} model "
                 f"takes {n}",
-                "values in the model's feature order (`turbomode features list`); null for a "
-                "missing value (as in warm-up)",
+                "values in the model's feature order (the `features` of `turbomode models show "
+                "KEY --json`); null for a missing value (as in warm-up)",
             )
         X = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float32)
         proba = model.predict_proba(X)
