@@ -46,7 +46,7 @@ bench: setup
 
 ## Headless Chromium and chromedriver for the dashboard test (Debian; skipped when present).
 browser:
-	serving/install_browser.sh
+	bash tools/install_browser.sh
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv: the dev install's extras and the
 ## images' `cluster` extra, resolved together.

@@ -145,7 +145,7 @@ def child(
     """One measured training run; returns its figures (and, for Ray, the evaluation)."""
     from turbomode.config import Settings
     from turbomode.feature_store import model_features
-    from turbomode.models import metrics as mx
+    from turbomode.models import evaluation as mx
     from turbomode.models.gate import decide
     from turbomode.models.train import all_tasks, results_table, train_all
 

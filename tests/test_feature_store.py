@@ -62,7 +62,7 @@ def test_local_online_read_equals_newest_offline_row(local, features) -> None:
 
 
 def test_materialize_is_incremental_and_idempotent(local, features, monkeypatch) -> None:
-    from turbomode.metrics import JobMetrics
+    from turbomode.job_metrics import JobMetrics
 
     pushed: list[float] = []
 

@@ -20,7 +20,7 @@ SRC = Path(turbomode.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("turbomode", "errors", "redaction", "jobs"),
     ("io", "logs"),
-    ("metrics",),
+    ("job_metrics",),
     ("config", "workspace"),
     ("records",),
     ("data",),

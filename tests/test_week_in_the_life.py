@@ -39,8 +39,8 @@ from turbomode.config import ModelSettings, Settings
 from turbomode.data.sources.synthetic import generate_market
 from turbomode.feature_store import model_features
 from turbomode.features.engine import build_features
+from turbomode.job_metrics import JobMetrics
 from turbomode.labels import make_labels
-from turbomode.metrics import JobMetrics
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
 from turbomode.signals.store import SignalStore

@@ -442,7 +442,7 @@ def materialize(
     before ``end`` on the first run: the online store keeps only the newest row per symbol,
     so replaying years of history would only be overwritten. Re-running is idempotent.
     """
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
 
     with job_metrics("materialize", settings.stores.pushgateway_url) as metrics:
         end_ts = pd.Timestamp(end) if end is not None else latest_offline_date(settings)
@@ -748,7 +748,7 @@ def build(
     from turbomode.features.engine import FeatureReport, build_features
     from turbomode.features.incremental import build_increment, compare
     from turbomode.io import atomic_write_text
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
 
     with job_metrics("features_build", settings.stores.pushgateway_url) as metrics:
         md = load_clean(settings)

@@ -758,14 +758,14 @@ def test_network_policies_admit_what_is_needed(rendered: dict[str, list[Manifest
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name the batch jobs push (turbomode.metrics) and BentoML's request metrics
+    """Every series name the batch jobs push (turbomode.job_metrics) and BentoML's request metrics
     (namespace from BentoML's default configuration)."""
     from importlib import resources
 
     from prometheus_client.metrics import MetricWrapperBase
 
-    from turbomode.metrics import JOB_GAUGES, JobMetrics
-    from turbomode.serving import metrics as serving
+    from turbomode.job_metrics import JOB_GAUGES, JobMetrics
+    from turbomode.serving import service_metrics as serving
 
     metrics = JobMetrics("scan")
     metrics.rows.labels(stage="x").inc()

@@ -12,7 +12,7 @@ import pytest
 from turbomode.config import ModelSettings
 from turbomode.models import ensemble as ens_mod
 from turbomode.models.ensemble import BASE_MODELS, StackedEnsemble, TrainingDataError
-from turbomode.models.metrics import prior_baseline
+from turbomode.models.evaluation import prior_baseline
 from turbomode.models.validation import Fold
 
 FAST = ModelSettings(

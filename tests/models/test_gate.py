@@ -18,6 +18,13 @@ import pandas as pd
 import pytest
 
 from turbomode.config import GateSettings, Settings
+from turbomode.models.evaluation import (
+    evaluate,
+    majority_baseline,
+    momentum_baseline,
+    paired_daily_test,
+    prior_baseline,
+)
 from turbomode.models.gate import (
     ALL_PASSED,
     RULE_BASELINES,
@@ -30,13 +37,6 @@ from turbomode.models.gate import (
     decide,
     look_alpha,
     render_markdown,
-)
-from turbomode.models.metrics import (
-    evaluate,
-    majority_baseline,
-    momentum_baseline,
-    paired_daily_test,
-    prior_baseline,
 )
 from turbomode.models.registry import ModelRegistry
 

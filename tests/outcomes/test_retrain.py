@@ -17,8 +17,8 @@ from turbomode.config import Settings
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.features.engine import build_features
 from turbomode.features.registry import model_feature_names
+from turbomode.job_metrics import JobMetrics
 from turbomode.labels import make_labels
-from turbomode.metrics import JobMetrics
 from turbomode.models import pipeline
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry

@@ -196,7 +196,7 @@ def test_tracker_pushes_the_rolling_hit_rate(store: SignalStore, tmp_path: Path)
     import requests
 
     from tests.monitoring import pushgateway
-    from tests.test_metrics import _pushed
+    from tests.test_job_metrics import _pushed
 
     book(store)
     with pushgateway(tmp_path) as gw:

@@ -2,7 +2,7 @@
 against the real service: every page renders what the API says, tabs switch, rows are
 coloured by age, the page refreshes itself, and screenshots are saved.
 
-``serving/install_browser.sh`` installs the browser (``make test`` runs it). Screenshots go to
+``tools/install_browser.sh`` installs the browser (``make test`` runs it). Screenshots go to
 ``tests/serving/artifacts/`` (git-ignored); ``docs/dashboard.png`` is written when it is
 missing or ``TURBOMODE_UPDATE_SCREENSHOTS=1``, so a test run does not rewrite a tracked file.
 """
@@ -30,8 +30,8 @@ WAIT_S = 30.0
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    need(CHROMIUM is not None, "chromium is not installed (serving/install_browser.sh)")
-    need(CHROMEDRIVER is not None, "chromedriver is not installed (serving/install_browser.sh)")
+    need(CHROMIUM is not None, "chromium is not installed (tools/install_browser.sh)")
+    need(CHROMEDRIVER is not None, "chromedriver is not installed (tools/install_browser.sh)")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options

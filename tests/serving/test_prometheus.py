@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_prometheus_scrapes_the_service(
     server: Server, market: ServedMarket, tmp_path: Path
 ) -> None:
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
 
     s = market.scan.fresh[0]
     for _ in range(5):

@@ -347,7 +347,7 @@ def test_short_entry_with_atr_rules_hits_its_target(sqlite_store: SignalStore) -
 def test_job_metrics_count_rows_by_stage(
     sqlite_store: SignalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from turbomode.metrics import JobMetrics
+    from turbomode.job_metrics import JobMetrics
 
     pushed: list[JobMetrics] = []
     monkeypatch.setattr(JobMetrics, "push", lambda self, gateway: pushed.append(self) or False)

@@ -13,7 +13,7 @@ from turbomode.backtest.engine import (
     normalize_signals,
     run_backtest,
 )
-from turbomode.backtest.metrics import (
+from turbomode.backtest.performance import (
     buy_and_hold,
     by_group,
     daily_returns,

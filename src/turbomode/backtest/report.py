@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from turbomode.backtest.engine import BacktestResult
-from turbomode.backtest.metrics import buy_and_hold, drawdown, summarize
+from turbomode.backtest.performance import buy_and_hold, drawdown, summarize
 from turbomode.io import atomic_write_json, atomic_write_text
 
 COLORS = ("#1f6feb", "#8b949e", "#d1242f")

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from turbomode.backtest.engine import BacktestResult, Book, Screen, run_backtest
-from turbomode.backtest.metrics import summarize
+from turbomode.backtest.performance import summarize
 from turbomode.backtest.policies import AtrExitPolicy, SmartExitPolicy
 from turbomode.backtest.report import books_markdown, write_report
 from turbomode.backtest.sizing import SignalColumnSize

@@ -122,7 +122,7 @@ def replay_command(
     ] = None,
 ) -> None:
     """Drive scan → outcomes → weekly samples → monthly retrain day by day over history."""
-    from turbomode.models import metrics as mx
+    from turbomode.models import evaluation as mx
     from turbomode.outcomes.replay import run_replay
 
     settings = settings_from(ctx)

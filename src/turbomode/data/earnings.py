@@ -62,7 +62,8 @@ from pandas.tseries.holiday import (
 )
 
 from turbomode.config import Settings, get_settings
-from turbomode.data.sources.yahoo import _forget_yfinance_responses, _RateLimiter
+from turbomode.data.sources.pacing import RateLimiter, back_off
+from turbomode.data.sources.yahoo import _forget_yfinance_responses
 from turbomode.errors import SchemaError
 from turbomode.io import atomic_path
 
@@ -279,7 +280,7 @@ class EarningsCalendar:
             from curl_cffi import requests as curl_requests
 
             session = curl_requests.Session(impersonate="chrome")
-        limiter = _RateLimiter(cfg.min_interval_s, clock, sleep)
+        limiter = RateLimiter(cfg.min_interval_s, clock, sleep)
         wanted = tuple(dict.fromkeys(str(s).strip() for s in symbols if str(s).strip()))
         frames: list[pd.DataFrame] = []
         loaded: dict[str, int] = {}
@@ -484,7 +485,7 @@ def _fetch_symbol(
     sym: str,
     session: Any,
     limit: int,
-    limiter: _RateLimiter,
+    limiter: RateLimiter,
     cfg: Any,
     sleep: Callable[[float], None],
 ) -> tuple[pd.DatetimeIndex | None, str]:
@@ -493,10 +494,7 @@ def _fetch_symbol(
 
     last = ""
     for attempt in range(cfg.max_retries + 1):
-        if attempt:
-            delay = cfg.backoff_s * 2 ** (attempt - 1)
-            if delay > 0:
-                sleep(delay)
+        back_off(attempt, cfg.backoff_s, sleep)
         limiter.wait()
         # yfinance memoizes page GETs in-process; a retry must really ask Yahoo again.
         _forget_yfinance_responses()

@@ -41,8 +41,8 @@ from turbomode.data.universe import Universe
 from turbomode.data.validation import ValidationResult, validate_prices
 from turbomode.errors import SourceError
 from turbomode.io import atomic_write_json, atomic_write_parquet, atomic_write_text
+from turbomode.job_metrics import job_metrics
 from turbomode.logs import event
-from turbomode.metrics import job_metrics
 
 log = logging.getLogger("turbomode.ingest")
 STEPS = ("load", "validate prices", "validate market", "write", "macro")

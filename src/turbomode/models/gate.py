@@ -1,7 +1,7 @@
 """The promotion gate: a candidate replaces production only on out-of-time evidence.
 
 Everyone — candidate, baselines, the current production model — is evaluated on the *same*
-rows of the same out-of-time window (:func:`turbomode.models.metrics.evaluate` with
+rows of the same out-of-time window (:func:`turbomode.models.evaluation.evaluate` with
 ``include_daily=True``); :func:`decide` refuses inputs that are not. The rules, in the order
 they are reported (the first failing one decides):
 
@@ -26,7 +26,7 @@ prior baseline's argmax) scores 1/2 on a day without BUYs and 1 on an all-HOLD d
 daily balanced accuracy sits well above its pooled 1/3, and real candidates with pooled 0.38
 and rank IC t > 4 were rejected against it. The pooled figure (the one reported in
 ``classification``) has no such bias, so the bootstrap resamples days but sums their per-class
-counts (:func:`turbomode.models.metrics.paired_pooled_bootstrap`). Daily rank IC is a
+counts (:func:`turbomode.models.evaluation.paired_pooled_bootstrap`). Daily rank IC is a
 correlation within each day, unbiased per day, and stays a day-by-day test.
 
 Absolute requirements come before comparisons so the deciding rule names the most basic
@@ -47,7 +47,7 @@ import pandas as pd
 
 from turbomode.config import GateSettings
 from turbomode.errors import TurboModeError
-from turbomode.models.metrics import (
+from turbomode.models.evaluation import (
     CLASS_NAMES,
     paired_daily_test,
     paired_pooled_bootstrap,

@@ -22,9 +22,9 @@ import pandas as pd
 from turbomode import __version__
 from turbomode.config import Settings
 from turbomode.io import atomic_write_json, atomic_write_text
+from turbomode.job_metrics import JobMetrics, job_metrics
 from turbomode.logs import event
-from turbomode.metrics import JobMetrics, job_metrics
-from turbomode.models import metrics as mx
+from turbomode.models import evaluation as mx
 from turbomode.models.gate import GateReport, apply_decision, decide, render_markdown
 from turbomode.models.loading import load_ensemble
 from turbomode.models.registry import ModelRegistry

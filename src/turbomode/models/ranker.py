@@ -236,7 +236,7 @@ class RankEnsemble:
     @property
     def decision_weights(self) -> np.ndarray:
         """1 / the calibration rows' class shares: the argmax weights that maximize balanced
-        accuracy (see :func:`turbomode.models.metrics.decide`)."""
+        accuracy (see :func:`turbomode.models.evaluation.decide`)."""
         return 1.0 / np.maximum(self.calibrator_.prior, 1e-9)
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import pandas as pd
 from turbomode.config import GICS_SECTORS, Settings
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
-from turbomode.models import metrics as mx
+from turbomode.models import evaluation as mx
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.ranker import RankEnsemble, rank_target
 from turbomode.models.validation import out_of_time_split

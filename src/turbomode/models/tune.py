@@ -47,7 +47,7 @@ from turbomode.models.ensemble import (
     _proba3,
     balanced_weights,
 )
-from turbomode.models.metrics import rank_ic, score_from_proba
+from turbomode.models.evaluation import rank_ic, score_from_proba
 from turbomode.models.validation import (
     Fold,
     WalkForward,

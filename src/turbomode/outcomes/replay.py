@@ -298,7 +298,7 @@ def month_table(
 
 def write_replay(result: ReplayResult, work: Path, start: date, end: date) -> dict[str, str]:
     """``replay.json`` and ``replay.md`` in the work directory."""
-    from turbomode.models import metrics as mx
+    from turbomode.models import evaluation as mx
 
     doc = {
         "start": str(start),

@@ -30,7 +30,7 @@ from turbomode.signals.store import SignalStore
 from turbomode.workspace import Workspace
 
 if TYPE_CHECKING:
-    from turbomode.metrics import JobMetrics
+    from turbomode.job_metrics import JobMetrics
 
 log = logging.getLogger("turbomode.outcomes.retrain")
 DONE = ("promoted", "kept")
@@ -147,7 +147,7 @@ def retrain(
     runs (default: from Feast, as ``turbomode train``); ``sectors`` limits the tasks.
     """
     from turbomode.feature_store import FeatureLayout
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
     from turbomode.models.pipeline import apply_decisions, run_training
     from turbomode.models.train import all_tasks
 

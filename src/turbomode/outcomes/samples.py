@@ -74,7 +74,7 @@ def generate_samples(
 ) -> SampleResult:
     """Turn every resolved, not yet sampled outcome into a labeled training sample."""
     from turbomode.feature_store import FeatureLayout
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
 
     names = names or FeatureLayout.from_registry().all
     with job_metrics("samples", settings.stores.pushgateway_url) as metrics:

@@ -249,7 +249,7 @@ def track_outcomes(
     ``prices``/``sectors`` default to the clean store; ``as_of`` (default: the newest bar)
     hides later prices, which is how replay runs the tracker on a simulated day.
     """
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
 
     with job_metrics("outcomes", settings.stores.pushgateway_url) as metrics:
         if prices is None or sectors is None:

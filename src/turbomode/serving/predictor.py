@@ -41,7 +41,7 @@ from turbomode.errors import TurboModeError
 from turbomode.feature_store import FeatureLayout
 from turbomode.logs import event
 from turbomode.models.loading import class_prior
-from turbomode.serving import metrics
+from turbomode.serving import service_metrics as metrics
 from turbomode.serving.context import (
     EMPTY_SCAN,
     ContextError,

@@ -430,7 +430,7 @@ def run_scan(
     """
     from turbomode import feature_store as fs
     from turbomode.data.ingest import load_clean
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
     from turbomode.models.registry import ModelRegistry
 
     stage = on_stage or (lambda _s: None)

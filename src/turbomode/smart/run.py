@@ -155,7 +155,7 @@ def update_ranking(
     """Rank every symbol with closed BUY trades on the first day of ``as_of``'s month (default:
     today) and persist it as ``tiers_<YYYY-MM>.json``; the same month twice writes the same
     file."""
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
     from turbomode.smart.tiers import month_start
 
     h = check_horizon(settings, horizon)
@@ -206,7 +206,7 @@ def curate(
     """Curate the universe (default: the clean store's) for ``as_of``'s quarter (default:
     today): drop the symbols ranked Avoid at each of the last ``curation_quarters`` quarter
     starts; persist it as ``universe_<YYYY>Q<q>.json``."""
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
 
     h = check_horizon(settings, horizon)
     day = as_of or date.today()
@@ -509,7 +509,7 @@ def run_smart_scan(
     ``vectors`` (the online store's features, read only when rules are given) can be handed
     in."""
     from turbomode.data.earnings import EarningsCalendar, earnings_flags
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
     from turbomode.risk.regime import regime_on
 
     h = check_horizon(settings, horizon)

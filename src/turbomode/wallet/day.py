@@ -440,7 +440,7 @@ def run_day(
     replaces it; a day before the wallet's last run is refused. Job metrics are pushed under
     ``wallet`` with rows by stage (opened, closed, held).
     """
-    from turbomode.metrics import job_metrics
+    from turbomode.job_metrics import job_metrics
 
     d = pd.Timestamp(day).date()
     with job_metrics("wallet", settings.stores.pushgateway_url) as metrics:

@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from turbomode.config import Settings, get_settings
 from turbomode.data.macro import MACRO_COLUMNS, dated_by_release_lag, empty_macro
 from turbomode.data.sources.base import DateLike, MacroSource
-from turbomode.data.sources.yahoo import _RateLimiter
+from turbomode.data.sources.pacing import RateLimiter, back_off
 from turbomode.errors import SourceError
 from turbomode.io import atomic_path
 from turbomode.logs import event
@@ -103,7 +103,7 @@ class FredSource(MacroSource):
         self._session = session
         self._sleep = sleep
         self._clock = clock
-        self._limiter = _RateLimiter(self.cfg.min_interval_s, clock, sleep)
+        self._limiter = RateLimiter(self.cfg.min_interval_s, clock, sleep)
         self._on_series = on_series or (lambda _role: None)
         self.requests = 0
 
@@ -226,10 +226,7 @@ class FredSource(MacroSource):
         retries = self.cfg.max_retries
         last = ""
         for attempt in range(retries + 1):
-            if attempt:
-                delay = self.cfg.backoff_s * 2 ** (attempt - 1)
-                if delay > 0:
-                    self._sleep(delay)
+            back_off(attempt, self.cfg.backoff_s, self._sleep)
             self._limiter.wait()
             self.requests += 1
             try:

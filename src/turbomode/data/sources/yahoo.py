@@ -47,6 +47,7 @@ from turbomode.data.sources.base import (
     date_range,
     filter_frame,
 )
+from turbomode.data.sources.pacing import RateLimiter, back_off
 from turbomode.data.sp500_page import fetch_sp500_constituents
 from turbomode.data.universe import Universe
 from turbomode.errors import SourceError
@@ -82,25 +83,6 @@ class _Window:
         return starts_early and end >= self.end
 
 
-class _RateLimiter:
-    """Keeps at least ``min_interval`` seconds between the starts of consecutive requests."""
-
-    def __init__(
-        self, min_interval: float, clock: Callable[[], float], sleep: Callable[[float], None]
-    ) -> None:
-        self.min_interval = min_interval
-        self.clock = clock
-        self.sleep = sleep
-        self._last: float | None = None
-
-    def wait(self) -> None:
-        if self._last is not None:
-            gap = self.min_interval - (self.clock() - self._last)
-            if gap > 0:
-                self.sleep(gap)
-        self._last = self.clock()
-
-
 class YFinanceSource(MarketDataSource):
     """Daily OHLCV for S&P 500 stocks and the market-context symbols, adjusted for splits and
     dividends (``auto_adjust``), from Yahoo Finance."""
@@ -125,7 +107,7 @@ class YFinanceSource(MarketDataSource):
         self._session = session
         self._sleep = sleep
         self._clock = clock
-        self._limiter = _RateLimiter(self.cfg.min_interval_s, clock, sleep)
+        self._limiter = RateLimiter(self.cfg.min_interval_s, clock, sleep)
 
     # ---- public ---------------------------------------------------------------------------
     def load(
@@ -267,9 +249,7 @@ class YFinanceSource(MarketDataSource):
             return None, "no data in the batch download and retries are off (max_retries=0)", None
         last: Exception | None = None
         for attempt in range(1, retries + 1):
-            delay = self.cfg.backoff_s * 2 ** (attempt - 1)
-            if delay > 0:
-                self._sleep(delay)
+            back_off(attempt, self.cfg.backoff_s, self._sleep)  # the batch was the first try
             self._limiter.wait()
             try:
                 frame = self._history(sym, window)

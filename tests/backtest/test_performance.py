@@ -152,7 +152,7 @@ def test_summary_is_json_safe_and_has_the_benchmark_and_groups() -> None:
 
 
 def test_skip_kinds_drop_the_symbol_and_prices() -> None:
-    from turbomode.backtest.metrics import skip_kind
+    from turbomode.backtest.performance import skip_kind
 
     detail = "exit rules: AES: open 14.8618 outside the entry range 13.9654..14.8293; entry skipped"
     assert skip_kind(detail) == "exit rules: open … outside the entry range …; entry skipped"

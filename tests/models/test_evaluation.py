@@ -11,7 +11,7 @@ import pytest
 import sklearn.metrics as sk
 from scipy import stats
 
-from turbomode.models.metrics import (
+from turbomode.models.evaluation import (
     calibration,
     classification_metrics,
     comparison_table,

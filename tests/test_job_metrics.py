@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from turbomode.metrics import job_metrics
+from turbomode.job_metrics import job_metrics
 
 
 class _Capture(BaseHTTPRequestHandler):

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, pushadd_to_gate
 
 from turbomode.logs import event
 
-log = logging.getLogger("turbomode.metrics")
+log = logging.getLogger("turbomode.job_metrics")
 
 
 # The job-specific gauges, declared once: a job sets the ones it measures, and the chart's alert
