@@ -318,7 +318,7 @@ def main() -> int:
     from turbomode.models.registry import ModelRegistry
     from turbomode.signals import scan as scan_mod
     from turbomode.signals.scan import ModelCache, run_scan
-    from turbomode.signals.store import SignalStore
+    from turbomode.store import SignalStore
 
     data = Path(args.data)
     if not (data / "prices.parquet").exists():

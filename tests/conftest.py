@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TURBOMODE_SHARED_DIR", REPO.parent / "shared"))

@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("job_metrics",),
     ("config", "workspace"),
     ("records",),
+    ("store",),
     ("data",),
     ("features",),
     ("feature_store",),

@@ -43,7 +43,7 @@ from turbomode.job_metrics import JobMetrics
 from turbomode.labels import make_labels
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 from turbomode.workspace import Workspace, with_data_dir
 
 pytestmark = pytest.mark.slow

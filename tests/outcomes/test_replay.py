@@ -69,7 +69,7 @@ def test_twelve_months_of_the_loop(market: Settings, tmp_path: Path) -> None:
 
 def _comparable(work: Path) -> dict[str, pd.DataFrame]:
     """What a replay decided, without the ids and timestamps that differ between runs."""
-    from turbomode.signals.store import SignalStore
+    from turbomode.store import SignalStore
 
     store = SignalStore(f"sqlite:///{work / 'signals.db'}")
     hist = store.signal_history().drop(columns=["run_id", "model_version"])

@@ -23,7 +23,7 @@ from turbomode.models import pipeline
 from turbomode.models.ensemble import StackedEnsemble
 from turbomode.models.registry import ModelRegistry
 from turbomode.outcomes.retrain import consecutive_refusals, retrain
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 SECTOR = "Information Technology"

@@ -16,7 +16,7 @@ from turbomode.labels import make_labels
 from turbomode.outcomes.retrain import merge_samples
 from turbomode.outcomes.samples import frame_lookup, generate_samples, samples_as_training_rows
 from turbomode.outcomes.track import track_outcomes
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 NAMES = ["day_index", "noise"]
 

@@ -16,7 +16,7 @@ from turbomode.config import Settings
 from turbomode.labels import BUY, make_labels
 from turbomode.outcomes.track import first_hit, rolling_hit_rate, track_outcomes
 from turbomode.records.signals import Signal
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 DAYS = pd.bdate_range("2024-01-01", periods=40)
 SECTOR = "Energy"

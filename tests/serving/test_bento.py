@@ -65,8 +65,8 @@ def test_bentoml_build_makes_a_bento_that_serves(market: ServedMarket, tmp_path:
         "serving/service.py",
         "serving/dashboard/index.html",
         "serving/dashboard/static/app.js",
-        "signals/migrations/env.py",
-        "signals/migrations/script.py.mako",
+        "store/migrations/env.py",
+        "store/migrations/script.py.mako",
     ):
         assert (src / part).is_file(), part
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()

@@ -40,7 +40,7 @@ from turbomode.signals.scan import (
     score_universe,
     thresholds,
 )
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 MODELLED = ("Financials", "Health Care", "Industrials", "Information Technology")
 ONLY_1D = "Energy"

@@ -24,7 +24,6 @@ from turbomode.data.ingest import ingest, load_clean
 from turbomode.records.signals import Signal
 from turbomode.signals import rules as signal_rules
 from turbomode.signals.scan import ScanResult, write_outputs
-from turbomode.signals.store import SignalStore
 from turbomode.smart.run import (
     NO_EVIDENCE,
     SmartRunError,
@@ -36,6 +35,7 @@ from turbomode.smart.run import (
 from turbomode.smart.state import TierState, load_tiers, load_universe, state_dir
 from turbomode.smart.tiers import SymbolRank
 from turbomode.smart.types import read_signals_csv, read_signals_json
+from turbomode.store import SignalStore
 
 CHART_VALUES = Path(__file__).parents[2] / "charts" / "turbomode" / "values.yaml"
 D = date.fromisoformat

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from turbomode.config import Settings
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 D0, D1, D2, D3, D4 = (date(2024, 3, d) for d in (4, 5, 6, 7, 8))
 OHLC = tuple[float, float, float, float]

@@ -16,7 +16,7 @@ from turbomode.cli.wallet import wallet_app
 from turbomode.config import Settings
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.records.signals import Signal
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 root = typer.Typer()
 

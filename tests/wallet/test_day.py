@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from turbomode.signals.store import (
+from turbomode.store import (
     ConcurrentUpdateError,
     SignalStore,
     StaleWalletDayError,
@@ -207,7 +207,6 @@ def test_crash_mid_day_leaves_the_previous_state(
 ) -> None:
     prices = _two_day_run(store)
     before_d2 = state_of(store, "w")
-    original = SignalStore.__dict__["_save_wallet_position"]  # the staticmethod object
     real = SignalStore._save_wallet_position
     calls = {"n": 0}
 
@@ -222,7 +221,7 @@ def test_crash_mid_day_leaves_the_previous_state(
         run_day(store, "w", D2, prices, None, S)
     assert calls["n"] == 2  # one position row was written before the crash, then rolled back
     assert state_of(store, "w") == before_d2
-    monkeypatch.setattr(SignalStore, "_save_wallet_position", original)
+    monkeypatch.undo()
 
     run_day(store, "w", D2, prices, None, S)
     done = state_of(store, "w")

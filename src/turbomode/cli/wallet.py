@@ -13,7 +13,7 @@ from rich.table import Table
 from turbomode.cli.common import console, err, handles_errors, parse_day, settings_from
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 # Price history handed to a day: enough for the Smart rules' trailing correlations.
 _HISTORY_DAYS = 400

@@ -94,7 +94,7 @@ class Replay:
     ) -> None:
         from turbomode.feature_store import FeatureLayout
         from turbomode.features.engine import build_features
-        from turbomode.signals.store import SignalStore
+        from turbomode.store import SignalStore
 
         # Features over the whole universe (cross-sectional ranks need every stock), then
         # the chosen sectors' rows.

@@ -26,7 +26,7 @@ from turbomode.io import atomic_write_json, atomic_write_text
 from turbomode.logs import event
 from turbomode.models.registry import ModelRegistry
 from turbomode.outcomes.samples import samples_as_training_rows
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 from turbomode.workspace import Workspace
 
 if TYPE_CHECKING:

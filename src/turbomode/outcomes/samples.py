@@ -22,7 +22,7 @@ import pandas as pd
 
 from turbomode.config import Settings
 from turbomode.logs import event
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 log = logging.getLogger("turbomode.outcomes.samples")
 

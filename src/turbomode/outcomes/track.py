@@ -41,7 +41,7 @@ import pandas as pd
 from turbomode.config import Settings
 from turbomode.labels import BUY, SELL, make_labels
 from turbomode.logs import event
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 log = logging.getLogger("turbomode.outcomes.track")
 

@@ -57,7 +57,7 @@ from turbomode.risk.positions import (
     signal_exit,
 )
 from turbomode.signals import rules
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 from turbomode.workspace import Workspace
 
 log = logging.getLogger("turbomode.signals.scan")

@@ -50,7 +50,6 @@ from turbomode.config import SECTOR_ETFS, Settings, SmartSettings, Tier
 from turbomode.data.sources.base import MarketData
 from turbomode.errors import TurboModeError
 from turbomode.io import atomic_write_json
-from turbomode.signals.store import SignalStore
 from turbomode.smart.modifiers import ModifierRule, calibrate_rules, load_rules
 from turbomode.smart.portfolio import trailing_correlations
 from turbomode.smart.scanner import SmartCandidate, adjusted_strength, smart_scan
@@ -72,6 +71,7 @@ from turbomode.smart.types import (
     write_signals_csv,
     write_signals_json,
 )
+from turbomode.store import SignalStore
 from turbomode.workspace import Workspace
 
 DEFAULT_HORIZON = 5

@@ -47,7 +47,7 @@ from turbomode.backtest.settings import BacktestSettings
 from turbomode.backtest.sizing import FixedFraction, SignalColumnSize, Sizer
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
-from turbomode.signals.store import SignalStore, WalletBook
+from turbomode.store import SignalStore, WalletBook
 from turbomode.wallet.state import decode_state, encode_state
 
 # A held symbol with no bar on this many market days in a row is closed at its last close:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from turbomode.signals.store import SignalStore, Wallet
+from turbomode.store import SignalStore, Wallet
 
 OPEN_COLUMNS = (
     "trade_id",

@@ -14,7 +14,7 @@ from datetime import date
 import pandas as pd
 
 from turbomode.config import Settings
-from turbomode.signals.store import SignalStore
+from turbomode.store import SignalStore
 
 WALLET_SIGNAL_COLUMNS: tuple[str, ...] = (
     "date",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from turbomode.signals.store import VERSION_TABLE, SignalStore, metadata
+from turbomode.store import VERSION_TABLE, SignalStore, metadata
 
 config = context.config
 

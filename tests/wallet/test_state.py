@@ -1,5 +1,5 @@
-"""Migration 0003 (the wallet tables) upgrades a store already at 0002 without touching its
-data, and downgrades cleanly — on SQLite and on the machine's PostgreSQL (own schema)."""
+"""A wallet trade's exit-policy state (ATR ``Position`` or ``SmartPosition``) round-trips
+through the JSON the store keeps, and what cannot be stored is refused."""
 
 from __future__ import annotations
 
@@ -8,53 +8,11 @@ import json
 from datetime import date
 
 import pytest
-import sqlalchemy as sa
-from alembic import command
 
 from turbomode.config import Tier
 from turbomode.records.positions import Position
-from turbomode.signals.store import SignalStore
 from turbomode.smart.exits import SmartPosition
 from turbomode.wallet import StateCodecError, decode_state, encode_state
-
-WALLET_TABLES = {"wallets", "wallet_positions", "wallet_fills", "wallet_equity"}
-
-
-def _alembic(store: SignalStore, action: str, revision: str) -> None:
-    cfg = store._alembic_config()
-    with store._write() as conn:
-        if store.schema is not None:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{store.schema}"'))
-        cfg.attributes["connection"] = conn
-        getattr(command, action)(cfg, revision)
-
-
-def _tables(store: SignalStore) -> set[str]:
-    return set(sa.inspect(store.engine).get_table_names(schema=store.schema))
-
-
-def test_upgrade_from_0002_keeps_data_and_downgrade_removes_the_wallet(
-    fresh: SignalStore,
-) -> None:
-    _alembic(fresh, "upgrade", "0002")
-    assert fresh.current_revision() == "0002"
-    assert not WALLET_TABLES & _tables(fresh)
-    run_id = fresh.start_retrain({"Energy/1": "v1"}, 5, 42)
-
-    head = fresh.head_revision()
-    _alembic(fresh, "upgrade", "0003")
-    assert fresh.current_revision() == "0003"
-    assert _tables(fresh) >= WALLET_TABLES
-    assert fresh.retrain_runs()["id"].tolist() == [run_id]  # earlier data kept
-    fresh.create_wallet("w", "smart", 10_000.0)
-    assert fresh.wallet("w").rules == "smart"
-
-    _alembic(fresh, "downgrade", "0002")
-    assert fresh.current_revision() == "0002"
-    assert not WALLET_TABLES & _tables(fresh)
-    assert fresh.retrain_runs()["id"].tolist() == [run_id]
-    assert fresh.migrate() == head  # and up again, to the newest revision
-    assert fresh.wallets() == []
 
 
 def test_policy_states_round_trip_through_json_exactly() -> None:
