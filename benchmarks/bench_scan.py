@@ -267,7 +267,7 @@ def timed_scans(
 def distribution(scores: pd.DataFrame, day: pd.Timestamp, settings: Any) -> None:
     """P(BUY) / P(SELL) quantiles on ``day`` and the signals each entry rule gives."""
     from turbomode.signals import rules
-    from turbomode.signals.scan import fresh_signals, thresholds
+    from turbomode.signals.scan import fresh_signals
 
     print(f"\nP(BUY) and P(SELL) on {day.date()} ({len(scores)} symbol × horizon scores):")
     head = "".join(f"{f'q{int(q * 100)}' if q < 1 else 'max':>8s}" for q in QUANTILES)
@@ -287,7 +287,7 @@ def distribution(scores: pd.DataFrame, day: pd.Timestamp, settings: Any) -> None
     ):
         s = settings.model_copy(deep=True)
         s.signals = s.signals.model_copy(update=update)
-        limits = thresholds(scores, s)
+        limits = rules.entry_thresholds(s.signals, scores)
         fresh = fresh_signals(scores, day.date(), s, limits)
         kept = rules.select_active([], fresh, day.date(), s.signals).active
         n_buy = sum(x.side == "BUY" for x in fresh)

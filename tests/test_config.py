@@ -51,3 +51,10 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
 
 def test_horizons_sorted_and_unique() -> None:
     assert Settings(labels={"horizons": [5, 1, 5]}).labels.horizons == [1, 5]
+
+
+def test_one_default_horizon_for_the_single_horizon_jobs() -> None:
+    assert Settings().horizon_or_default() == 5
+    moved = Settings(backtest={"default_horizon": 2})
+    assert (moved.horizon_or_default(), moved.horizon_or_default(None)) == (2, 2)
+    assert moved.horizon_or_default(1) == 1  # a horizon given is kept

@@ -982,7 +982,11 @@ class BacktestSettings(BaseModel):
         default=True, description="Round entries and partial exits down to whole shares."
     )
     default_horizon: int = Field(
-        default=5, ge=1, description="ATR rules: horizon of a signal without a 'horizon' column."
+        default=5,
+        ge=1,
+        description="The horizon (days) of a job that works on one when none is given "
+        "(backtest, walk-forward, Smart Scanner, ranking, curation), and of an ATR-rules "
+        "signal without a 'horizon' column.",
     )
     periods_per_year: int = Field(
         default=252, ge=1, description="Trading days per year: annualizes Sharpe and Sortino."
@@ -1022,6 +1026,11 @@ class Settings(BaseSettings):
     regime: RegimeSettings = Field(default_factory=RegimeSettings)
     smart: SmartSettings = Field(default_factory=SmartSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+
+    def horizon_or_default(self, horizon: int | None = None) -> int:
+        """``horizon``, or ``backtest.default_horizon`` when None: the one default of every
+        job and command that works on a single horizon, so they agree on it."""
+        return self.backtest.default_horizon if horizon is None else int(horizon)
 
     @model_validator(mode="after")
     def _stores_under_data_dir(self) -> Settings:

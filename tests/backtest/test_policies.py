@@ -118,7 +118,7 @@ def test_smart_policy_matches_smart_exits_bar_for_bar() -> None:
     ]
     settings = SmartSettings()
     signal = SignalV2(
-        ticker="AAA", sector="Industrials", signal_date=DAYS[0], price=100.0, strength_raw=70.0,
+        symbol="AAA", sector="Industrials", signal_date=DAYS[0], price=100.0, strength_raw=70.0,
         strength_adjusted=70.0, tier=Tier.ELITE, regime="CHOPPY", size=0.1, shares=0, risk=0.0,
         heat=0.003, target_1=102.0, target_2=103.5, stop=97.0, max_hold_days=5,
     )  # fmt: skip

@@ -17,8 +17,10 @@ from turbomode.signals.rules import (
     age_bucket,
     effective_confidence,
     entry_candidates,
+    entry_thresholds,
     invalid_probability_mask,
     lifts,
+    night_candidates,
     quantile_thresholds,
     sector_overview,
     select_active,
@@ -201,6 +203,57 @@ def test_quantile_threshold_feeds_entry_candidates() -> None:
     out = entry_candidates(scores, S, buy_threshold=t)
     assert out["symbol"].tolist() == [f"S{i:02d}" for i in range(45, 50)]
     assert (out["side"] == "BUY").all()
+
+
+def test_entry_thresholds_by_mode() -> None:
+    scores = pd.DataFrame(
+        {"p_buy": [0.10, 0.20, 0.30, 0.40, 0.50], "p_sell": [0.50, 0.45, 0.30, 0.20, 0.05]}
+    )
+    fixed = SignalSettings(threshold_mode="fixed", entry_probability=0.6)
+    assert entry_thresholds(fixed, scores) == {"buy": 0.6, "sell": 0.6}
+    # Fixed mode is the settings', whatever a scan recorded.
+    assert entry_thresholds(fixed, measured={"buy": 1.5, "sell": 1.4}) == {"buy": 0.6, "sell": 0.6}
+
+    quantile = SignalSettings(
+        threshold_mode="quantile", threshold_quantile=0.75, threshold_floor=0.25
+    )
+    # Quantile mode works on lifts, P over the model's prior (1/3 without prior columns):
+    # np.quantile, linear: P(BUY) 0.10..0.50 → 0.40 → lift 1.20; P(SELL) → 0.45 → 1.35.
+    assert entry_thresholds(quantile, scores) == pytest.approx({"buy": 1.20, "sell": 1.35})
+    quantile.threshold_floor_lift = 1.26
+    assert entry_thresholds(quantile, scores) == pytest.approx({"buy": 1.26, "sell": 1.35})
+    quantile.threshold_quantile = 0.5
+    assert entry_thresholds(quantile, scores) == pytest.approx({"buy": 1.26, "sell": 1.26})
+    with_prior = scores.assign(prior_buy=0.25, prior_sell=0.5)
+    assert entry_thresholds(quantile, with_prior) == pytest.approx({"buy": 1.26, "sell": 1.26})
+    quantile.threshold_floor_lift = 1.0
+    assert entry_thresholds(quantile, with_prior) == pytest.approx({"buy": 1.2, "sell": 1.0})
+    # No scores: nothing to take a quantile of, the floor stands.
+    assert entry_thresholds(quantile, scores.iloc[0:0]) == {"buy": 1.0, "sell": 1.0}
+    assert entry_thresholds(quantile) == {"buy": 1.0, "sell": 1.0}
+    # A scan's measure of the whole night stands for the few rows a request scores.
+    measured = {"buy": 1.5, "sell": 1.4}
+    assert entry_thresholds(quantile, with_prior, measured=measured) == measured
+
+
+def test_night_candidates_compare_what_the_mode_thresholds() -> None:
+    """Fixed mode compares P(side) with entry_probability; quantile mode compares lifts with
+    the night's quantile of lifts (or the thresholds given)."""
+    rows = [("A", 0.62, 0.28, 0.10), ("B", 0.45, 0.45, 0.10), ("C", 0.30, 0.30, 0.40)]
+    scores = _scores(rows, prior_buy=0.3, prior_sell=0.3)
+    fixed = SignalSettings(threshold_mode="fixed")
+    assert night_candidates(scores, fixed)["symbol"].tolist() == ["A"]  # P(BUY) ≥ 0.60
+    quantile = SignalSettings(threshold_mode="quantile", threshold_quantile=0.5)
+    # BUY lifts 2.07, 1.5, 1.0: the median 1.5 passes A and B; SELL lifts 0.33, 0.33, 1.33:
+    # the median is below the 1.0 floor, which C's passes.
+    got = night_candidates(scores, quantile)
+    assert list(zip(got["symbol"], got["side"], strict=True)) == [
+        ("A", "BUY"),
+        ("B", "BUY"),
+        ("C", "SELL"),
+    ]
+    given = night_candidates(scores, quantile, {"buy": 2.0, "sell": 1.4})
+    assert given["symbol"].tolist() == ["A"]
 
 
 # --------------------------------------------------------------------------- decay

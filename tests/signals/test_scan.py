@@ -38,7 +38,6 @@ from turbomode.signals.scan import (
     manage_book,
     run_scan,
     score_universe,
-    thresholds,
 )
 from turbomode.store import SignalStore
 
@@ -437,35 +436,7 @@ def test_model_cache_loads_once_and_follows_promotion(
     assert len(loads) == 7  # the least recently used was evicted
 
 
-# --------------------------------------------------------------------------- (f) thresholds
-
-
-def test_thresholds_fixed_and_quantile() -> None:
-    scores = pd.DataFrame(
-        {"p_buy": [0.10, 0.20, 0.30, 0.40, 0.50], "p_sell": [0.50, 0.45, 0.30, 0.20, 0.05]}
-    )
-    fixed = Settings(signals={"threshold_mode": "fixed", "entry_probability": 0.6})
-    assert thresholds(scores, fixed) == {"buy": 0.6, "sell": 0.6}
-
-    quantile = Settings(
-        signals={"threshold_mode": "quantile", "threshold_quantile": 0.75, "threshold_floor": 0.25}
-    )
-    # Quantile mode works on lifts, P over the model's prior (1/3 without prior columns):
-    # np.quantile, linear: P(BUY) 0.10..0.50 → 0.40 → lift 1.20; P(SELL) → 0.45 → 1.35.
-    assert thresholds(scores, quantile) == pytest.approx({"buy": 1.20, "sell": 1.35})
-    quantile.signals.threshold_floor_lift = 1.26
-    assert thresholds(scores, quantile) == pytest.approx({"buy": 1.26, "sell": 1.35})
-    quantile.signals.threshold_quantile = 0.5
-    assert thresholds(scores, quantile) == pytest.approx({"buy": 1.26, "sell": 1.26})
-    with_prior = scores.assign(prior_buy=0.25, prior_sell=0.5)
-    assert thresholds(with_prior, quantile) == pytest.approx({"buy": 1.26, "sell": 1.26})
-    quantile.signals.threshold_floor_lift = 1.0
-    assert thresholds(with_prior, quantile) == pytest.approx({"buy": 1.2, "sell": 1.0})
-    # No scores tonight: nothing to take a quantile of, the floor stands.
-    assert thresholds(scores.iloc[0:0], quantile) == {"buy": 1.0, "sell": 1.0}
-
-
-# --------------------------------------------------------------------------- (g) pure parts
+# --------------------------------------------------------------------------- (f) pure parts
 
 
 def _signal(symbol: str, side: str, day: date, close: float, **kw: Any) -> Signal:

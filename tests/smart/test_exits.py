@@ -28,7 +28,7 @@ DAYS = [SIGNAL_DAY + timedelta(days=i) for i in range(1, 12)]
 def signal(tier: Tier = Tier.AVERAGE, skip: str | None = None) -> SignalV2:
     plan = exit_plan(tier, 100.0, S)
     return SignalV2(
-        ticker="AAA",
+        symbol="AAA",
         sector="Energy",
         signal_date=SIGNAL_DAY,
         price=100.0,

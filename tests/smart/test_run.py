@@ -194,6 +194,10 @@ def test_unknown_horizon_is_a_clear_error(settings: Settings, store: SignalStore
         update_ranking(settings, AS_OF, horizon=3, store=store)
     with pytest.raises(SmartRunError, match="unknown horizon 4"):
         run_smart_scan(settings, horizon=4)
+    # Without one, the horizon is the settings' default, wherever that points.
+    backtest = settings.backtest.model_copy(update={"default_horizon": 3})
+    with pytest.raises(SmartRunError, match="unknown horizon 3"):
+        curate(settings.model_copy(update={"backtest": backtest}), AS_OF, store=store)
 
 
 # --- curation ------------------------------------------------------------------------------
@@ -339,7 +343,7 @@ def night(settings: Settings, store: SignalStore) -> dict[str, Any]:
 def test_smart_scan_end_to_end(settings: Settings, store: SignalStore, night: dict) -> None:
     day, md = night["day"], night["md"]
     result = run_smart_scan(settings, equity=100_000.0, earnings_csv=night["earnings"])
-    by = {s.ticker: s for s in result.signals}
+    by = {s.symbol: s for s in result.signals}
     assert set(by) == {"IT01", "FN01", "EN01", "HC01", "UT01"}
     assert result.scan_date == day and result.horizon == 5
     # 300 synthetic days < the HMM's 504-bar warm-up: sized as CHOPPY, base threshold 60
@@ -371,7 +375,7 @@ def test_smart_scan_end_to_end(settings: Settings, store: SignalStore, night: di
         by["UT01"].earnings_soon and by["UT01"].skip_reason == "earnings within 3 business day(s)"
     )
     assert result.earnings_status.startswith("earnings rule on")
-    assert [s.ticker for s in result.taken] == ["IT01", "FN01"]
+    assert [s.symbol for s in result.taken] == ["IT01", "FN01"]
 
     files = result.files
     assert Path(files["json"]).name == f"smart_scan_{day}.json"
@@ -388,7 +392,7 @@ def test_smart_scan_without_calendar_says_the_rule_is_off(
 ) -> None:
     result = run_smart_scan(settings, as_of=night["day"])
     assert result.earnings_status.startswith(RULE_OFF_NO_CALENDAR)
-    ut = next(s for s in result.signals if s.ticker == "UT01")
+    ut = next(s for s in result.signals if s.symbol == "UT01")
     assert not ut.earnings_soon and ut.taken
 
 
@@ -423,12 +427,12 @@ def test_smart_scan_applies_measured_modifier_rules(
     vectors = pd.DataFrame({"symbol": ["IT01", "FN01", "HC01", "UT01", "EN01"], "rsi_14": 40.0})
     vectors.loc[0, "rsi_14"] = 85.0
     result = run_smart_scan(settings, rules_path=rules, vectors=vectors)
-    it = next(s for s in result.signals if s.ticker == "IT01")
+    it = next(s for s in result.signals if s.symbol == "IT01")
     assert it.modifiers == ("overbought",)
     assert it.strength_adjusted == pytest.approx(80 * 0.5 * 1.1)
     assert it.skip_reason == "strength 44.0 below the base (no regime) entry threshold 60"
     assert any(n.startswith("modifier rules: 1 of 1 active on 8 trades") for n in result.notes)
-    fn = next(s for s in result.signals if s.ticker == "FN01")
+    fn = next(s for s in result.signals if s.symbol == "FN01")
     assert fn.modifiers == () and fn.taken
     # A past night would be judged on the online store's newer features: refused.
     with pytest.raises(SmartRunError, match="back-dated smart-scan"):
@@ -496,7 +500,7 @@ def test_cli_runs_the_charts_commands_unchanged(
     assert res.exit_code == 0, res.output
     assert "Smart Scanner — " in res.output and RULE_OFF_NO_CALENDAR in res.output
     res = runner.invoke(cli(), [*root, "smart-scan", "--json"])
-    assert res.exit_code == 0 and {r["ticker"] for r in json.loads(res.output)} >= {"IT01"}
+    assert res.exit_code == 0 and {r["symbol"] for r in json.loads(res.output)} >= {"IT01"}
 
     res = runner.invoke(cli(), [*root, "smart-scan", "--horizon", "3"])
     assert res.exit_code == 2 and "unknown horizon 3" in res.output

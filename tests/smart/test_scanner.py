@@ -70,7 +70,7 @@ def scan(settings: SmartSettings = S) -> dict:
         equity=100_000.0,
         settings=settings,
     )
-    return {s.ticker: s for s in signals}
+    return {s.symbol: s for s in signals}
 
 
 def test_order_and_skip_reasons() -> None:

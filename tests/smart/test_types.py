@@ -25,7 +25,7 @@ from turbomode.smart.types import (
 )
 
 TAKEN = SignalV2(
-    ticker="XOM",
+    symbol="XOM",
     sector="Energy",
     signal_date=date(2024, 3, 1),
     price=40.0,
@@ -46,7 +46,7 @@ TAKEN = SignalV2(
     earnings_soon=False,
 )
 SKIPPED = SignalV2(
-    ticker="BAD",
+    symbol="BAD",
     sector="Utilities",
     signal_date=date(2024, 3, 1),
     price=1 / 3,
@@ -103,10 +103,10 @@ def test_schema_errors(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match=r"unknown keys \['colour'\]"):
         SignalV2.from_dict({**TAKEN.to_dict(), "colour": "red"})
     path = tmp_path / "bad.csv"
-    path.write_text("ticker,size\nX,0.1\n")
+    path.write_text("symbol,size\nX,0.1\n")
     with pytest.raises(SchemaError, match="expected columns"):
         read_signals_csv(path)
-    path.write_text('{"ticker": "X"}')
+    path.write_text('{"symbol": "X"}')
     with pytest.raises(SchemaError, match="JSON list"):
         read_signals_json(path)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
-from turbomode.config import RiskSettings
+from turbomode.config import BacktestSettings, RiskSettings
 from turbomode.records.positions import Position
 from turbomode.records.signals import Signal
 from turbomode.risk import positions as atr_rules
@@ -129,8 +129,12 @@ class AtrExitPolicy:
     name = "atr"
     long_only = False
 
-    def __init__(self, settings: RiskSettings | None = None, default_horizon: int = 5) -> None:
+    def __init__(
+        self, settings: RiskSettings | None = None, default_horizon: int | None = None
+    ) -> None:
         self.settings = settings or RiskSettings()
+        if default_horizon is None:  # the settings' default, as a backtest passes it
+            default_horizon = BacktestSettings().default_horizon
         self.default_horizon = default_horizon
 
     def _signal(self, order: EntryOrder, bar: Bar) -> Signal:
@@ -229,7 +233,7 @@ class SmartExitPolicy:
             return None, str(exc)
         strength = float(order.strength)
         signal = SignalV2(
-            ticker=order.symbol,
+            symbol=order.symbol,
             sector=order.sector,
             signal_date=order.signal_date,
             price=_opt_float(row, "close") or bar.open,
@@ -264,7 +268,7 @@ def make_policy(
     rules: str,
     risk: RiskSettings | None = None,
     smart: SmartSettings | None = None,
-    default_horizon: int = 5,
+    default_horizon: int | None = None,
 ) -> ExitPolicy:
     """The policy for a rule-set name ('atr' or 'smart'), with its own settings."""
     if rules == "atr":

@@ -225,7 +225,7 @@ def run_rule_set(
     regimes: pd.DataFrame,
     start: date | None = None,
     end: date | None = None,
-    horizon: int = 5,
+    horizon: int | None = None,
 ) -> BacktestResult:
     """One rule set over the signals (already walk-forward) and the point-in-time universe,
     on the trading days of [start, end] (default: every day of the prices)."""
@@ -246,7 +246,7 @@ def run_rule_set(
         cfg = settings.backtest.model_copy(
             update={"rules": "smart", "max_positions": smart.max_positions, "allow_short": False}
         )
-        outcomes = signal_outcomes(signals, md.prices, horizon)
+        outcomes = signal_outcomes(signals, md.prices, settings.horizon_or_default(horizon))
         return run_backtest(
             smart_candidates(signals, regimes, settings, outcomes),
             md.prices,
@@ -315,7 +315,7 @@ def run_backtests(
     out_dir: Path | str,
     rule_sets: tuple[str, ...] = RULE_SETS,
     signals: pd.DataFrame | None = None,
-    horizon: int = 5,
+    horizon: int | None = None,
     period: str = "year",
     train_days: int | None = 756,
     on_progress: Callable[[str], None] | None = None,

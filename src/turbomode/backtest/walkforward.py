@@ -5,8 +5,8 @@ per sector is trained on the rows whose labels were known on the last trading da
 the period (a label at t needs the close of t + h, so the purge is built in), over a rolling
 window of ``train_days`` trading days; it then scores every (symbol, day) of the period from
 features computed point-in-time (row t uses data ≤ t). Each night's scores become signals by
-the scan's own rules (:func:`turbomode.signals.rules.threshold_for_quantile` and
-:func:`turbomode.signals.rules.entry_candidates`), so the backtest trades what the nightly scan
+the scan's own rules (:func:`turbomode.signals.rules.entry_thresholds` and
+:func:`turbomode.signals.rules.night_candidates`), so the backtest trades what the nightly scan
 would have issued, night by night.
 
 Two books come out of one pass. The **ungated** book trades every period's models. The
@@ -103,24 +103,10 @@ def period_bounds(
 
 def nightly_signals(scores: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Each night's scores through the scan's entry rules (fixed or quantile thresholds)."""
-    from turbomode.signals.rules import entry_candidates, quantile_thresholds
+    from turbomode.signals.rules import night_candidates
 
-    sig = settings.signals
-    parts = []
-    for (_day, _h), night in scores.groupby(["date", "horizon"], sort=True):
-        if sig.threshold_mode == "quantile":
-            limits = quantile_thresholds(night, sig)
-            parts.append(
-                entry_candidates(
-                    night,
-                    sig,
-                    buy_threshold=limits["buy"],
-                    sell_threshold=limits["sell"],
-                    on="lift",
-                )
-            )
-        else:
-            parts.append(entry_candidates(night, sig))
+    nights = scores.groupby(["date", "horizon"], sort=True)
+    parts = [night_candidates(night, settings.signals) for _key, night in nights]
     if not parts:
         return pd.DataFrame(columns=SIGNAL_FIELDS)
     out = pd.concat(parts, ignore_index=True)
@@ -194,7 +180,7 @@ def walk_forward_signals(
     start: date,
     end: date,
     work_dir: Path | str,
-    horizon: int = 5,
+    horizon: int | None = None,
     period: Period = "year",
     train_days: int | None = 756,
     sectors: Sequence[str] | None = None,
@@ -212,6 +198,7 @@ def walk_forward_signals(
     from turbomode.models.ensemble import StackedEnsemble
     from turbomode.outcomes.replay import Replay
 
+    horizon = settings.horizon_or_default(horizon)
     if horizon not in settings.labels.horizons:
         raise TurboModeError(f"horizon {horizon} is not among labels.horizons")
     if gate_days is not None and gate_days < settings.gate.min_days:

@@ -69,7 +69,13 @@ def backtest_command(
         Path | None,
         typer.Option("--signals", help="Trade this signals table (parquet/CSV) instead."),
     ] = None,
-    horizon: Annotated[int, typer.Option("--horizon", help="Model horizon in days.")] = 5,
+    horizon: Annotated[
+        int | None,
+        typer.Option(
+            "--horizon",
+            help="Model horizon in days (default: the settings' backtest.default_horizon).",
+        ),
+    ] = None,
     period: Annotated[str, typer.Option("--period", help="Retrain every year or quarter.")] = (
         "year"
     ),

@@ -3,7 +3,7 @@ thin adapters over :mod:`turbomode.smart.run`.
 
 The Helm chart's CronWorkflows run ``ranking update`` (monthly) and ``universe curate``
 (quarterly) with no further arguments, so every option here has a default that is right on
-the schedule: the date is today, the horizon 5 days.
+the schedule: the date is today, the horizon the settings' ``backtest.default_horizon``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ DateOption = Annotated[
     str | None, typer.Option("--date", help="As of this day, YYYY-MM-DD (default: today).")
 ]
 HorizonOption = Annotated[
-    int, typer.Option("--horizon", help="Horizon (days) of the outcomes and signals used.")
+    int | None,
+    typer.Option(
+        "--horizon",
+        help="Horizon (days) of the outcomes and signals used (default: the settings' "
+        "backtest.default_horizon).",
+    ),
 ]
 
 
@@ -34,7 +39,7 @@ def _ranking() -> None:
 @ranking_app.command("update")
 @handles_errors
 def ranking_update(
-    ctx: typer.Context, as_of: DateOption = None, horizon: HorizonOption = 5
+    ctx: typer.Context, as_of: DateOption = None, horizon: HorizonOption = None
 ) -> None:
     """Rank every symbol Elite/Strong/Average/Weak/Avoid from its closed BUY outcomes as of the
     first day of the month, and save tiers_<YYYY-MM>.json (monthly job)."""
@@ -52,7 +57,7 @@ def ranking_update(
 
 @handles_errors
 def curate_command(
-    ctx: typer.Context, as_of: DateOption = None, horizon: HorizonOption = 5
+    ctx: typer.Context, as_of: DateOption = None, horizon: HorizonOption = None
 ) -> None:
     """Drop from the universe the symbols ranked Avoid at each of the last quarterly rankings,
     and save universe_<YYYY>Q<q>.json (quarterly job)."""
@@ -77,7 +82,7 @@ def smart_scan_command(
         str | None,
         typer.Option("--date", help="Scan date YYYY-MM-DD (default: the latest scan)."),
     ] = None,
-    horizon: HorizonOption = 5,
+    horizon: HorizonOption = None,
     equity: Annotated[
         float | None,
         typer.Option("--equity", help="Account equity for shares (default: backtest cash)."),

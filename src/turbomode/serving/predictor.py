@@ -83,8 +83,6 @@ from turbomode.signals.scan import (
     fresh_signals,
     model_key,
     score_universe,
-    threshold_basis,
-    thresholds,
 )
 
 log = logging.getLogger("turbomode.serving")
@@ -349,12 +347,9 @@ class Predictor:
         return _Vectors(list(symbols), matrix, self.feature_names, by_symbol, digests)
 
     def current_thresholds(self) -> dict[str, float]:
-        """The latest scan's entry thresholds (quantile mode measures them over the whole
-        universe, which one request cannot); fixed mode, or no scan yet: the settings'."""
-        recorded = self._scan.thresholds
-        if self.settings.signals.threshold_mode == "quantile" and recorded:
-            return recorded
-        return thresholds(pd.DataFrame(), self.settings)
+        """The entry thresholds, with the latest scan's as the measured ones: quantile mode
+        measures them over the whole universe, which one request cannot."""
+        return rules.entry_thresholds(self.settings.signals, measured=self._scan.thresholds)
 
     def _generation(self) -> tuple[int, int]:
         return (self.models.generation, self._context_generation)
@@ -565,13 +560,7 @@ class Predictor:
         )
         if rules.invalid_probability_mask(scores).any():
             raise ServingError(500, f"the {key} model returned invalid probabilities")
-        cand = rules.entry_candidates(
-            scores,
-            self.settings.signals,
-            buy_threshold=limits["buy"],
-            sell_threshold=limits["sell"],
-            on=threshold_basis(self.settings),
-        )
+        cand = rules.night_candidates(scores, self.settings.signals, limits)
         side = dict(zip(cand["row"].tolist(), cand["side"].tolist(), strict=True))
         conf = dict(zip(cand["row"].tolist(), cand["confidence"].tolist(), strict=True))
         out = []

@@ -10,9 +10,9 @@ from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
 from turbomode.config import Horizon
+from turbomode.records.signals import Side
 
 SignalName = Literal["BUY", "SELL", "HOLD"]
-Side = Literal["BUY", "SELL"]
 CapClass = Literal["large", "mid", "small", "unknown"]
 Stance = Literal["bullish", "bearish", "neutral"]
 
@@ -139,6 +139,8 @@ class ErrorBody(BaseModel):
     detail: str | None = None
 
 
+# The fields of turbomode.records.signals.Signal in its order, and the age that
+# signals_to_frame adds: tests/serving/test_schemas.py keeps them equal.
 class SignalOut(BaseModel):
     """An active signal of the latest scan, aged as of the scan date."""
 

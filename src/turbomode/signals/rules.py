@@ -221,6 +221,48 @@ def quantile_thresholds(scores: pd.DataFrame, settings: SignalSettings) -> dict[
     return out
 
 
+def entry_thresholds(
+    settings: SignalSettings,
+    scores: pd.DataFrame | None = None,
+    *,
+    measured: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """The night's entry thresholds ({"buy", "sell"}) as ``threshold_mode`` prescribes them.
+
+    The one reading of the mode, so the scan, the walk-forward backtest and the service
+    enter by the same rule. fixed: ``entry_probability``, compared with P(side). quantile:
+    lifts (:func:`lifts`) — ``measured`` when given (a scan's thresholds of the whole night,
+    which a request scoring a few symbols cannot measure again), else
+    :func:`quantile_thresholds` of ``scores``, else (no scores, nothing to take a quantile
+    of) ``threshold_floor_lift``. Use them with :func:`night_candidates`.
+    """
+    if settings.threshold_mode == "fixed":
+        return {"buy": settings.entry_probability, "sell": settings.entry_probability}
+    if measured:
+        return {side: float(measured[side]) for side in ("buy", "sell")}
+    if scores is None or scores.empty:
+        return {"buy": settings.threshold_floor_lift, "sell": settings.threshold_floor_lift}
+    return quantile_thresholds(scores, settings)
+
+
+def night_candidates(
+    scores: pd.DataFrame,
+    settings: SignalSettings,
+    limits: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """:func:`entry_candidates` as ``threshold_mode`` says: at ``limits`` (default:
+    :func:`entry_thresholds` of ``scores``), compared with what that mode's thresholds are
+    on — P(side) in fixed mode, its lift in quantile mode."""
+    limits = entry_thresholds(settings, scores) if limits is None else limits
+    return entry_candidates(
+        scores,
+        settings,
+        buy_threshold=limits["buy"],
+        sell_threshold=limits["sell"],
+        on="lift" if settings.threshold_mode == "quantile" else "probability",
+    )
+
+
 def threshold_for_quantile(probabilities: npt.ArrayLike, quantile: float, floor: float) -> float:
     """The probability at ``quantile`` of the measured distribution, never below ``floor``.
 

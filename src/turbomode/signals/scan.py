@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -243,36 +243,14 @@ def score_universe(
     return scores, failures, missing, versions
 
 
-def thresholds(scores: pd.DataFrame, settings: Settings) -> dict[str, float]:
-    """Tonight's entry thresholds: fixed probabilities, or (quantile mode) the top quantile of
-    tonight's lifts — P(side) over the model's class prior (:func:`rules.lifts`)."""
-    sig = settings.signals
-    if sig.threshold_mode == "fixed":
-        return {"buy": sig.entry_probability, "sell": sig.entry_probability}
-    if scores.empty:
-        return {"buy": sig.threshold_floor_lift, "sell": sig.threshold_floor_lift}
-    return rules.quantile_thresholds(scores, sig)
-
-
-def threshold_basis(settings: Settings) -> Literal["probability", "lift"]:
-    """What the thresholds are compared with: probabilities (fixed) or lifts (quantile)."""
-    return "lift" if settings.signals.threshold_mode == "quantile" else "probability"
-
-
 def fresh_signals(
     scores: pd.DataFrame, scan_date: date, settings: Settings, limits: dict[str, float]
 ) -> list[Signal]:
-    """Entry candidates with stop, target and levels, as Signal records."""
+    """Entry candidates at ``limits`` (:func:`rules.entry_thresholds`) with stop, target and
+    levels, as Signal records."""
     if scores.empty:
         return []
-    sig = settings.signals
-    cand = rules.entry_candidates(
-        scores,
-        sig,
-        buy_threshold=limits["buy"],
-        sell_threshold=limits["sell"],
-        on=threshold_basis(settings),
-    )
+    cand = rules.night_candidates(scores, settings.signals, limits)
     if cand.empty:
         return []
     lv = levels_frame(cand, settings.risk)
@@ -490,7 +468,7 @@ def run_scan(
             vectors, members, bars.reset_index(), models, settings.labels.horizons
         )
         failures.update({s: r for s, r in stale.items() if s in set(members["symbol"])})
-        limits = thresholds(scores, settings)
+        limits = rules.entry_thresholds(settings.signals, scores)
         fresh = fresh_signals(scores, day.date(), settings, limits)
 
         stage("managing the book")

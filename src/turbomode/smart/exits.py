@@ -172,15 +172,15 @@ def open_smart_position(
     """Enter a taken signal at the open of the bar after it, with the tier's plan around the
     fill. A skipped signal gives the flat position and no event."""
     if not signal.taken or signal.size <= 0.0:
-        return SmartPosition(symbol=signal.ticker, sector=signal.sector, tier=signal.tier), []
+        return SmartPosition(symbol=signal.symbol, sector=signal.sector, tier=signal.tier), []
     if bar_date <= signal.signal_date:
         raise SmartInputError(
-            f"{signal.ticker}: a signal from {signal.signal_date} acts on a later bar, "
+            f"{signal.symbol}: a signal from {signal.signal_date} acts on a later bar, "
             f"not {bar_date}"
         )
     plan = exit_plan(signal.tier, open_price, settings)
     pos = SmartPosition(
-        symbol=signal.ticker,
+        symbol=signal.symbol,
         sector=signal.sector,
         tier=plan.tier,
         state="long",

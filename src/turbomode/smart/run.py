@@ -74,7 +74,6 @@ from turbomode.smart.types import (
 from turbomode.store import SignalStore
 from turbomode.workspace import Workspace
 
-DEFAULT_HORIZON = 5
 NO_REGIME_SIZING = "CHOPPY"  # regime multiplier 1.0: neither boosts nor cuts a size
 SECTOR_MOMENTUM_BARS = 20
 HOLDING_COLUMNS = ("ticker", "sector", "size", "stop_distance")
@@ -87,12 +86,14 @@ class SmartRunError(TurboModeError):
 # --- the trades table ----------------------------------------------------------------------
 
 
-def check_horizon(settings: Settings, horizon: int) -> int:
-    """``horizon`` if the models are trained on it; anything else names the known ones."""
+def check_horizon(settings: Settings, horizon: int | None) -> int:
+    """``horizon`` (None: the settings' default) if the models are trained on it; anything
+    else names the known ones."""
+    horizon = settings.horizon_or_default(horizon)
     known = [int(h) for h in settings.labels.horizons]
-    if int(horizon) not in known:
+    if horizon not in known:
         raise SmartRunError(f"unknown horizon {horizon}: the models are trained on {known} days")
-    return int(horizon)
+    return horizon
 
 
 def outcome_trades(outcomes: pd.DataFrame, horizon: int) -> pd.DataFrame:
@@ -149,7 +150,7 @@ class RankingResult:
 def update_ranking(
     settings: Settings,
     as_of: date | None = None,
-    horizon: int = DEFAULT_HORIZON,
+    horizon: int | None = None,
     store: SignalStore | None = None,
 ) -> RankingResult:
     """Rank every symbol with closed BUY trades on the first day of ``as_of``'s month (default:
@@ -199,7 +200,7 @@ def universe_symbols(settings: Settings) -> list[str]:
 def curate(
     settings: Settings,
     as_of: date | None = None,
-    horizon: int = DEFAULT_HORIZON,
+    horizon: int | None = None,
     store: SignalStore | None = None,
     symbols: Sequence[str] | None = None,
 ) -> CurationResult:
@@ -498,7 +499,7 @@ def run_smart_scan(
     equity: float | None = None,
     rules_path: Path | str | None = None,
     earnings_csv: Path | str | None = None,
-    horizon: int = DEFAULT_HORIZON,
+    horizon: int | None = None,
     holdings_csv: Path | str | None = None,
     store: SignalStore | None = None,
     market: MarketData | None = None,
@@ -626,7 +627,7 @@ def run_smart_scan(
                 equity=cash,
                 settings=s,
             )
-            signals += [_zero(x, reasons[x.ticker]) for x in rest]
+            signals += [_zero(x, reasons[x.symbol]) for x in rest]
 
         result = SmartScanResult(
             scan_date=day,

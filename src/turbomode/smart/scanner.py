@@ -114,7 +114,7 @@ def smart_scan(
         risk = risk_amount(shares, c.price, plan.stop) if d.taken and plan is not None else 0.0
         out.append(
             SignalV2(
-                ticker=c.ticker,
+                symbol=c.ticker,
                 sector=c.sector,
                 signal_date=c.signal_date,
                 price=float(c.price),

@@ -60,7 +60,7 @@ class SignalV2:
     a ``skip_reason``; exit fields are None only for a tier that is never traded.
     """
 
-    ticker: str
+    symbol: str
     sector: str
     signal_date: date
     price: float
@@ -104,7 +104,7 @@ class SignalV2:
             raise SchemaError(f"SignalV2 record: missing keys {missing}, unknown keys {extra}")
         raw_date = data["signal_date"]
         return cls(
-            ticker=str(data["ticker"]),
+            symbol=str(data["symbol"]),
             sector=str(data["sector"]),
             signal_date=raw_date if isinstance(raw_date, date) else date.fromisoformat(raw_date),
             price=float(data["price"]),
@@ -220,21 +220,21 @@ def format_summary(signals: Sequence[SignalV2]) -> str:
     taken = [s for s in signals if s.taken]
     skipped = [s for s in signals if not s.taken]
     header = (
-        f"{'ticker':<7}{'tier':<8}{'str':>6}{'adj':>6}{'size':>7}{'shares':>8}{'risk':>10}"
+        f"{'symbol':<7}{'tier':<8}{'str':>6}{'adj':>6}{'size':>7}{'shares':>8}{'risk':>10}"
         f"{'stop':>9}{'t1':>9}{'t2':>9}{'hold':>5}  modifiers"
     )
     lines = [f"Smart Scanner — {len(taken)} taken, {len(skipped)} skipped", header]
     for s in taken:
         flag = " [earnings]" if s.earnings_soon else ""
         lines.append(
-            f"{s.ticker:<7}{s.tier.value:<8}{s.strength_raw:>6.1f}{s.strength_adjusted:>6.1f}"
+            f"{s.symbol:<7}{s.tier.value:<8}{s.strength_raw:>6.1f}{s.strength_adjusted:>6.1f}"
             f"{_pct(s.size):>7}{s.shares:>8}{s.risk:>10.2f}{_price(s.stop):>9}"
             f"{_price(s.target_1):>9}{_price(s.target_2):>9}{s.max_hold_days or 0:>5}  "
             f"{', '.join(s.modifiers) or '-'}{flag}"
         )
     if skipped:
         lines.append("skipped:")
-        lines += [f"  {s.ticker:<7}{s.strength_adjusted:>6.1f}  {s.skip_reason}" for s in skipped]
+        lines += [f"  {s.symbol:<7}{s.strength_adjusted:>6.1f}  {s.skip_reason}" for s in skipped]
     total_size = sum(s.size for s in taken)
     total_heat = sum(s.heat for s in taken)
     lines.append(f"total size {_pct(total_size)}, heat {_pct(total_heat, 2)}")
