@@ -94,12 +94,12 @@ def pushgateway(workdir: Path) -> Iterator[Daemon]:
         yield daemon
 
 
-def prometheus_config(serving: str, gateway: str) -> dict[str, Any]:
+def prometheus_config(serving: str, gateway: str, rules_dir: Path | None = None) -> dict[str, Any]:
     """The project's prometheus.yml, scraping ``serving`` and ``gateway`` (host:port) each
-    second, with the rules file by absolute path."""
+    second, with the rules file by absolute path (from ``rules_dir`` when a test edits it)."""
     config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(CONFIG.parent / f) for f in config["rule_files"]]
+    config["rule_files"] = [str((rules_dir or CONFIG.parent) / f) for f in config["rule_files"]]
     targets = {"turbomode-serving": serving, "pushgateway": gateway}
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
@@ -134,12 +134,15 @@ class Prometheus(Daemon):
 
 
 @contextmanager
-def prometheus(workdir: Path, serving: str, gateway: str) -> Iterator[Prometheus]:
+def prometheus(
+    workdir: Path, serving: str, gateway: str, rules_dir: Path | None = None
+) -> Iterator[Prometheus]:
     """A Prometheus scraping the service at ``serving`` and the Pushgateway at ``gateway``."""
     binary = require_binary("prometheus")
     port = _free_port()
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(serving, gateway), sort_keys=False))
+    text = yaml.safe_dump(prometheus_config(serving, gateway, rules_dir), sort_keys=False)
+    config.write_text(text)
     cmd = [
         binary,
         f"--config.file={config}",

@@ -51,6 +51,24 @@ JOB_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Completed retrains in a row that promoted nothing (0 after a promotion)",
         (),
     ),
+    "turbomode_feature_drift_features": (
+        "Features of a production model whose PSI against its training window exceeds the "
+        "threshold (0.1, 0.25, or 'usual': the 99th percentile of the training period's own "
+        "windows), by window (tonight's cross-section or the last 20 trading days)",
+        ("sector", "horizon", "window", "threshold"),
+    ),
+    "turbomode_feature_drift_psi": (
+        "PSI of the ten most drifted features of a production model over the last 20 days",
+        ("sector", "horizon", "window", "feature"),
+    ),
+    "turbomode_prediction_drift_psi": (
+        "PSI of a production model's scores (P(BUY) - P(SELL)) against its out-of-time scores",
+        ("sector", "horizon", "window"),
+    ),
+    "turbomode_prediction_drift_usual_psi": (
+        "The 99th percentile of the score PSI of the out-of-time period's own windows",
+        ("sector", "horizon", "window"),
+    ),
     "turbomode_candidate_rank_ic": (
         "Out-of-time mean daily rank IC of the last trained candidate, by sector and horizon",
         ("sector", "horizon"),

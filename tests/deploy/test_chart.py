@@ -833,6 +833,10 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
     def outcomes(metric: str, horizon: str) -> str:
         return f'turbomode_signal_{metric}{{job="turbomode_outcomes", horizon="{horizon}"}}'
 
+    def drifted(sector: str, horizon: str, window: str) -> str:
+        labels = f'sector="{sector}", horizon="{horizon}", window="{window}", threshold="usual"'
+        return f'turbomode_feature_drift_features{{job="turbomode_scan", {labels}}}'
+
     tests = {
         "rule_files": [rules.name],
         "evaluation_interval": "1m",
@@ -1011,6 +1015,53 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
                         "eval_time": "40m",
                         "alertname": "TurboModeRetrainRefused",
                         "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                ],
+            },
+            {  # drift: Energy/5d has 3 unusual features (quiet) then 12 (fires after 30 m);
+                # Utilities/1d's score PSI passes its usual 0.3; the night's window never alerts
+                "interval": "1m",
+                "input_series": [
+                    {"series": drifted("Energy", "5", "20d"), "values": "3x60 12x60"},
+                    {"series": drifted("Energy", "5", "tonight"), "values": "40x120"},
+                    {"series": drifted("Utilities", "1", "20d"), "values": "0x120"},
+                    {
+                        "series": 'turbomode_prediction_drift_psi{job="turbomode_scan", '
+                        'sector="Utilities", horizon="1", window="20d"}',
+                        "values": "0.05x60 0.4x60",
+                    },
+                    {
+                        "series": 'turbomode_prediction_drift_usual_psi{job="turbomode_scan", '
+                        'sector="Utilities", horizon="1", window="20d"}',
+                        "values": "0.3x120",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "55m", "alertname": "TurboModeFeatureDrift", "exp_alerts": []},
+                    {
+                        "eval_time": "85m",
+                        "alertname": "TurboModeFeatureDrift",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "100m",
+                        "alertname": "TurboModeFeatureDrift",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "sector": "Energy",
+                                    "horizon": "5",
+                                }
+                            },
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "sector": "Utilities",
+                                    "horizon": "1",
+                                }
+                            },
+                        ],
                     },
                 ],
             },

@@ -155,6 +155,11 @@ def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
         assert manifest["gate"]["decision"] == run.gates[key].decision
         assert manifest["features"] and manifest["run_id"] == run.run_id
         assert manifest["train_range"][1] < manifest["test_range"][0]
+        # the drift reference: deciles of the training window, scores of the test window
+        ref = manifest["drift_reference"]
+        assert set(ref["features"]) <= set(manifest["features"]) and len(ref["features"]) > 50
+        assert all(abs(sum(r["expected"]) - 1) < 1e-9 for r in ref["features"].values())
+        assert ref["score"]["n"] > 0 and len(ref["score"]["edges"]) == ref["bins"] - 1
         expected = version if run.gates[key].promoted else None
         assert registry.production(key) == expected
     latest = s.data.data_dir / "reports" / "train_latest.md"

@@ -12,6 +12,7 @@ from turbomode import __version__, logs
 from turbomode.cli.backtest import backtest_command, regime_command
 from turbomode.cli.common import console
 from turbomode.cli.data import config_app, features_app, ingest_command, universe_app
+from turbomode.cli.drift import drift_command
 from turbomode.cli.models import evaluate_command, models_app, train_command
 from turbomode.cli.outcomes import outcomes_app, replay_command, retrain_command
 from turbomode.cli.pipelines import pipelines_app
@@ -85,6 +86,7 @@ app.command("ingest")(ingest_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("scan")(scan_command)
+app.command("drift")(drift_command)
 app.command("signals")(signals_command)
 
 

@@ -24,6 +24,7 @@ from turbomode.config import Settings
 from turbomode.io import atomic_write_json, atomic_write_text
 from turbomode.job_metrics import JobMetrics, job_metrics
 from turbomode.logs import event
+from turbomode.models import drift
 from turbomode.models import evaluation as mx
 from turbomode.models.gate import GateReport, apply_decision, decide, render_markdown
 from turbomode.models.loading import load_ensemble
@@ -111,6 +112,32 @@ def window_rows(data: pd.DataFrame, task: TaskResult) -> pd.DataFrame:
     return rows.sort_values(["date", "symbol"]).reset_index(drop=True)
 
 
+REFERENCE_ROWS = 50_000
+
+
+def drift_reference(
+    data: pd.DataFrame, task: TaskResult, features: list[str], oot_rows: pd.DataFrame
+) -> dict[str, Any]:
+    """The reference :mod:`turbomode.models.drift` compares live rows with: the features of
+    the task's training window, and the candidate's scores on its out-of-time rows, each
+    calibrated on its own nights and 20-day blocks. Cut points from at most
+    ``REFERENCE_ROWS`` evenly spaced rows: deciles need no more."""
+    rows = data[
+        (data["sector"] == task.sector)
+        & (data["date"] >= pd.Timestamp(str(task.train_start)))
+        & (data["date"] <= pd.Timestamp(str(task.train_end)))
+    ]
+    model = load_ensemble(str(task.model_dir))
+    scores = (
+        drift.score_of(model.predict_proba(oot_rows[list(model.features)]))
+        if len(oot_rows)
+        else None
+    )
+    return drift.build_reference(
+        rows, features, scores, oot_rows["date"].to_numpy(), max_rows=REFERENCE_ROWS
+    )
+
+
 def run_training(
     settings: Settings,
     sectors: Sequence[str] | None = None,
@@ -164,6 +191,7 @@ def run_training(
                 "code_version": code_version(),
                 "metrics": mx.to_jsonable(_headline(r)),
                 "gate": report.to_dict(),
+                "drift_reference": drift_reference(data, r, features, rows),
             }
             version = registry.register(r.key, files, manifest)
             registry.record_look(

@@ -219,6 +219,7 @@ def run_replay(
             scan_date=day.date(),
             vectors=world.vectors(day),
             market=world.market_until(day),
+            measure_drift=False,  # the replay measures outcomes, not the market's drift
         )
         track_outcomes(rs, world.store, world.prices_until(day), world.sector_map, as_of=day.date())
         week_ends = nxt is None or nxt.isocalendar()[:2] != day.isocalendar()[:2]

@@ -45,6 +45,8 @@ from turbomode.errors import TurboModeError
 from turbomode.io import atomic_path, atomic_write_json
 from turbomode.labels import CLASS_NAMES
 from turbomode.logs import event
+from turbomode.models.drift import KeyDrift
+from turbomode.models.drift import summary as drift_summary
 from turbomode.models.loading import Scorer, class_prior, load_ensemble
 from turbomode.records.positions import Position, PositionEvent
 from turbomode.records.signals import Signal
@@ -56,6 +58,7 @@ from turbomode.risk.positions import (
     should_exit_on_signal,
     signal_exit,
 )
+from turbomode.signals import drift as scan_drift
 from turbomode.signals import rules
 from turbomode.store import SignalStore
 from turbomode.workspace import Workspace
@@ -141,6 +144,7 @@ class ScanResult:
     previous_scan_date: date | None = None
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
+    drift: list[KeyDrift] = field(default_factory=list)
 
     @property
     def n_scored(self) -> int:
@@ -400,11 +404,13 @@ def run_scan(
     on_stage: Callable[[str], None] | None = None,
     market: MarketData | None = None,
     vector_dates: dict[str, date | None] | None = None,
+    measure_drift: bool = True,
 ) -> ScanResult:
     """Scan the universe for ``scan_date`` (default: the newest bar) and record it.
 
     ``market`` (default: the clean store) and ``vectors`` (default: the online store) let
-    replay hand in a simulated day's data.
+    replay hand in a simulated day's data. ``measure_drift`` compares the night's features and
+    scores with each model's training reference (:mod:`turbomode.signals.drift`) and pushes it.
     """
     from turbomode import feature_store as fs
     from turbomode.data.ingest import load_clean
@@ -470,6 +476,13 @@ def run_scan(
         failures.update({s: r for s, r in stale.items() if s in set(members["symbol"])})
         limits = rules.entry_thresholds(settings.signals, scores)
         fresh = fresh_signals(scores, day.date(), settings, limits)
+        drifts: list[KeyDrift] = []
+        if measure_drift and versions:
+            stage("measuring drift")
+            drifts = _measure_drift(
+                settings, day.date(), members, vectors, prices, models, versions
+            )
+            scan_drift.export(metrics, drifts)
 
         stage("managing the book")
         earlier = [d for d in scanned if d < day.date()]
@@ -506,6 +519,7 @@ def run_scan(
             "feature_source": dated.source,
             "newest_bar": str(newest_bar.date()),
             "new_bar": bool(new_bar),
+            "drift": _jsonable_records(drift_summary(drifts)),
         }
         result = ScanResult(
             scan_date=day.date(),
@@ -525,6 +539,7 @@ def run_scan(
             stale_features=len(stale),
             feature_source=dated.source,
             previous_scan_date=prev.scan_date if prev else None,
+            drift=drifts,
         )
         # The night's document is committed with the run, so latest_scan.json can always be
         # derived from the store (latest_document repairs it after a crash between the two).
@@ -565,6 +580,40 @@ def run_scan(
     for sym, reason in sorted(failures.items()):
         event(log, "scan.skipped", symbol=sym, reason=reason)
     return result
+
+
+def _measure_drift(
+    settings: Settings,
+    day: date,
+    members: pd.DataFrame,
+    vectors: pd.DataFrame,
+    prices: pd.DataFrame,
+    models: ModelCache,
+    versions: dict[str, str],
+) -> list[KeyDrift]:
+    """The night's drift; a monitoring failure is logged and never fails the scan."""
+    try:
+        return scan_drift.drift_for(
+            settings,
+            day,
+            members,
+            vectors,
+            pd.DatetimeIndex(prices["date"].unique()),
+            models.registry,
+            models,
+            versions,
+        )
+    except Exception as exc:  # monitoring must not stop the night's signals
+        event(log, "scan.drift_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+        return []
+
+
+def _jsonable_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-able dicts, NaN as null."""
+    return [
+        {str(k): None if isinstance(v, float) and not np.isfinite(v) else v for k, v in r.items()}
+        for r in frame.to_dict(orient="records")
+    ]
 
 
 def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
