@@ -15,7 +15,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -743,3 +743,61 @@ def test_a_crash_after_the_commit_leaves_signals_showing_the_committed_scan(
     assert doc["scan_date"] == str(second) and doc["run_id"] == store.run(second).id
     committed = store.run(second).summary["document"]
     assert doc["signals"] == committed["signals"] and doc["token"] == committed["token"]
+
+
+def test_nightly_calls_on_open_positions_read_the_thresholds_as_the_mode_does() -> None:
+    """In quantile mode the night's thresholds are lifts: an open long whose P(SELL) is twice
+    its prior, past the lift threshold, is called SELL (and exits after ``persistence`` such
+    nights when P(SELL) also passes ``exit_probability``) — compared as raw probabilities,
+    0.5 against a lift of 1.5, every call was HOLD and no position ever exited on a signal."""
+    from turbomode.signals.scan import record_calls
+
+    d0 = date(2024, 3, 4)
+    settings = Settings(
+        signals={"threshold_mode": "quantile", "exit_probability": 0.45, "persistence": 2}
+    )
+    limits = {"buy": 1.5, "sell": 1.5}
+    scores = pd.DataFrame(
+        {
+            "symbol": ["LONG", "KEEP"],
+            "horizon": [5, 5],
+            "p_buy": [0.2, 0.5],
+            "p_hold": [0.3, 0.3],
+            "p_sell": [0.5, 0.2],
+            "prior_buy": [0.4, 0.4],
+            "prior_sell": [0.25, 0.25],
+        }
+    )
+    book = {
+        sym: Position(
+            symbol=sym,
+            state="long",
+            sector="Industrials",
+            horizon=5,
+            entry_date=d0,
+            entry_price=100.0,
+            stop=95.0,
+            target=112.5,
+            initial_stop_distance=5.0,
+            size=1.0,
+            confidence=0.6,
+            atr_at_entry=2.0,
+        )
+        for sym in ("LONG", "KEEP")
+    }
+    exits: list[str] = []
+    for night in range(2):
+        book, events, exits = record_calls(
+            book, scores, d0 + timedelta(days=night + 1), settings, limits
+        )
+        calls = {e.symbol: json.loads(str(e.detail))["call"] for e in events}
+        assert calls == {"LONG": "SELL", "KEEP": "HOLD"}  # KEEP: lift 1.25 < 1.5
+    assert exits == ["LONG"]
+    fixed = settings.model_copy(
+        update={"signals": settings.signals.model_copy(update={"threshold_mode": "fixed"})}
+    )
+    _, events, _ = record_calls(book, scores, d0, fixed, {"buy": 0.45, "sell": 0.45})
+    assert {e.symbol: json.loads(str(e.detail))["call"] for e in events} == {
+        "LONG": "SELL",
+        "KEEP": "BUY",
+    }

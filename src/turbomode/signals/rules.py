@@ -151,6 +151,33 @@ def entry_candidates(
 
     p_buy = scores["p_buy"].to_numpy(dtype=float)
     p_sell = scores["p_sell"].to_numpy(dtype=float)
+    is_buy, is_sell = _sides(scores, settings, buy_threshold, sell_threshold, on)
+    if not settings.shorts_enabled:
+        is_sell = np.zeros_like(is_sell)
+
+    keep = is_buy | is_sell
+    out = scores.loc[keep].reset_index(drop=True)
+    chosen_buy = is_buy[keep]
+    out["side"] = np.where(chosen_buy, "BUY", "SELL")
+    out["confidence"] = np.where(chosen_buy, p_buy[keep], p_sell[keep])
+    close = out["close"].to_numpy(dtype=float)
+    out["entry_low"] = close * (1.0 - settings.entry_range)
+    out["entry_high"] = close * (1.0 + settings.entry_range)
+    return out
+
+
+def _sides(
+    scores: pd.DataFrame,
+    settings: SignalSettings,
+    buy_threshold: float | None,
+    sell_threshold: float | None,
+    on: Literal["probability", "lift"],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Which rows call BUY and which SELL at the thresholds: a side passes its threshold (on
+    P(side), or on its lift with P(side) ≥ ``threshold_floor``); when both pass, the larger
+    wins. The one comparison behind entries and the nightly calls on open positions."""
+    p_buy = scores["p_buy"].to_numpy(dtype=float)
+    p_sell = scores["p_sell"].to_numpy(dtype=float)
     if on == "lift":
         t_buy = _check_lift(buy_threshold, "buy_threshold")
         t_sell = _check_lift(sell_threshold, "sell_threshold")
@@ -172,18 +199,21 @@ def entry_candidates(
         sell_ok = p_sell >= t_sell
     is_buy = buy_ok & (~sell_ok | (v_buy > v_sell))
     is_sell = sell_ok & (~buy_ok | (v_sell > v_buy))
-    if not settings.shorts_enabled:
-        is_sell = np.zeros_like(is_sell)
+    return is_buy, is_sell
 
-    keep = is_buy | is_sell
-    out = scores.loc[keep].reset_index(drop=True)
-    chosen_buy = is_buy[keep]
-    out["side"] = np.where(chosen_buy, "BUY", "SELL")
-    out["confidence"] = np.where(chosen_buy, p_buy[keep], p_sell[keep])
-    close = out["close"].to_numpy(dtype=float)
-    out["entry_low"] = close * (1.0 - settings.entry_range)
-    out["entry_high"] = close * (1.0 + settings.entry_range)
-    return out
+
+def night_calls(
+    scores: pd.DataFrame, settings: SignalSettings, limits: Mapping[str, float]
+) -> list[str]:
+    """Each row's call tonight — "BUY", "SELL" or "HOLD" — at ``limits`` as
+    ``threshold_mode`` reads them (:func:`entry_thresholds`): the same comparison as an
+    entry, without the entry-only rules (shorts may be off, yet a SELL call still counts
+    against an open long)."""
+    on: Literal["probability", "lift"] = (
+        "lift" if settings.threshold_mode == "quantile" else "probability"
+    )
+    is_buy, is_sell = _sides(scores, settings, limits["buy"], limits["sell"], on)
+    return np.where(is_buy, "BUY", np.where(is_sell, "SELL", "HOLD")).tolist()
 
 
 def _check_lift(value: float | None, name: str) -> float:

@@ -357,33 +357,29 @@ def record_calls(
     settings: Settings,
     limits: dict[str, float],
 ) -> tuple[dict[str, Position], list[PositionEvent], list[str]]:
-    """Tonight's call (BUY / SELL / HOLD at tonight's entry thresholds) on each open
-    position's horizon, and the positions whose exit passed hysteresis and persistence: they
-    exit at the next bar's open."""
+    """Tonight's call (BUY / SELL / HOLD at tonight's entry thresholds, read as the entry
+    rule reads them: :func:`rules.night_calls`) on each open position's horizon, and the
+    positions whose exit passed hysteresis and persistence: they exit at the next bar's
+    open."""
     events: list[PositionEvent] = []
     exits: list[str] = []
     if scores.empty:
         return book, events, exits
     probs = {
-        (str(sym), int(h)): (float(pb), float(ps))
-        for sym, h, pb, ps in zip(
+        (str(sym), int(h)): (float(pb), float(ps), call)
+        for sym, h, pb, ps, call in zip(
             scores["symbol"].tolist(),
             scores["horizon"].tolist(),
             scores["p_buy"].tolist(),
             scores["p_sell"].tolist(),
+            rules.night_calls(scores, settings.signals, limits),
             strict=True,
         )
     }
     for sym, pos in list(book.items()):
         if pos.state == "flat" or pos.horizon is None or (sym, pos.horizon) not in probs:
             continue
-        p_buy, p_sell = probs[(sym, pos.horizon)]
-        buy_ok, sell_ok = p_buy >= limits["buy"], p_sell >= limits["sell"]
-        call = "HOLD"
-        if buy_ok and (not sell_ok or p_buy > p_sell):
-            call = "BUY"
-        elif sell_ok and (not buy_ok or p_sell > p_buy):
-            call = "SELL"
+        p_buy, p_sell, call = probs[(sym, pos.horizon)]
         pos, ev = record_signal_event(pos, scan_date, call, p_buy, p_sell, settings.signals)
         book[sym] = pos
         events += ev
