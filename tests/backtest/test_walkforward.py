@@ -34,14 +34,13 @@ def test_period_bounds_by_quarter_and_year() -> None:
         period_bounds(cal, date(2030, 1, 1), date(2030, 2, 1))
 
 
-def test_walk_forward_is_point_in_time(world: tuple[Settings, MarketData], tmp_path: Path) -> None:
+def test_walk_forward_is_point_in_time(world: tuple[Settings, MarketData]) -> None:
     settings, md = world
     res = walk_forward_signals(
         settings,
         md,
         START,
         END,
-        tmp_path / "a",
         horizon=1,
         period="quarter",
         train_days=250,
@@ -74,7 +73,6 @@ def test_walk_forward_is_point_in_time(world: tuple[Settings, MarketData], tmp_p
         truncated,
         START,
         END,
-        tmp_path / "b",
         horizon=1,
         period="quarter",
         train_days=250,
@@ -90,16 +88,16 @@ def test_walk_forward_is_point_in_time(world: tuple[Settings, MarketData], tmp_p
         market=md.market[md.market["date"] <= q1].reset_index(drop=True),
     )
     early = walk_forward_signals(
-        settings, first_quarter, START, q1.date(), tmp_path / "c", horizon=1, period="quarter",
-        train_days=250, sectors=SECTORS,
+        settings, first_quarter, START, q1.date(), horizon=1, period="quarter", train_days=250,
+        sectors=SECTORS,
     )  # fmt: skip
     pd.testing.assert_frame_equal(early.signals, sig[sig["date"] <= q1].reset_index(drop=True))
 
 
-def test_unknown_horizon_is_refused(world: tuple[Settings, MarketData], tmp_path: Path) -> None:
+def test_unknown_horizon_is_refused(world: tuple[Settings, MarketData]) -> None:
     settings, md = world
     with pytest.raises(TurboModeError, match="horizon 5 is not among"):
-        walk_forward_signals(settings, md, START, END, tmp_path, horizon=5)
+        walk_forward_signals(settings, md, START, END, horizon=5)
 
 
 HANDWRITTEN_MEMBERSHIP = (
@@ -111,7 +109,7 @@ HANDWRITTEN_MEMBERSHIP = (
 
 
 def test_gated_book_and_point_in_time_members(
-    world: tuple[Settings, MarketData], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: tuple[Settings, MarketData], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The gated book trades only models the gate accepted — a refused sector keeps its last
     accepted model, a never-accepted one trades nothing — and every scored row, gate windows
@@ -144,8 +142,8 @@ def test_gated_book_and_point_in_time_members(
 
     monkeypatch.setattr(walkforward, "gate_step", scripted)
     res = walk_forward_signals(
-        settings, md, START, END, tmp_path / "g", horizon=1, period="quarter", train_days=250,
-        sectors=SECTORS, gate_days=60,
+        settings, md, START, END, horizon=1, period="quarter", train_days=250, sectors=SECTORS,
+        gate_days=60,
     )  # fmt: skip
     gates = {info["period"]: info["gate"] for info in res.periods}
     Q1, Q2 = gates  # the two quarters, in order

@@ -18,22 +18,19 @@ import yaml
 from typer.testing import CliRunner
 
 from turbomode.cli.smart import curate_command, ranking_app, smart_scan_command
-from turbomode.config import Settings, SmartSettings, Tier
+from turbomode.config import Settings, Tier
 from turbomode.data.earnings import RULE_OFF_NO_CALENDAR
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.records.signals import Signal
 from turbomode.signals import rules as signal_rules
 from turbomode.signals.scan import ScanResult, write_outputs
 from turbomode.smart.run import (
-    NO_EVIDENCE,
     SmartRunError,
     curate,
-    kelly_inputs,
     run_smart_scan,
     update_ranking,
 )
-from turbomode.smart.state import TierState, load_tiers, load_universe, state_dir
-from turbomode.smart.tiers import SymbolRank
+from turbomode.smart.state import load_tiers, load_universe, state_dir
 from turbomode.smart.types import read_signals_csv, read_signals_json
 from turbomode.store import SignalStore
 
@@ -221,36 +218,6 @@ def test_curation_drops_only_the_persistently_avoid(settings: Settings, store: S
     state = load_universe(settings, D("2024-09-01"))
     assert not state.allows("BAD") and state.allows("DIP") and state.allows("NEW")
     assert result.path.name == "universe_2024Q3.json"
-
-
-# --- Kelly inputs --------------------------------------------------------------------------
-
-
-def test_kelly_falls_back_from_symbol_to_tier_to_all_to_none() -> None:
-    s = SmartSettings(tier_min_trades=4)
-    trades = pd.DataFrame(
-        series("OWN", "2024-03-04", [0.03, 0.03, 0.03, -0.01])
-        + series("PEER", "2024-03-04", [0.02, 0.02, -0.02, -0.02, 0.02])
-        + series("LONE", "2024-03-04", [0.04, -0.01]),
-        columns=["symbol", "signal_date", "exit_date", "return"],
-    )
-    ranks = {
-        "PEER": SymbolRank("PEER", Tier.STRONG, 5, 0.6, 0.004, 1.0, "x"),
-        "NEWS": SymbolRank("NEWS", Tier.STRONG, 0, 0.5, 0.0, 1.0, "x"),
-        "WEAK": SymbolRank("WEAK", Tier.WEAK, 0, 0.5, 0.0, 1.0, "x"),
-    }
-    tiers = TierState(as_of=D("2024-06-01"), horizon=5, ranks=ranks)
-    got = kelly_inputs(trades, D("2024-06-10"), ["OWN", "NEWS", "WEAK"], tiers, s)
-    assert got["OWN"].source == "symbol" and got["OWN"].win_rate == pytest.approx(0.75)
-    assert got["OWN"].payoff == pytest.approx(3.0)
-    # NEWS has no trades: its tier's (Strong: PEER's) pooled trades
-    assert (got["NEWS"].source, got["NEWS"].n) == ("tier Strong", 5)
-    assert got["NEWS"].win_rate == pytest.approx(0.6)
-    # WEAK: no Weak trades at all → every trade (OWN 4 + PEER 5 + LONE 2)
-    assert (got["WEAK"].source, got["WEAK"].n) == ("all", 11)
-    assert kelly_inputs(trades.iloc[0:0], D("2024-06-10"), ["OWN"], tiers, s) == {
-        "OWN": NO_EVIDENCE
-    }
 
 
 # --- the smart scan ------------------------------------------------------------------------

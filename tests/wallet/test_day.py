@@ -4,9 +4,11 @@ Smart portfolio constraints, re-runs, crashes mid-transaction and look-ahead ref
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -387,3 +389,68 @@ def test_a_symbol_without_bars_for_five_market_days_is_closed_as_delisted(
     (out,) = sqlite_store.wallet_fills("paper").query("kind == 'delisted'").to_dict("records")
     # out at its last close, 100, less 10 bps of slippage, on the sixth day
     assert out["price"] == 100.0 and out["fill"] == pytest.approx(100.0 * 0.999)
+
+
+@pytest.mark.parametrize("rules", ["atr", "smart"])
+def test_a_wallet_trades_what_a_backtest_of_the_same_signals_trades(
+    sqlite_store: SignalStore, rules: str
+) -> None:
+    """Run day by day, a wallet makes the backtest's fills, refuses the same entries for the
+    same reasons and marks the same equity, on the same signals and bars (the backtest's last
+    day, which closes everything at the end of its data, is not a wallet day)."""
+    from tests.backtest.bars import random_walk
+    from turbomode.backtest import SignalColumnSize, run_backtest
+    from turbomode.backtest.screen import smart_screen
+    from turbomode.wallet import wallet_policy, wallet_settings
+
+    symbols = [f"S{i}" for i in range(8)]
+    px = random_walk(symbols, 24, seed=4)
+    days = sorted(px["date"].unique())
+    close = px.set_index(["date", "symbol"])["close"]
+    rng = np.random.default_rng(9)
+    night = [
+        signal(
+            str(s),
+            pd.Timestamp(d).date(),
+            side="BUY" if rng.random() < 0.7 else "SELL",
+            sector=("Energy", "Utilities", "Industrials")[int(s[1:]) % 3],
+            strength=float(rng.uniform(50, 100)),
+            stop_distance=0.02 * close[(d, s)],
+            close=close[(d, s)],
+            horizon=int(rng.choice([1, 2, 5])),
+            tier=str(rng.choice(["Elite", "Strong", "Average"])),
+            size=float(rng.uniform(0.05, 0.2)),
+        )
+        for d in days
+        for s in rng.choice(symbols, size=4, replace=False)
+    ]
+    signals = pd.DataFrame(night)
+    settings = make_settings(max_positions=3)
+    smart = rules == "smart"
+    bt = run_backtest(
+        signals,
+        px,
+        wallet_policy(rules, settings),
+        wallet_settings(rules, settings),
+        sizer=SignalColumnSize("size") if smart else None,
+        screen=smart_screen(px, settings) if smart else None,
+    )
+
+    sqlite_store.create_wallet("w", rules, settings.backtest.initial_cash)
+    wallet_skips = []
+    for before, day in itertools.pairwise(days[:-1]):
+        tonight = signals[signals["date"] == before]
+        result = run_day(sqlite_store, "w", day.date(), px, tonight, settings)
+        wallet_skips += [(before, sym, why) for sym, why in result.skipped]
+
+    cols = ["trade_id", "date", "symbol", "kind", "action", "shares", "price", "fill", "commission"]
+    fills = sqlite_store.wallet_fills("w")[cols].assign(date=lambda f: pd.to_datetime(f["date"]))
+    want = bt.fills.assign(date=pd.to_datetime(bt.fills["date"]))
+    want = want.loc[want["date"] < days[-1], cols].reset_index(drop=True)
+    assert len(want) > 20 and {"entry", "expire"} <= set(want["kind"])
+    pd.testing.assert_frame_equal(fills, want, check_dtype=False)
+    skipped = bt.skipped[bt.skipped["date"] < days[-2]]
+    assert sorted(wallet_skips) == sorted(skipped[["date", "symbol", "reason"]].itertuples(False))
+    assert any(why.startswith("portfolio: ") for *_, why in wallet_skips) == smart
+    equity = sqlite_store.wallet_equity("w")["equity"].to_numpy()
+    assert equity == pytest.approx(bt.daily["equity"].iloc[1:-1].to_numpy(), rel=1e-12)

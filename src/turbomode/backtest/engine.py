@@ -4,17 +4,19 @@ Input is a table of signals (see :data:`SIGNAL_COLUMNS`): one row per call, date
 whose *close* made it. Walk-forward signal generation only has to produce that table; the
 engine never sees a model.
 
-Each trading day t of the calendar (every date in ``prices``), in this order:
+Each trading day t of the calendar (every date in ``prices``), in this order — one call of
+:func:`step_day`, which the paper wallet (:mod:`turbomode.wallet.day`) runs on its live days too:
 
 1. **Entries at the open of t** for the signals of the previous trading day, strongest first
    (``strength``, else ``confidence``; ties by symbol). A signal is never acted on at or
    before its own bar — it fills at the first calendar date strictly after its date, and a
    signal from the last day never fills. An entry is skipped, with the reason recorded in
    :attr:`BacktestResult.skipped`, when the symbol was not an index member on the signal date
-   (point-in-time :class:`~turbomode.data.universe.Universe`), has no bar that day, is already
-   held, the book holds ``max_positions``, the side is not allowed, the sizer gives 0 or less
-   than one share, the gross book would exceed ``max_gross_leverage`` × equity, or the exit
-   rules refuse it. Sizing uses equity at the previous close.
+   (point-in-time :class:`~turbomode.data.universe.Universe`), the side is not allowed, the
+   day's screen keeps it out, the book holds ``max_positions``, it has no bar that day, is
+   already held, the sizer gives 0 or less than one share, the gross book would exceed
+   ``max_gross_leverage`` × equity, or the exit rules refuse it — the first of these that
+   applies is the reason. Sizing uses equity at the previous close.
 2. **Exits**: every open position (the new ones included — the entry bar's high, low and
    close come after the fill) is given bar t by its :class:`~turbomode.backtest.policies.
    ExitPolicy`; each exit, partial or full, becomes a fill.
@@ -41,7 +43,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -151,9 +153,13 @@ class Trade:
 
 @dataclass
 class Book:
+    """The state a day steps: cash, the open trades by symbol, the fills and closed trades so
+    far, the next trade's id, and the current day's turnover counters."""
+
     settings: BacktestSettings
     cash: float
     open: dict[str, Trade] = field(default_factory=dict)
+    next_trade_id: int = 1
     fills: list[tuple[Any, ...]] = field(default_factory=list)
     closed: list[dict[str, Any]] = field(default_factory=list)
     day_traded: float = 0.0
@@ -257,9 +263,10 @@ def _to_date(value: Any) -> date:
 
 def normalize_signals(signals: pd.DataFrame, universe: Universe | None = None) -> pd.DataFrame:
     """A checked copy: dates as midnight Timestamps, side BUY/SELL, a ``strength`` rank key
-    (from ``strength`` or ``confidence``), a ``sector`` (from the universe when absent) and an
-    ``is_member`` flag (point-in-time membership on the signal date; all True without a
-    universe). Two signals for one symbol on one date are an error: pick one upstream."""
+    (from ``strength`` or ``confidence``), a ``_regime`` (the ``regime`` column, else None), a
+    ``sector`` (from the universe when absent) and an ``is_member`` flag (point-in-time
+    membership on the signal date; all True without a universe). Two signals for one symbol on
+    one date are an error: pick one upstream."""
     require_columns(signals, list(SIGNAL_COLUMNS), "signals")
     s = signals.copy().reset_index(drop=True)
     s["date"] = pd.to_datetime(s["date"]).dt.normalize()
@@ -275,6 +282,8 @@ def normalize_signals(signals: pd.DataFrame, universe: Universe | None = None) -
             f"signals: {int(dup.sum())} duplicate (date, symbol) row(s), e.g. "
             f"{first['symbol']} on {first['date'].date()}; keep one signal per symbol and day"
         )
+    # the rules see a trade's regime from here unless the caller knows the day's regime
+    s["_regime"] = s.get("regime")
     if "strength" in s:
         s["_rank"] = pd.to_numeric(s["strength"], errors="coerce").fillna(0.0)
     elif "confidence" in s:
@@ -305,6 +314,16 @@ class MarketArrays:
     c: np.ndarray
     last: np.ndarray  # last calendar index with a bar, per symbol (-1: none)
     repaired: int
+    cols: dict[str, int] = field(default_factory=dict)  # symbol → column
+    days: list[date] = field(default_factory=list)  # the calendar as dates
+
+    def bar(self, i: int, j: int) -> Bar | None:
+        """Day ``i``'s bar of column ``j``, None when it has none (the four prices are NaN
+        together)."""
+        if not np.isfinite(self.c[i, j]):
+            return None
+        prices = (float(a[i, j]) for a in (self.o, self.h, self.lo, self.c))
+        return Bar(self.days[i], *prices)
 
 
 def market_arrays(
@@ -337,7 +356,9 @@ def market_arrays(
     repaired = int(np.sum(valid & ((hi_fix != h) | (lo_fix != lo))))
     idx = np.arange(len(calendar))[:, None]
     last = np.where(valid, idx, -1).max(axis=0) if len(symbols) else np.zeros(0, dtype=int)
-    return MarketArrays(calendar, symbols, o, hi_fix, lo_fix, c, last, repaired)
+    cols = {s: j for j, s in enumerate(symbols)}
+    days = [d.date() for d in calendar]
+    return MarketArrays(calendar, symbols, o, hi_fix, lo_fix, c, last, repaired, cols, days)
 
 
 def run_backtest(
@@ -370,7 +391,6 @@ def run_backtest(
     sig = normalize_signals(signals, universe)
     symbols = sorted(sig["symbol"].unique())
     mkt = market_arrays(prices, symbols, start, end)
-    col_of = {s: i for i, s in enumerate(symbols)}
     n = len(mkt.dates)
 
     regime_by_date: dict[pd.Timestamp, str] = {}
@@ -383,15 +403,11 @@ def run_backtest(
         }
     if regime_by_date:
         sig["_regime"] = sig["date"].map(regime_by_date)
-    elif "regime" in sig:
-        sig["_regime"] = sig["regime"]
-    else:
-        sig["_regime"] = None
 
     # fill day: the first calendar date strictly after the signal's date
     fill_idx = np.searchsorted(mkt.dates.to_numpy(), sig["date"].to_numpy(), side="right")
     sig["_fill"] = fill_idx
-    skipped: list[tuple[np.ndarray, str]] = []
+    skipped: list[tuple[np.ndarray, str | np.ndarray]] = []
     before = (sig["date"] < mkt.dates[0]).to_numpy()
     after = (sig["date"] > mkt.dates[-1]).to_numpy()
     no_next = (fill_idx >= n) & ~after
@@ -404,105 +420,56 @@ def run_backtest(
     not_member = usable & ~sig["is_member"].to_numpy()
     skipped.append((np.flatnonzero(not_member), "not in the index universe on the signal date"))
     usable &= ~not_member
-    side_bad = (
-        usable & (sig["side"] == "SELL").to_numpy() & (rules.long_only or not cfg.allow_short)
-    )
-    skipped.append((np.flatnonzero(side_bad), "short entries not allowed"))
-    usable &= ~side_bad
 
     cand = sig[usable].sort_values(["_fill", "_rank", "symbol"], ascending=[True, False, True])
     cand_fill = cand["_fill"].to_numpy()
     cand_pos = np.searchsorted(cand_fill, np.arange(n + 1), side="left")
-    cand_rows = cand.index.to_numpy()
+    # 3. the day a symbol's bars end (delisted); on the last day everything goes
+    last_bar: dict[int, list[str]] = {}
+    for j, i_last in enumerate(mkt.last.tolist()):
+        last_bar.setdefault(i_last, []).append(symbols[j])
+    end_of_data = dict.fromkeys(symbols, "end_of_data")
 
     book = Book(settings=cfg, cash=cfg.initial_cash)
-    next_id = 1
     equity_prev = cfg.initial_cash
-    row_skips: list[tuple[int, str]] = []
+    row_skips: list[tuple[Any, str]] = []
     daily: list[dict[str, Any]] = []
 
     for i in range(n):
-        day = mkt.dates[i].date()
-        book.day_traded = book.day_commission = book.day_sold = 0.0
-        # 1. entries at the open
-        gross = sum(abs(t.shares_open * t.last_close) for t in book.open.values())
         lo_i, hi_i = int(cand_pos[i]), int(cand_pos[i + 1])
-        # The screen judges the day's candidates together against the book; one it accepted
-        # that the engine then refuses (no bar, no shares, leverage, exit rules) still counted
-        # toward its limits for that day — rare, and on the conservative side.
-        kept_out: Mapping[str, str] = {}
-        if screen is not None and hi_i > lo_i:
-            kept_out = screen(sig.loc[cand_rows[lo_i:hi_i]], book)
-        for k in range(lo_i, hi_i):
-            ridx = int(cand_rows[k])
-            row = cast(pd.Series, sig.loc[ridx])
-            sym = str(row["symbol"])
-            j = col_of[sym]
-            if sym in kept_out:
-                row_skips.append((ridx, kept_out[sym]))
-                continue
-            if len(book.open) >= cfg.max_positions:
-                skipped.append((cand_rows[k:hi_i], "max positions held"))
-                break
-            has_bar = np.isfinite(mkt.o[i, j])
-            bar = Bar(day, *(float(a[i, j]) for a in (mkt.o, mkt.h, mkt.lo, mkt.c)))
-            trade, why = open_entry(
-                book,
-                row,
-                trade_id=next_id,
-                col=j,
-                bar=bar if has_bar else None,
-                equity_prev=equity_prev,
-                gross=gross,
-                sizer=size_of,
-                policy=rules,
-                regime=row["_regime"],
-            )
-            if trade is None:
-                row_skips.append((ridx, str(why)))
-                continue
-            next_id += 1
-            gross += trade.shares * trade.entry_fill
-
-        # 2. the bar's exits, 3. delisting and the end of the data
-        for trade in sorted(book.open.values(), key=lambda t: t.trade_id):
-            j = trade.col
-            if np.isfinite(mkt.c[i, j]):
-                bar = Bar(day, *(float(a[i, j]) for a in (mkt.o, mkt.h, mkt.lo, mkt.c)))
-                trade.bars_held += 1
-                trade.last_close = bar.close
-                trade.state, events = rules.on_bar(trade.state, bar, trade.bars_held)
-                book.apply(trade, events)
-            if trade.symbol not in book.open:
-                continue
-            if i == n - 1:
-                book.exit(trade, day, "end_of_data", trade.last_close, trade.shares_open)
-            elif mkt.last[j] == i:
-                book.exit(trade, day, "delisted", trade.last_close, trade.shares_open)
-
-        # 4. mark to market at the close
-        long_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign > 0), 0.0)
-        short_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign < 0), 0.0)
-        equity = book.cash + long_v - short_v
+        step = step_day(
+            book,
+            mkt,
+            i,
+            cand.iloc[lo_i:hi_i],
+            equity_prev=equity_prev,
+            sizer=size_of,
+            policy=rules,
+            screen=screen,
+            close_out=end_of_data if i == n - 1 else dict.fromkeys(last_bar.get(i, ()), "delisted"),
+        )
+        row_skips += step.skipped
         daily.append(
             {
                 "date": mkt.dates[i],
                 "cash": book.cash,
-                "long_value": long_v,
-                "short_value": short_v,
-                "equity": equity,
-                "return": equity / equity_prev - 1.0,
+                "long_value": step.long_value,
+                "short_value": step.short_value,
+                "equity": step.equity,
+                "return": step.equity / equity_prev - 1.0,
                 "n_positions": len(book.open),
-                "gross_value": long_v + short_v,
-                "held_value": long_v + short_v + book.day_sold,
+                "gross_value": step.long_value + step.short_value,
+                "held_value": step.long_value + step.short_value + book.day_sold,
                 "traded_notional": book.day_traded,
                 "commission": book.day_commission,
                 "regime": regime_by_date.get(mkt.dates[i]),
             }
         )
-        equity_prev = equity
+        equity_prev = step.equity
 
-    skipped += [(np.array([r]), why) for r, why in row_skips]
+    if row_skips:
+        rows, reasons = zip(*row_skips, strict=True)
+        skipped.append((np.asarray(rows, dtype=int), np.asarray(reasons, dtype=object)))
     return BacktestResult(
         daily=pd.DataFrame(daily).set_index("date"),
         trades=_frame(book.closed, TRADE_COLUMNS),
@@ -511,6 +478,119 @@ def run_backtest(
         settings=cfg,
         policy=rules.name,
         repaired_bars=mkt.repaired,
+    )
+
+
+@dataclass
+class DayStep:
+    """What :func:`step_day` did: the trades it opened, the entries it refused (the candidate's
+    index label in ``entries`` and why), the day's fills and closed trades as the book records
+    them, and the book's marks at the close."""
+
+    opened: list[Trade]
+    skipped: list[tuple[Any, str]]
+    fills: list[tuple[Any, ...]]
+    closed: list[dict[str, Any]]
+    long_value: float
+    short_value: float
+    equity: float
+
+
+def step_day(
+    book: Book,
+    mkt: MarketArrays,
+    i: int,
+    entries: pd.DataFrame,
+    *,
+    equity_prev: float,
+    sizer: Sizer,
+    policy: ExitPolicy,
+    screen: Screen | None = None,
+    close_out: Mapping[str, str] | None = None,
+) -> DayStep:
+    """Advance ``book`` through day ``i`` of ``mkt`` (the module docstring's steps 1 to 4): the
+    backtest runs it on every day of its calendar and the paper wallet on each live day, so a
+    wallet trades exactly what a backtest of the same signals and bars would.
+
+    ``entries`` are the day's candidates, normalized (:func:`normalize_signals`) and strongest
+    first; each is refused when a short is not allowed, ``screen`` keeps it out, the book holds
+    ``max_positions``, or :func:`open_entry` refuses it, and is otherwise filled at the open,
+    sized on ``equity_prev``. Then every open trade, in the order it was opened, is given the
+    day's bar; one still open whose symbol is in ``close_out`` (symbol → reason: ``delisted``,
+    ``end_of_data``) is closed at its last close — the caller knows when a symbol's bars end.
+    The book is changed in place; nothing is read or written elsewhere.
+    """
+    cfg = book.settings
+    day = mkt.days[i]
+    book.day_traded = book.day_commission = book.day_sold = 0.0
+    n_fills, n_closed = len(book.fills), len(book.closed)
+    skipped: list[tuple[Any, str]] = []
+    opened: list[Trade] = []
+    # 1. entries at the open
+    if len(entries) and (policy.long_only or not cfg.allow_short):
+        shorts = (entries["side"] != "BUY").to_numpy()
+        if shorts.any():
+            skipped += [(label, "short entries not allowed") for label in entries.index[shorts]]
+            entries = entries[~shorts]
+    # The screen judges the day's candidates together against the book; one it accepted that
+    # is then refused (no bar, no shares, leverage, exit rules) still counted toward its
+    # limits for that day — rare, and on the conservative side.
+    kept_out: Mapping[str, str] = {}
+    if screen is not None and len(entries):
+        kept_out = screen(entries, book)
+    gross = sum(abs(t.shares_open * t.last_close) for t in book.open.values())
+    labels, symbols = entries.index.tolist(), entries["symbol"].tolist()
+    for k, (label, sym) in enumerate(zip(labels, symbols, strict=True)):
+        if sym in kept_out:
+            skipped.append((label, kept_out[sym]))
+            continue
+        if len(book.open) >= cfg.max_positions:
+            skipped.append((label, "max positions held"))
+            continue
+        row = entries.iloc[k]
+        j = mkt.cols[sym]
+        trade, why = open_entry(
+            book,
+            row,
+            trade_id=book.next_trade_id,
+            col=j,
+            bar=mkt.bar(i, j),
+            equity_prev=equity_prev,
+            gross=gross,
+            sizer=sizer,
+            policy=policy,
+            regime=row["_regime"],
+        )
+        if trade is None:
+            skipped.append((label, str(why)))
+            continue
+        book.next_trade_id += 1
+        gross += trade.shares * trade.entry_fill
+        opened.append(trade)
+
+    # 2. the bar's exits, 3. the closes at the last close the caller asks for
+    ends = close_out or {}
+    for trade in sorted(book.open.values(), key=lambda t: t.trade_id):
+        bar = mkt.bar(i, trade.col)
+        if bar is not None:
+            trade.bars_held += 1
+            trade.last_close = bar.close
+            trade.state, events = policy.on_bar(trade.state, bar, trade.bars_held)
+            book.apply(trade, events)
+        if trade.symbol in book.open and trade.symbol in ends:
+            book.exit(trade, day, ends[trade.symbol], trade.last_close, trade.shares_open)
+
+    # 4. mark to market at the close
+    long_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign > 0), 0.0)
+    short_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign < 0), 0.0)
+    return DayStep(
+        opened=opened,
+        skipped=skipped,
+        fills=book.fills[n_fills:],
+        closed=book.closed[n_closed:],
+        long_value=long_v,
+        short_value=short_v,
+        equity=book.cash + long_v - short_v,
     )
 
 
@@ -614,12 +694,18 @@ def _fills_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     return frame
 
 
-def _skipped_frame(sig: pd.DataFrame, parts: list[tuple[np.ndarray, str]]) -> pd.DataFrame:
+def _skipped_frame(
+    sig: pd.DataFrame, parts: list[tuple[np.ndarray, str | np.ndarray]]
+) -> pd.DataFrame:
+    """Skipped signals by date and symbol; each part is rows of ``sig`` with one reason, or
+    with one reason per row."""
     parts = [(np.asarray(rows, dtype=int), why) for rows, why in parts if len(rows)]
     if not parts:
         return pd.DataFrame(columns=list(SKIP_COLUMNS))
     rows = np.concatenate([r for r, _ in parts])
-    reasons = np.concatenate([np.full(len(r), why, dtype=object) for r, why in parts])
+    reasons = np.concatenate(
+        [np.full(len(r), why, dtype=object) if isinstance(why, str) else why for r, why in parts]
+    )
     out = sig.loc[rows, ["date", "symbol", "side"]].reset_index(drop=True)
     out["reason"] = reasons
     return out.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -179,7 +178,6 @@ def walk_forward_signals(
     md: MarketData,
     start: date,
     end: date,
-    work_dir: Path | str,
     horizon: int | None = None,
     period: Period = "year",
     train_days: int | None = 756,
@@ -191,12 +189,11 @@ def walk_forward_signals(
 
     ``train_days`` bounds each training window (default about three years; None: all
     history). ``gate_days`` (e.g. 126) adds the gated book, judged on that many days at the
-    end of each window (None: the ungated book only). ``work_dir`` holds nothing the caller
-    needs afterwards but must be fresh.
+    end of each window (None: the ungated book only). Nothing is written.
     """
     from turbomode.feature_store import model_features
     from turbomode.models.ensemble import StackedEnsemble
-    from turbomode.outcomes.replay import Replay
+    from turbomode.outcomes.history import MarketHistory
 
     horizon = settings.horizon_or_default(horizon)
     if horizon not in settings.labels.horizons:
@@ -206,7 +203,7 @@ def walk_forward_signals(
             f"gate_days {gate_days} is below the gate's min_days {settings.gate.min_days}: "
             "every candidate would be refused"
         )
-    world = Replay(settings, md, Path(work_dir), sectors, use_ray=False, train_days=train_days)
+    world = MarketHistory(settings, md, sectors, train_days=train_days)
     members = world.md.universe.point_in_time
     threads = max(1, int(settings.compute.cpus_per_task))
     note = on_period or (lambda _msg: None)

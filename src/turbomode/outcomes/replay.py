@@ -14,28 +14,26 @@ and gated like any other (a sector whose candidate fails has no production model
 scan says so). Everything is written under its own work directory — a signals store and a
 model registry of the replay's own — so a replay never touches production.
 
-Features are computed once over the whole clean store, on purpose: point-in-time correctness
-is what keeps day d from seeing later rows, and the look-ahead test checks exactly that by
-deleting the rows after the window and getting identical results.
+The days run on a :class:`~turbomode.outcomes.history.MarketHistory`: features computed once
+over the whole clean store, point in time, and the labels known on each day.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from turbomode.config import Settings
 from turbomode.data.sources.base import MarketData
 from turbomode.io import atomic_write_json, atomic_write_text
-from turbomode.labels import make_labels
 from turbomode.logs import event
+from turbomode.outcomes.history import MarketHistory
 
 log = logging.getLogger("turbomode.outcomes.replay")
 
@@ -80,8 +78,9 @@ def replay_settings(settings: Settings, work_dir: Path) -> Settings:
     )
 
 
-class Replay:
-    """The simulated world: prices, point-in-time features and labels as of any day."""
+class Replay(MarketHistory):
+    """The replay's world: the market history (:class:`MarketHistory`) with the settings moved
+    under the work directory and a signals store of its own there."""
 
     def __init__(
         self,
@@ -92,69 +91,12 @@ class Replay:
         use_ray: bool = False,
         train_days: int | None = None,
     ) -> None:
-        from turbomode.feature_store import FeatureLayout
-        from turbomode.features.engine import build_features
         from turbomode.store import SignalStore
 
-        # Features over the whole universe (cross-sectional ranks need every stock), then
-        # the chosen sectors' rows.
-        built = build_features(md.prices, md.market, md.universe.sector_map(), macro=md.macro)
-        members = md.universe.members
-        if sectors:
-            unknown = sorted(set(sectors) - set(members["sector"]))
-            if unknown:
-                raise ValueError(f"no symbols in sector(s) {unknown}")
-            members = members[members["sector"].isin(list(sectors))].reset_index(drop=True)
-        keep = set(members["symbol"])
-        self.md = MarketData(
-            prices=md.prices[md.prices["symbol"].isin(keep)].reset_index(drop=True),
-            market=md.market,
-            universe=replace(md.universe, members=members),
-            source=md.source,
-            macro=md.macro,
-        )
-        self.sectors = list(sectors) if sectors else None
-        self.sector_map = self.md.universe.sector_map()
-        self.settings = replay_settings(settings, work_dir)
+        super().__init__(replay_settings(settings, work_dir), md, sectors, train_days)
         self.use_ray = use_ray
-        self.train_days = train_days
-        self.names = FeatureLayout.from_registry().all
-        self.features = built.frame[built.frame["symbol"].isin(keep)].reset_index(drop=True)
-        self.features["date"] = pd.to_datetime(self.features["date"])
-        self.calendar = pd.DatetimeIndex(np.sort(self.md.prices["date"].unique()))
         self.store = SignalStore(self.settings.stores.signals_url)
         self.store.migrate()
-
-    def prices_until(self, day: pd.Timestamp) -> pd.DataFrame:
-        return self.md.prices[self.md.prices["date"] <= day]
-
-    def market_until(self, day: pd.Timestamp) -> MarketData:
-        return replace(
-            self.md,
-            prices=self.prices_until(day),
-            market=self.md.market[self.md.market["date"] <= day],
-        )
-
-    def training_rows(self, day: pd.Timestamp) -> pd.DataFrame:
-        """Feature rows with the labels known on ``day`` (forward windows ending by then),
-        over the last ``train_days`` trading days when set (a rolling window)."""
-        prices = self.prices_until(day)
-        if self.train_days is not None:
-            past = self.calendar[self.calendar <= day]
-            prices = prices[prices["date"] >= past[max(0, len(past) - self.train_days)]]
-        labels = make_labels(prices, self.settings.labels, sectors=self.sector_map)
-        keep = [c for c in labels.columns if c.startswith(("label_", "fwd_ret_"))]
-        labels = labels[labels[[c for c in keep if c.startswith("label_")]].notna().any(axis=1)]
-        labels["sector"] = labels["symbol"].map(self.sector_map)
-        rows = labels[["symbol", "date", "sector", *keep]].merge(
-            self.features, on=["symbol", "date"], how="inner"
-        )
-        return rows.sort_values(["date", "symbol"]).reset_index(drop=True)
-
-    def vectors(self, day: pd.Timestamp) -> pd.DataFrame:
-        """What the online store would serve after the close of ``day``."""
-        rows = self.features[self.features["date"] == day]
-        return rows[["symbol", *self.names]].reset_index(drop=True)
 
 
 def run_replay(

@@ -21,10 +21,10 @@ cannot tell what was known when.
    warm-up there is no regime: sizing uses CHOPPY (multiplier 1.0) and the entry threshold
    the base one, and a note says so;
 3. tiers and universe — the persisted ranking and curation in force (:mod:`.state`);
-4. Kelly inputs — the symbol's own win rate and payoff over the ranking window when it has
-   ``tier_min_trades`` closed trades with a win and a loss; else the pooled trades of its
-   tier's symbols; else all trades; else no evidence (p 0.5, b 1: Kelly 0, so no position).
-   Each candidate's source is reported;
+4. Kelly inputs (:mod:`.kelly`) — the symbol's own win rate and payoff over the ranking
+   window when it has ``tier_min_trades`` closed trades with a win and a loss; else the pooled
+   trades of its tier's symbols; else all trades; else no evidence (p 0.5, b 1: Kelly 0, so
+   no position). Each candidate's source is reported;
 5. eligibility — a symbol the curation dropped, or whose adjusted strength is below the
    regime's entry threshold, is reported with that reason and size 0; the rest go through
    :func:`~turbomode.smart.scanner.smart_scan` (earnings, holdings, sector, correlation, heat);
@@ -36,7 +36,6 @@ cannot tell what was known when.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -50,6 +49,7 @@ from turbomode.config import SECTOR_ETFS, Settings, SmartSettings, Tier
 from turbomode.data.sources.base import MarketData
 from turbomode.errors import TurboModeError
 from turbomode.io import atomic_write_json
+from turbomode.smart.kelly import KellyInput, kelly_inputs
 from turbomode.smart.modifiers import ModifierRule, calibrate_rules, load_rules
 from turbomode.smart.portfolio import trailing_correlations
 from turbomode.smart.scanner import SmartCandidate, adjusted_strength, smart_scan
@@ -220,67 +220,6 @@ def curate(
         metrics.rows.labels(stage="kept").inc(len(cur.kept))
         metrics.rows.labels(stage="dropped").inc(len(cur.dropped))
     return CurationResult(cur, h, len(trades), path)
-
-
-# --- Kelly inputs --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KellyInput:
-    """Win rate and payoff for one candidate, and where they came from (symbol, tier, all,
-    none)."""
-
-    win_rate: float
-    payoff: float
-    source: str
-    n: int
-
-
-NO_EVIDENCE = KellyInput(0.5, 1.0, "none", 0)  # Kelly p − (1 − p)/b = 0: no bet
-
-
-def _usable(r: SymbolRank | None, min_trades: int) -> bool:
-    return (
-        r is not None
-        and r.n >= min_trades
-        and math.isfinite(r.win_rate)
-        and math.isfinite(r.payoff)
-        and r.payoff > 0.0
-    )
-
-
-def kelly_inputs(
-    trades: pd.DataFrame,
-    day: date,
-    tickers: Sequence[str],
-    tiers: TierState,
-    settings: SmartSettings,
-) -> dict[str, KellyInput]:
-    """Each ticker's Kelly inputs on ``day``: its own trades, else its tier's pooled trades,
-    else all trades (each over the ranking window, closed before ``day``, at least
-    ``tier_min_trades`` with a win and a loss), else :data:`NO_EVIDENCE`."""
-    need = settings.tier_min_trades
-    own = rank_tiers(trades, day, settings) if len(trades) else {}
-    by_tier: dict[str, SymbolRank] = {}
-    pooled: dict[str, SymbolRank] = {}
-    if len(trades):
-        tier_of = trades["symbol"].astype(str).map(lambda s: tiers.tier(s).value)
-        by_tier = rank_tiers(trades.assign(symbol=tier_of), day, settings)
-        pooled = rank_tiers(trades.assign(symbol="*"), day, settings)
-    out: dict[str, KellyInput] = {}
-    for t in tickers:
-        tier = tiers.tier(t).value
-        for source, r in (
-            ("symbol", own.get(t)),
-            (f"tier {tier}", by_tier.get(tier)),
-            ("all", pooled.get("*")),
-        ):
-            if r is not None and _usable(r, need):
-                out[t] = KellyInput(r.win_rate, r.payoff, source, r.n)
-                break
-        else:
-            out[t] = NO_EVIDENCE
-    return out
 
 
 # --- inputs of the smart scan --------------------------------------------------------------

@@ -1,7 +1,7 @@
 """One trading day of a paper wallet: the backtest engine's day, run live and kept in the store.
 
-The day follows the engine's order (:mod:`turbomode.backtest.engine`) so a wallet trades what
-a backtest of the same signals would:
+The day is the engine's own step (:func:`turbomode.backtest.engine.step_day`) on the day's
+bars, so a wallet trades what a backtest of the same signals would:
 
 1. **Entries at the open of the day** from the signals made at the close of an earlier day —
    never the day itself: a signal dated on or after the day raises :class:`LookaheadError`.
@@ -13,13 +13,15 @@ a backtest of the same signals would:
    (:func:`turbomode.smart.portfolio.select`: per sector, correlation, heat, …). Both respect
    the rule set's maximum positions and one position per symbol.
 2. **Exits**: every open position (today's entries included) is given the day's bar by the
-   wallet's :class:`~turbomode.backtest.policies.ExitPolicy`.
+   wallet's :class:`~turbomode.backtest.policies.ExitPolicy`; a held symbol without a bar for
+   :data:`DELISTED_AFTER_DAYS` market days is closed at its last close.
 3. **Mark to market** at the close.
 
 Fills, costs and trade accounting are the engine's own (its ``Book``: slippage against the
 trade, commission per share and per notional with a floor, cash without margin for longs,
-whole shares); the exit rules are the policies the backtest uses. Nothing of that arithmetic
-is written twice.
+whole shares); the exit rules are the policies the backtest uses. What is the wallet's own is
+the state between days (the store) and what a live day cannot know: which signals are stale,
+and when a missing bar means a delisting.
 
 The whole day is one transaction (:meth:`SignalStore.write_wallet_day`): a run killed midway
 leaves the previous day's state, and running the same day again replaces it.
@@ -32,17 +34,18 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from turbomode.backtest.engine import (
     Book,
+    MarketArrays,
     Trade,
     market_arrays,
     normalize_signals,
-    open_entry,
+    step_day,
 )
-from turbomode.backtest.policies import Bar, ExitPolicy, make_policy
+from turbomode.backtest.policies import ExitPolicy, make_policy
+from turbomode.backtest.screen import smart_screen
 from turbomode.backtest.settings import BacktestSettings
 from turbomode.backtest.sizing import FixedFraction, SignalColumnSize, Sizer
 from turbomode.config import Settings
@@ -132,7 +135,7 @@ def _prepare_signals(
     for the Smart rules a ``tier`` (Average by default) and a ``size`` (the tier's cap when
     the signal has none)."""
     if signals is None or signals.empty:
-        return pd.DataFrame(columns=["date", "symbol", "side", "sector", "_rank"])
+        return pd.DataFrame(columns=["date", "symbol", "side", "sector", "_rank", "_regime"])
     sig = normalize_signals(signals)
     late = sig[sig["date"] >= pd.Timestamp(day)]
     if len(late):
@@ -226,63 +229,35 @@ def _entry_reason(t: Trade) -> str:
     return f"{side} signal of {t.signal_date} (strength {t.strength:.4g}): filled at the open"
 
 
-def _open_entries(
-    sig: pd.DataFrame,
-    book: _LedgerBook,
-    start: WalletBook,
-    day: date,
-    mkt: Any,
-    col_of: Mapping[str, int],
-    policy: ExitPolicy,
-    cfg: BacktestSettings,
-    sizer: Sizer,
-    smart_reasons: Mapping[str, str],
-) -> tuple[list[Trade], list[tuple[str, str]]]:
-    """Step 1 of the module docstring, in the engine's order of checks."""
-    opened: list[Trade] = []
-    skipped: list[tuple[str, str]] = []
-    equity_prev = start.equity
-    gross = sum(abs(t.shares_open * t.last_close) for t in book.open.values())
-    next_id = start.next_trade_id
-    for _, row in sig.iterrows():
-        sym = str(row["symbol"])
-        signal_day = pd.Timestamp(row["date"]).date()
-        buying = bool(row["side"] == "BUY")
-        j = col_of[sym]
-        if start.previous_day is not None and signal_day < start.previous_day:
-            skipped.append((sym, f"stale: the open after {signal_day} was before this day"))
+def _stale(sig: pd.DataFrame, start: WalletBook) -> list[tuple[Any, str]]:
+    """Signals older than the wallet's previous run (label in ``sig``, reason): their open has
+    passed."""
+    if start.previous_day is None:
+        return []
+    old = sig[sig["date"] < pd.Timestamp(start.previous_day)]
+    return [
+        (k, f"stale: the open after {pd.Timestamp(d).date()} was before this day")
+        for k, d in zip(old.index, old["date"], strict=True)
+    ]
+
+
+def _missing_bars(
+    book: Book, mkt: MarketArrays, prices: pd.DataFrame, day: date
+) -> tuple[dict[str, str], list[str]]:
+    """Held symbols without a bar today: those to close as delisted (symbol → reason), and
+    the rest, held on."""
+    market_days = pd.DatetimeIndex(pd.to_datetime(prices["date"]).dt.normalize().unique())
+    delisted: dict[str, str] = {}
+    no_bar: list[str] = []
+    for trade in sorted(book.open.values(), key=lambda t: t.trade_id):
+        if mkt.bar(0, trade.col) is not None:
             continue
-        if not buying and (policy.long_only or not cfg.allow_short):
-            skipped.append((sym, "short entries not allowed"))
-            continue
-        if sym in smart_reasons:
-            skipped.append((sym, smart_reasons[sym]))
-            continue
-        if len(book.open) >= cfg.max_positions:
-            skipped.append((sym, "max positions held"))
-            continue
-        has_bar = np.isfinite(mkt.o[0, j])
-        bar = Bar(day, *(float(x[0, j]) for x in (mkt.o, mkt.h, mkt.lo, mkt.c)))
-        regime = row.get("regime")
-        trade, why = open_entry(
-            book,
-            row,
-            trade_id=next_id,
-            col=j,
-            bar=bar if has_bar else None,
-            equity_prev=equity_prev,
-            gross=gross,
-            sizer=sizer,
-            policy=policy,
-            regime=regime,
-        )
-        if trade is None:
-            skipped.append((sym, str(why)))
-            continue
-        next_id += 1
-        gross += trade.shares * trade.entry_fill
-        opened.append(trade)
-    return opened, skipped
+        gone = _market_days_without_bar(prices, market_days, trade.symbol, day)
+        if gone >= DELISTED_AFTER_DAYS:  # as the backtest does: out at its last close
+            delisted[trade.symbol] = "delisted"
+        else:
+            no_bar.append(trade.symbol)
+    return delisted, no_bar
 
 
 def _run(
@@ -305,48 +280,31 @@ def _run(
     if not on_day.any():
         raise WalletError(f"no bars on {day} in the prices: the wallet trades only market days")
     mkt = market_arrays(prices, symbols, day, day)
-    col_of = {s: i for i, s in enumerate(symbols)}
 
-    book = _LedgerBook(settings=cfg, cash=start.cash)
+    book = _LedgerBook(settings=cfg, cash=start.cash, next_trade_id=start.next_trade_id)
     stored = {int(r["trade_id"]): r for r in start.positions}
-    trades = [_trade_from_row(r, col_of[str(r["symbol"])]) for r in start.positions]
+    trades = [_trade_from_row(r, mkt.cols[str(r["symbol"])]) for r in start.positions]
     for t in trades:
         book.open[t.symbol] = t
 
-    smart_reasons: dict[str, str] = {}
-    buys = sig[sig["side"] == "BUY"]
-    if start.previous_day is not None:
-        buys = buys[buys["date"] >= pd.Timestamp(start.previous_day)]
-    if rules == "smart" and len(buys):
-        from turbomode.backtest.run import smart_screen
-
-        smart_reasons = dict(smart_screen(prices, settings)(buys, book))
-    sizer = _sizer(rules, cfg)
-    opened, skipped = _open_entries(
-        sig, book, start, day, mkt, col_of, policy, cfg, sizer, smart_reasons
+    delisted, no_bar = _missing_bars(book, mkt, prices, day)
+    stale = _stale(sig, start)
+    step = step_day(
+        book,
+        mkt,
+        0,
+        sig.drop(index=[k for k, _ in stale]),
+        equity_prev=start.equity,
+        sizer=_sizer(rules, cfg),
+        policy=policy,
+        screen=smart_screen(prices, settings) if rules == "smart" else None,
+        close_out=delisted,
     )
+    # in the order of the candidates, strongest first
+    skipped = [(str(sig.at[k, "symbol"]), why) for k, why in sorted(stale + step.skipped)]
+    opened = step.opened
     trades += opened
-
-    no_bar = []
-    market_days = pd.DatetimeIndex(pd.to_datetime(prices["date"]).dt.normalize().unique())
-    for trade in sorted(book.open.values(), key=lambda t: t.trade_id):
-        j = trade.col
-        if not np.isfinite(mkt.c[0, j]):
-            gone = _market_days_without_bar(prices, market_days, trade.symbol, day)
-            if gone >= DELISTED_AFTER_DAYS:  # as the backtest does: out at its last close
-                book.exit(trade, day, "delisted", trade.last_close, trade.shares_open)
-            else:
-                no_bar.append(trade.symbol)
-            continue
-        bar = Bar(day, *(float(a[0, j]) for a in (mkt.o, mkt.h, mkt.lo, mkt.c)))
-        trade.bars_held += 1
-        trade.last_close = bar.close
-        trade.state, events = policy.on_bar(trade.state, bar, trade.bars_held)
-        book.apply(trade, events)
-
-    long_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign > 0), 0.0)
-    short_v = sum((t.shares_open * t.last_close for t in book.open.values() if t.sign < 0), 0.0)
-    equity = book.cash + long_v - short_v
+    long_v, short_v, equity = step.long_value, step.short_value, step.equity
     closed = {int(c["trade_id"]): c for c in book.closed}
 
     rows = []

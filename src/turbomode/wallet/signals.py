@@ -62,9 +62,9 @@ def scan_signals(store: SignalStore, scan_date: date) -> pd.DataFrame:
 def smart_signals(signals: pd.DataFrame, market: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The Smart rules' candidates among ``signals``: BUYs whose strength reaches the entry
     threshold of the market regime on their date, ranked Average — the backtest's selection
-    (:func:`turbomode.backtest.run.smart_candidates`), with the regime read as of that date."""
-    from turbomode.backtest.run import smart_candidates
+    (:func:`turbomode.smart.candidates.smart_candidates`), with the regime read as of that date."""
     from turbomode.risk.regime import regime_on
+    from turbomode.smart.candidates import smart_candidates
 
     if signals.empty:
         return signals.assign(regime=pd.Series(dtype=object), tier=pd.Series(dtype=object))
