@@ -10,9 +10,21 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from turbomode.config import ModelSettings
 from turbomode.store import SignalStore
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Five trees per learner: real stacked ensembles, trained in seconds, for tests that need a
+# model rather than a good one.
+TINY = ModelSettings(
+    lightgbm={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
+    catboost={"iterations": 5, "depth": 3},
+    xgb_hist={"n_estimators": 5, "max_depth": 3},
+    xgb_linear={"n_estimators": 5},
+    random_forest={"n_estimators": 5, "max_depth": 4},
+    meta={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
+)
 SHARED = Path(os.environ.get("TURBOMODE_SHARED_DIR", REPO.parent / "shared"))
 
 

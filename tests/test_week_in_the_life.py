@@ -26,7 +26,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY
 from tests.deploy.conftest import (
     helm_template,
     load_manifests,
@@ -35,7 +35,7 @@ from tests.deploy.conftest import (
     run,
 )
 from turbomode.cli.main import NO_NEW_BAR_EXIT, app
-from turbomode.config import ModelSettings, Settings
+from turbomode.config import Settings
 from turbomode.data.sources.synthetic import generate_market
 from turbomode.feature_store import model_features
 from turbomode.features.engine import build_features
@@ -48,14 +48,6 @@ from turbomode.workspace import Workspace, with_data_dir
 
 pytestmark = pytest.mark.slow
 
-TINY = ModelSettings(
-    lightgbm={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-    catboost={"iterations": 5, "depth": 3},
-    xgb_hist={"n_estimators": 5, "max_depth": 3},
-    xgb_linear={"n_estimators": 5},
-    random_forest={"n_estimators": 5, "max_depth": 4},
-    meta={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-)
 CONFIG = {
     "synthetic": {"n_symbols": 22, "n_days": 330},
     "signals": {"threshold_mode": "quantile", "threshold_quantile": 0.8, "threshold_floor": 0.05},

@@ -18,8 +18,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.conftest import TINY
 from turbomode import feature_store as fs
-from turbomode.config import ModelSettings, Settings
+from turbomode.config import Settings
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.features.engine import build_features
 from turbomode.job_metrics import JobMetrics
@@ -33,14 +34,6 @@ from turbomode.store import SignalStore
 from turbomode.workspace import with_data_dir
 
 SECTORS = ("Financials", "Information Technology")
-TINY = ModelSettings(
-    lightgbm={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-    catboost={"iterations": 5, "depth": 3},
-    xgb_hist={"n_estimators": 5, "max_depth": 3},
-    xgb_linear={"n_estimators": 5},
-    random_forest={"n_estimators": 5, "max_depth": 4},
-    meta={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-)
 SYNTHETIC = {"n_symbols": 48, "n_days": 320}
 SHIFTED = "ret_5"
 

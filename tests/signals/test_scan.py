@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from turbomode.config import GICS_SECTORS, ModelSettings, Settings
+from tests.conftest import TINY
+from turbomode.config import GICS_SECTORS, Settings
 from turbomode.data.ingest import ingest, load_clean
 from turbomode.feature_store import FeatureLayout
 from turbomode.features.engine import build_features
@@ -45,14 +46,6 @@ MODELLED = ("Financials", "Health Care", "Industrials", "Information Technology"
 ONLY_1D = "Energy"
 NO_MODEL = tuple(sorted(set(GICS_SECTORS) - {*MODELLED, ONLY_1D}))
 HORIZONS = (1, 2, 5)
-TINY = ModelSettings(
-    lightgbm={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-    catboost={"iterations": 5, "depth": 3},
-    xgb_hist={"n_estimators": 5, "max_depth": 3},
-    xgb_linear={"n_estimators": 5},
-    random_forest={"n_estimators": 5, "max_depth": 4},
-    meta={"n_estimators": 5, "num_leaves": 7, "min_child_samples": 20},
-)
 JSON_KEYS = {
     "scan_date",
     "run_id",
@@ -464,30 +457,33 @@ def _signal(symbol: str, side: str, day: date, close: float, **kw: Any) -> Signa
     return Signal(**values)
 
 
+def _held(symbol: str, entry: date, **kw: Any) -> Position:
+    """A 5-day long of Industrials entered at 100 on ``entry``: stop 95, target 112.5."""
+    values: dict[str, Any] = {
+        "symbol": symbol,
+        "state": "long",
+        "sector": "Industrials",
+        "horizon": 5,
+        "entry_date": entry,
+        "entry_price": 100.0,
+        "stop": 95.0,
+        "target": 112.5,
+        "initial_stop_distance": 5.0,
+        "size": 1.0,
+        "confidence": 0.7,
+        "atr_at_entry": 2.0,
+    }
+    values.update(kw)
+    return Position(**values)
+
+
 def test_manage_book_opens_only_symbols_flat_at_the_open() -> None:
     """STOPPED is held at D's open and stopped out during D: its entry signal must not open
     a second position at that same open. EXIT leaves at the open (last night's signal exit),
     so it may reverse there. NEW's bar has its open a rounding error above its high, as
     validated real data can: the bar is used, not refused."""
     d0, d1, d2 = date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6)
-    held = {
-        sym: Position(
-            symbol=sym,
-            state="long",
-            sector="Industrials",
-            horizon=5,
-            entry_date=d0,
-            entry_price=100.0,
-            stop=95.0,
-            target=112.5,
-            initial_stop_distance=5.0,
-            size=1.0,
-            confidence=0.7,
-            atr_at_entry=2.0,
-            version=3,
-        )
-        for sym in ("STOPPED", "EXIT")
-    }
+    held = {sym: _held(sym, d0, version=3) for sym in ("STOPPED", "EXIT")}
     bars = pd.DataFrame(
         {
             "open": [100.0, 100.0, 50.0],
@@ -768,23 +764,7 @@ def test_nightly_calls_on_open_positions_read_the_thresholds_as_the_mode_does() 
             "prior_sell": [0.25, 0.25],
         }
     )
-    book = {
-        sym: Position(
-            symbol=sym,
-            state="long",
-            sector="Industrials",
-            horizon=5,
-            entry_date=d0,
-            entry_price=100.0,
-            stop=95.0,
-            target=112.5,
-            initial_stop_distance=5.0,
-            size=1.0,
-            confidence=0.6,
-            atr_at_entry=2.0,
-        )
-        for sym in ("LONG", "KEEP")
-    }
+    book = {sym: _held(sym, d0) for sym in ("LONG", "KEEP")}
     exits: list[str] = []
     for night in range(2):
         book, events, exits = record_calls(

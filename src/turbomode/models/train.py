@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,13 +363,7 @@ def train_all(
 
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        if settings.compute.ray_address:
-            ray.init(address=settings.compute.ray_address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(settings):
         remote = ray.remote(
             num_cpus=settings.compute.cpus_per_task,
             num_gpus=settings.compute.gpus_per_task,
@@ -426,11 +421,27 @@ def train_all(
                 r = TaskResult(task.sector, task.horizon, ok=False, error=f"worker failed: {exc}")
             results.append(r)
             done(r)
-    finally:
-        if started_here:
-            ray.shutdown()
     event(log, "train.done", ok=sum(r.ok for r in results), failed=sum(not r.ok for r in results))
     return results
+
+
+@contextmanager
+def ray_session(settings: Settings) -> Iterator[None]:
+    """Use the running Ray, or start one (``compute.ray_address`` or local) and stop it after:
+    a caller looping over models keeps one session instead of paying start-up each time."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        if settings.compute.ray_address:
+            ray.init(address=settings.compute.ray_address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def saved_model_dirs(out_dir: Path | str, horizons: Sequence[int]) -> dict[str, Path]:

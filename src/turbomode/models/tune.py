@@ -48,6 +48,7 @@ from turbomode.models.ensemble import (
     balanced_weights,
 )
 from turbomode.models.evaluation import rank_ic, score_from_proba
+from turbomode.models.train import ray_session
 from turbomode.models.validation import (
     Fold,
     WalkForward,
@@ -242,25 +243,6 @@ class TuneResult:
     n_errors: int = 0
     folds: list[dict[str, Any]] = field(default_factory=list)
     """Fold bounds (:meth:`Fold.summary`): every scored date lies in a ``test_*`` range."""
-
-
-@contextmanager
-def ray_session(settings: Settings) -> Iterator[None]:
-    """Use the running Ray, or start one (``compute.ray_address`` or local) and stop it after:
-    a caller looping over models keeps one session instead of paying start-up each time."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        if settings.compute.ray_address:
-            ray.init(address=settings.compute.ray_address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
 
 
 @contextmanager
