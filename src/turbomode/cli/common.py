@@ -4,6 +4,8 @@ error handler, the consoles, and the small helpers more than one group uses."""
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -20,8 +22,19 @@ from turbomode.errors import TurboModeError
 from turbomode.redaction import redact
 from turbomode.workspace import with_data_dir
 
-console = Console()
-err = Console(stderr=True)
+# Piped or logged output is as wide as its lines: rich would cut tables at 80 columns, and an
+# identifier cut to "202612…" is useless. COLUMNS, when set, still decides.
+PIPED_WIDTH = 240
+
+
+def _width(stream: Any) -> int | None:
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return PIPED_WIDTH
+
+
+console = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 # What a command reports in one line through :func:`fail` rather than as a traceback: the
 # platform's own errors, bad values, and the OS's file and network errors (a --data-dir that
 # is a file, a missing or unreadable path, a refused connection).
