@@ -45,8 +45,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_serving.py
 
 ## Headless Chromium and chromedriver for the dashboard test (Debian; skipped when present).
+## As root, missing packages are installed system-wide with apt-get, announced first;
+## SKIP_BROWSER=1 leaves the system alone (the browser test then skips).
 browser:
-	serving/install_browser.sh
+	@serving/install_browser.sh
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv: the dev install's extras and the
 ## images' `cluster` extra, resolved together.
