@@ -4,8 +4,10 @@ error handler, the consoles, and the small helpers more than one group uses."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -109,11 +111,34 @@ def progress_bar(transient: bool) -> Progress:
     )
 
 
+def stage_lines(what: str) -> Callable[[str], None]:
+    """A callback that prints each stage of a long step as a line on stderr, with the seconds
+    since the step began: a newcomer sees it working, and a log shows where the time went."""
+    start = time.perf_counter()
+
+    def stage(name: str) -> None:
+        err.print(f"{what}: {name} ({time.perf_counter() - start:.0f} s)", highlight=False)
+
+    return stage
+
+
 def print_frame(frame: Any, title: str) -> None:
-    """A data frame as a table, floats to three decimals."""
-    table = Table(title=title)
+    """A data frame as a table, floats to three decimals, missing values blank; cells wrap
+    rather than being cut."""
+    table = Table(title=escape(title))
     for col in frame.columns:
-        table.add_column(str(col))
+        table.add_column(escape(str(col)), overflow="fold")
     for rec in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rec))
+        table.add_row(*(_cell(v) for v in rec))
     console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else escape(str(value))
+
+
+def print_json(value: Any) -> None:
+    """What a listing command prints with --json: plain JSON on stdout, dates as strings."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")

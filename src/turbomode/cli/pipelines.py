@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,7 @@ from turbomode.cli.common import (
     fail,
     global_options,
     handles_errors,
+    print_json,
     settings_from,
 )
 from turbomode.cli.serve import DEFAULT_PORT
@@ -54,17 +55,31 @@ def _known(name: str) -> str:
 
 
 @pipelines_app.command("list")
-def list_pipelines() -> None:
+def list_pipelines(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
     """Every pipeline with its run parameters and compiled file."""
     from turbomode.pipelines.definitions import PIPELINES
     from turbomode.pipelines.runs import parameter_types
 
+    rows: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "what": info.description,
+            "parameters": parameter_types(name),
+            "file": f"pipelines/{name}.yaml",
+        }
+        for name, info in PIPELINES.items()
+    ]
+    if as_json:
+        print_json(rows)
+        return
     table = Table(title="pipelines")
     for col in ("name", "what", "parameters", "file"):
-        table.add_column(col)
-    for name, info in PIPELINES.items():
-        params = ", ".join(parameter_types(name))
-        table.add_row(name, escape(info.description), params, f"pipelines/{name}.yaml")
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        params = ", ".join(row["parameters"])
+        table.add_row(row["name"], escape(row["what"]), params, row["file"])
     console.print(table)
 
 
