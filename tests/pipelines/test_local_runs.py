@@ -146,6 +146,19 @@ def test_status_after_the_runs_is_all_fresh(
     assert doc["pending_outcomes"] >= 0 and doc["last_retrain"] is None
 
 
+def test_a_scan_dated_before_the_last_one_is_refused_before_scoring(
+    scans: tuple[LocalRun, LocalRun], config: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["scan", "--date", PAST_DAY], env={"TURBOMODE_CONFIG": str(config)}
+    )
+    assert result.exit_code == 2, result.output
+    assert f"scan date {PAST_DAY} is before the latest recorded scan {LAST_DAY}" in result.output
+    # Refused by the scan itself, before scoring; not by the store after it (which names a
+    # function where a command belongs).
+    assert "turbomode replay" in result.output and "delete_run" not in result.output
+
+
 def test_the_outcome_loop_tracks_samples_and_retrains(
     scans: tuple[LocalRun, LocalRun], config: Path
 ) -> None:

@@ -168,6 +168,7 @@ class _RunnerLog(io.TextIOBase):
         self.on_step = on_step
         self.outside = outside
         self.echo = echo
+        self.colour = outside.isatty()
         self.partial = ""
         self.step: str | None = None
         self.started = 0.0
@@ -181,8 +182,8 @@ class _RunnerLog(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        if self.echo:
-            self.outside.write(text)
+        if self.echo:  # colour codes only for a terminal
+            self.outside.write(text if self.colour else _ANSI.sub("", text))
         *lines, self.partial = (self.partial + text).split("\n")
         for line in lines:
             self._line(_ANSI.sub("", line))
