@@ -93,6 +93,13 @@ def test_features_behind_the_clean_store_are_flagged_stale(data: Path) -> None:
     # The online store holds what the offline tables hold: level with them, not stale.
     assert checks["online store"]["state"] == "ok"
     assert doc["online_last_bar"] == doc["offline_last_bar"]
+    # No scan yet: missing, and the scan is what fixes it.
+    assert checks["last scan"] == {
+        "part": "last scan",
+        "state": "missing",
+        "detail": "no last scan yet",
+        "fix": "turbomode scan",
+    }
 
 
 def test_next_cron_follows_cron_rules_in_the_schedules_timezone() -> None:

@@ -134,6 +134,7 @@ def platform_status(settings: Settings, now: datetime | None = None) -> Platform
             status.online_last_bar,
             "the online store",
             "turbomode scan",
+            label="scan of",
         )
     )
 

@@ -138,6 +138,8 @@ def test_status_after_the_runs_is_all_fresh(
     assert {c["state"] for c in doc["checks"]} == {"ok"}
     bars = (doc["clean_last_bar"], doc["offline_last_bar"], doc["online_last_bar"])
     assert bars == (LAST_DAY,) * 3 and doc["last_scan"] == LAST_DAY
+    scan = next(c for c in doc["checks"] if c["part"] == "last scan")
+    assert scan["detail"] == f"scan of {LAST_DAY}"
     production = {m["key"]: m for m in doc["models"] if m["version"]}
     assert len(production) == trained.steps["promote"].metrics["keys_in_production"]
     for key, model in production.items():
