@@ -18,11 +18,12 @@ setup: $(STAMP)
 
 ## The pipelines on the default synthetic data, through KFP's local runner: training (ingest →
 ## features into Feast → online store → train, evaluate and gate all 33 sector × horizon
-## ensembles on Ray → promote), then the nightly scan; then tonight's signals.
+## ensembles on Ray → promote), then the nightly scan; then tonight's strongest signals. One line
+## per step; KFP's own logs are under data/kfp/<run>/logs (--verbose shows them).
 run: setup
-	$(BIN)/turbomode pipelines run-local training
-	$(BIN)/turbomode pipelines run-local nightly-scan
-	$(BIN)/turbomode signals
+	@$(BIN)/turbomode pipelines run-local training
+	@$(BIN)/turbomode pipelines run-local nightly-scan
+	@$(BIN)/turbomode signals --top 3
 
 ## Lint, type-check and the whole test suite.
 test: setup lint tools browser
@@ -45,8 +46,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_serving.py
 
 ## Headless Chromium and chromedriver for the dashboard test (Debian; skipped when present).
+## As root, missing packages are installed system-wide with apt-get, announced first;
+## SKIP_BROWSER=1 leaves the system alone (the browser test then skips).
 browser:
-	bash tools/install_browser.sh
+	@bash tools/install_browser.sh
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv: the dev install's extras and the
 ## images' `cluster` extra, resolved together.

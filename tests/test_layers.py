@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("outcomes", "research", "smart"),
     ("backtest",),
     ("wallet",),
+    ("status",),
     ("serving", "pipelines"),
     ("cli", "__main__"),
 )

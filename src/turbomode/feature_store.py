@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -139,11 +140,23 @@ def redis_connection_string(url: str) -> str:
     return ",".join(parts)
 
 
+# Importing Feast turns every DeprecationWarning on (``simplefilter("once")``); these come from
+# the libraries under it, are about their APIs, and are nothing a TurboMode user can act on.
+DEPENDENCY_WARNINGS = (r"fetch_arrow_table\(\) is deprecated",)
+
+
+def quiet_dependency_warnings() -> None:
+    """Hide :data:`DEPENDENCY_WARNINGS`; called after Feast is imported, which would undo it."""
+    for message in DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+
+
 def repo_config(settings: Settings, profile: Profile | None = None) -> RepoConfig:
     """The RepoConfig for a profile, built from settings (the YAML files in ``feature_repo/``
     are the same configuration for the ``feast`` command line)."""
     from feast.repo_config import RepoConfig
 
+    quiet_dependency_warnings()
     profile = profile or settings.features.profile
     root = feast_dir(settings)
     root.mkdir(parents=True, exist_ok=True)
@@ -732,7 +745,10 @@ def _increment_since(
 
 
 def build(
-    settings: Settings, profile: Profile | None = None, full: bool = False
+    settings: Settings,
+    profile: Profile | None = None,
+    full: bool = False,
+    on_stage: Callable[[str], None] | None = None,
 ) -> tuple[Any, FeatureStore]:
     """Clean store → features → offline tables → definitions applied. Returns the feature
     report (what was computed, short histories, absent market series) and the store.
@@ -741,7 +757,8 @@ def build(
     computed, from the trailing ``features.incremental_lookback`` bars
     (:mod:`turbomode.features.incremental`), checked against the stored values on the dates
     before them, and appended; anything else (``full``, a first build, a revised history, a
-    changed registry, a failed check) rebuilds everything."""
+    changed registry, a failed check) rebuilds everything. ``on_stage`` hears each stage as
+    it starts (a full build takes tens of seconds)."""
     import json
 
     from turbomode.data.ingest import load_clean
@@ -750,7 +767,9 @@ def build(
     from turbomode.io import atomic_write_text
     from turbomode.job_metrics import job_metrics
 
+    stage = on_stage or (lambda _name: None)
     with job_metrics("features_build", settings.stores.pushgateway_url) as metrics:
+        stage("reading the clean store")
         md = load_clean(settings)
         sectors = md.universe.sector_map()
         layout = FeatureLayout.from_registry()
@@ -765,6 +784,7 @@ def build(
             mode, rows = "current", 0
             report = FeatureReport(0, 0, 0, names, mode="current")
         elif since is not None:
+            stage(f"computing the features of the dates from {since:%Y-%m-%d}")
             inc = build_increment(md.prices, md.market, sectors, since, lookback, macro=md.macro)
             bad = (
                 compare(
@@ -786,7 +806,10 @@ def build(
         if mode == "full":
             # no manifest while the tables are replaced: a crash half-way means a full build
             (feast_dir(settings) / "offline" / MANIFEST).unlink(missing_ok=True)
+            n_symbols = md.prices["symbol"].nunique()
+            stage(f"computing {len(names)} features for {n_symbols} symbols ({why or 'full'})")
             result = build_features(md.prices, md.market, sectors, macro=md.macro)
+            stage("writing the offline tables")
             write_offline_tables(result.frame, settings, layout)
             rows, report = len(result.frame), result.report
             last = pd.Timestamp(result.frame["date"].max())
@@ -795,6 +818,7 @@ def build(
         atomic_write_text(
             json.dumps(manifest, default=str), feast_dir(settings) / "offline" / MANIFEST
         )
+        stage("applying the feature definitions")
         store = apply(settings, profile)
         metrics.rows.labels(stage="features").inc(rows)
     event(log, "features.built", rows=rows, mode=mode, reason=why or None)

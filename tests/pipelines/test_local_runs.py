@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from turbomode.cli.main import app
 from turbomode.cli.pipelines import pipelines_app
 from turbomode.features import REGISTRY
 from turbomode.models.registry import ModelRegistry
@@ -127,6 +128,39 @@ def test_nightly_scan_scores_with_the_promoted_models(
     assert scans[0].steps["scan"].metrics["signals_fresh"] > 0
 
 
+def test_status_after_the_runs_is_all_fresh(
+    trained: LocalRun, scans: tuple[LocalRun, LocalRun], config: Path
+) -> None:
+    result = CliRunner().invoke(app, ["status", "--json"], env={"TURBOMODE_CONFIG": str(config)})
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["ok"] is True, doc["checks"]
+    assert {c["state"] for c in doc["checks"]} == {"ok"}
+    bars = (doc["clean_last_bar"], doc["offline_last_bar"], doc["online_last_bar"])
+    assert bars == (LAST_DAY,) * 3 and doc["last_scan"] == LAST_DAY
+    scan = next(c for c in doc["checks"] if c["part"] == "last scan")
+    assert scan["detail"] == f"scan of {LAST_DAY}"
+    production = {m["key"]: m for m in doc["models"] if m["version"]}
+    assert len(production) == trained.steps["promote"].metrics["keys_in_production"]
+    for key, model in production.items():
+        assert model["version"] == artifact(trained, "promote", "production")[key]
+        assert model["oot_rank_ic"] > 0 and 0 <= model["age_days"] < 1
+    assert doc["pending_outcomes"] >= 0 and doc["last_retrain"] is None
+
+
+def test_a_scan_dated_before_the_last_one_is_refused_before_scoring(
+    scans: tuple[LocalRun, LocalRun], config: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["scan", "--date", PAST_DAY], env={"TURBOMODE_CONFIG": str(config)}
+    )
+    assert result.exit_code == 2, result.output
+    assert f"scan date {PAST_DAY} is before the latest recorded scan {LAST_DAY}" in result.output
+    # Refused by the scan itself, before scoring; not by the store after it (which names a
+    # function where a command belongs).
+    assert "turbomode replay" in result.output and "delete_run" not in result.output
+
+
 def test_the_outcome_loop_tracks_samples_and_retrains(
     scans: tuple[LocalRun, LocalRun], config: Path
 ) -> None:
@@ -146,7 +180,7 @@ def test_the_outcome_loop_tracks_samples_and_retrains(
     assert retrained.steps["retrain"].metrics["n_new_samples"] == added
 
 
-def test_run_local_command_prints_each_steps_figures(
+def test_run_local_command_prints_one_line_per_step_and_keeps_the_logs(
     trained: LocalRun, config: Path, tmp_path: Path
 ) -> None:
     result = CliRunner().invoke(
@@ -155,15 +189,56 @@ def test_run_local_command_prints_each_steps_figures(
         env={"TURBOMODE_CONFIG": str(config)},
     )
     assert result.exit_code == 0, result.output
-    assert "generate-samples" in result.output and "candidates=" in result.output
-    assert len(list(tmp_path.glob("turbomode-weekly-samples-*/generate-samples"))) == 1
+    lines = result.output.splitlines()
+    assert [ln for ln in lines if "generate-samples" in ln and "candidates=" in ln]
+    # The runner's executor JSON went to the step's log, not here.
+    assert "executor_input" not in result.output and "KFP Executor" not in result.output
+    assert len(lines) <= 8, result.output
+    assert "turbomode status" in result.output and "/dashboard" in result.output
+    (run_dir,) = tmp_path.glob("turbomode-weekly-samples-*")
+    assert (run_dir / "generate-samples").is_dir()
+    log = (run_dir / "logs" / "generate-samples.log").read_text()
+    assert "Executing task 'generate-samples'" in log and "finished with status SUCCESS" in log
 
 
-def test_a_failing_step_fails_the_command(config: Path, tmp_path: Path) -> None:
+def test_verbose_shows_the_runners_log(config: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         pipelines_app,
-        ["run-local", "outcomes", "--root", str(tmp_path), "--param", "as_of=someday"],
+        ["run-local", "weekly-samples", "--root", str(tmp_path), "--verbose"],
         env={"TURBOMODE_CONFIG": str(config)},
     )
-    assert result.exit_code == 2
-    assert "turbomode-outcomes" in result.output and "track-outcomes" in result.output
+    assert result.exit_code == 0, result.output
+    assert "KFP Executor" in result.output and "finished with status SUCCESS" in result.output
+
+
+def test_the_summary_says_what_was_promoted_and_what_to_do_next(
+    trained: LocalRun, scans: tuple[LocalRun, LocalRun], config: Path
+) -> None:
+    from turbomode.cli.pipelines import run_summary
+    from turbomode.config import load_settings
+
+    settings = load_settings(config)
+    promoted = int(trained.steps["promote"].metrics["promoted"])
+    text = "\n".join(run_summary(trained, settings))
+    assert f"gate: {promoted} of 2 task(s) promoted" in text
+    run_id = artifact(trained, "train", "run")["run_id"]
+    assert f"turbomode evaluate --run {run_id}" in text
+    assert str(config.parent / "data" / "reports" / f"train_{run_id}.md") in text
+    night = "\n".join(run_summary(scans[0], settings))
+    fresh = int(scans[0].steps["scan"].metrics["signals_fresh"])
+    assert f"scan of {PAST_DAY}: " in night and f"{fresh} fresh signal(s)" in night
+    assert "turbomode serve" in night and "http://127.0.0.1:3000/dashboard" in night
+
+
+def test_a_failing_step_fails_the_command_with_its_last_log_lines(tmp_path: Path) -> None:
+    """A fresh data directory: the outcome tracker has no clean store to read."""
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path / "data"), "pipelines", "run-local", "outcomes"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "failed at step 'track-outcomes'" in result.output
+    assert "no clean store at" in result.output and "run `turbomode ingest` first" in result.output
+    (log,) = (tmp_path / "data" / "kfp").glob("turbomode-outcomes-*/logs/track-outcomes.log")
+    assert f"full log: {log}" in result.output.replace("\n", "")
+    assert "no clean store at" in log.read_text()
+    assert len(result.output.splitlines()) <= 25, result.output

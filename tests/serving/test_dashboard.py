@@ -182,6 +182,19 @@ def test_overview_counts_match_the_api_and_the_nav_switches_pages(
         numbers = [e.text for e in card.find_elements("css selector", ".n")]
         assert numbers == [str(n_buy), str(n_sell)], cap
     assert f"Scan of {signals['scan_date']}" in browser.find_element("id", "status").text
+    # The platform's state, from the same function as `turbomode status`.
+    status = server.get("/status").json()
+    shown = {
+        row.get_attribute("data-part"): row.get_attribute("data-state")
+        for row in browser.find_elements("css selector", "#platform tr[data-part]")
+    }
+    assert shown == {c["part"]: c["state"] for c in status["checks"]}
+    heading = browser.find_element("css selector", "#platform h3").text
+    assert heading == (
+        "Platform: all well"
+        if status["ok"]
+        else f"Platform: {len([c for c in status['checks'] if c['state'] != 'ok'])} problem(s)"
+    )
     screenshot(browser, "overview")
 
     before = renders(browser)

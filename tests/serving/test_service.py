@@ -321,7 +321,15 @@ def test_openapi_documents_every_route_and_status(server: Server) -> None:
     paths = spec["paths"]
     for route in ("/predict", "/predict_batch", "/predict_features", "/admin/reload"):
         assert "post" in paths[route], route
-    for route in ("/signals", "/signals/{symbol}", "/sectors", "/models", "/health", "/metrics"):
+    for route in (
+        "/signals",
+        "/signals/{symbol}",
+        "/sectors",
+        "/models",
+        "/status",
+        "/health",
+        "/metrics",
+    ):
         assert "get" in paths[route], route
     for route in ("/readyz", "/livez"):
         assert route in paths

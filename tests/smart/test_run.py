@@ -401,9 +401,12 @@ def test_smart_scan_applies_measured_modifier_rules(
     assert any(n.startswith("modifier rules: 1 of 1 active on 8 trades") for n in result.notes)
     fn = next(s for s in result.signals if s.symbol == "FN01")
     assert fn.modifiers == () and fn.taken
-    # A past night would be judged on the online store's newer features: refused.
+    # A past night would be judged on the online store's newer features: refused, before
+    # any work — even before looking for that night's scan.
     with pytest.raises(SmartRunError, match="back-dated smart-scan"):
         run_smart_scan(settings, as_of=it.signal_date, rules_path=rules)
+    with pytest.raises(SmartRunError, match="back-dated smart-scan"):
+        run_smart_scan(settings, as_of=D("1990-01-02"), rules_path=rules)
 
 
 def test_smart_scan_without_a_scan_is_a_clear_error(settings: Settings) -> None:

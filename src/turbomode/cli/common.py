@@ -4,6 +4,10 @@ error handler, the consoles, and the small helpers more than one group uses."""
 from __future__ import annotations
 
 import functools
+import json
+import os
+import sys
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -20,8 +24,19 @@ from turbomode.errors import TurboModeError
 from turbomode.redaction import redact
 from turbomode.workspace import with_data_dir
 
-console = Console()
-err = Console(stderr=True)
+# Piped or logged output is as wide as its lines: rich would cut tables at 80 columns, and an
+# identifier cut to "202612…" is useless. COLUMNS, when set, still decides.
+PIPED_WIDTH = 240
+
+
+def _width(stream: Any) -> int | None:
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return PIPED_WIDTH
+
+
+console = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 # What a command reports in one line through :func:`fail` rather than as a traceback: the
 # platform's own errors, bad values, and the OS's file and network errors (a --data-dir that
 # is a file, a missing or unreadable path, a refused connection).
@@ -96,11 +111,34 @@ def progress_bar(transient: bool) -> Progress:
     )
 
 
+def stage_lines(what: str) -> Callable[[str], None]:
+    """A callback that prints each stage of a long step as a line on stderr, with the seconds
+    since the step began: a newcomer sees it working, and a log shows where the time went."""
+    start = time.perf_counter()
+
+    def stage(name: str) -> None:
+        err.print(f"{what}: {name} ({time.perf_counter() - start:.0f} s)", highlight=False)
+
+    return stage
+
+
 def print_frame(frame: Any, title: str) -> None:
-    """A data frame as a table, floats to three decimals."""
-    table = Table(title=title)
+    """A data frame as a table, floats to three decimals, missing values blank; cells wrap
+    rather than being cut."""
+    table = Table(title=escape(title))
     for col in frame.columns:
-        table.add_column(str(col))
+        table.add_column(escape(str(col)), overflow="fold")
     for rec in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rec))
+        table.add_row(*(_cell(v) for v in rec))
     console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else escape(str(value))
+
+
+def print_json(value: Any) -> None:
+    """What a listing command prints with --json: plain JSON on stdout, dates as strings."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")

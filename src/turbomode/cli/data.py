@@ -14,7 +14,14 @@ import typer
 import yaml
 from rich.table import Table
 
-from turbomode.cli.common import console, err, handles_errors, progress_bar, settings_from
+from turbomode.cli.common import (
+    console,
+    handles_errors,
+    print_json,
+    progress_bar,
+    settings_from,
+    stage_lines,
+)
 from turbomode.cli.smart import curate_command
 from turbomode.errors import TurboModeError
 from turbomode.redaction import redact
@@ -172,6 +179,7 @@ def universe_show(
     sector: Annotated[str | None, typer.Option("--sector", help="Only this GICS sector.")] = None,
     cap: Annotated[str | None, typer.Option("--cap", help="large, mid or small.")] = None,
     on: Annotated[str | None, typer.Option("--on", help="Members on this date only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Show the ingested universe: counts per sector and cap class, or a filtered list."""
     from turbomode.data.universe import Universe
@@ -183,6 +191,9 @@ def universe_show(
     uni = Universe.read(directory, settings.universe)
     if sector is None and cap is None and on is None:
         summary = uni.summary()
+        if as_json:
+            print_json(summary.reset_index().to_dict(orient="records"))
+            return
         table = Table(title=f"Universe: {len(uni)} symbols")
         table.add_column("sector")
         for col in summary.columns:
@@ -195,6 +206,9 @@ def universe_show(
     if on is not None:
         chosen &= set(uni.members_on(on))
     m = uni.members[uni.members["symbol"].isin(chosen)]
+    if as_json:
+        print_json(m[["symbol", "name", "sector", "cap_class", "tier"]].to_dict(orient="records"))
+        return
     table = Table(title=f"{len(m)} symbols")
     for col in ("symbol", "name", "sector", "cap_class", "tier"):
         table.add_column(col)
@@ -223,11 +237,12 @@ def features_build(
     apply the definitions. When the clean store only gained new dates since the last build,
     only those are computed (from the trailing features.incremental_lookback bars) and
     appended."""
+    stage = stage_lines("features")
+    stage("loading Feast")
     from turbomode.feature_store import build
 
     settings = settings_from(ctx)
-    with err.status("building features"):
-        report, _store = build(settings, profile.value if profile else None, full=full)
+    report, _store = build(settings, profile.value if profile else None, full=full, on_stage=stage)
     if report.mode == "current":
         console.print("features are current: no new dates in the clean store since the last build")
         return
@@ -260,6 +275,7 @@ def features_materialize(
 @handles_errors
 def features_list(
     group: Annotated[str | None, typer.Option("--group", help="Only this group.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the features as JSON.")] = False,
 ) -> None:
     """The feature registry: name, group, description and the market series each needs."""
     from turbomode.features.registry import REGISTRY, select_features
@@ -269,6 +285,9 @@ def features_list(
     if group is not None:
         REGISTRY.names(group)  # validates the group name
         frame = frame[frame["group"] == group]
+    if as_json:
+        print_json(frame.to_dict(orient="records"))
+        return
     table = Table(title=f"{len(frame)} features")
     for col in ("name", "group", "description", "needs"):
         table.add_column(col)

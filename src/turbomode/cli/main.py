@@ -20,6 +20,7 @@ from turbomode.cli.research import research_command
 from turbomode.cli.scan import NO_NEW_BAR_EXIT, scan_command, signals_command
 from turbomode.cli.serve import serve_command
 from turbomode.cli.smart import ranking_app, smart_scan_command
+from turbomode.cli.status import status_command
 from turbomode.cli.tune import tune_command
 from turbomode.cli.wallet import wallet_app
 
@@ -88,6 +89,7 @@ app.command("evaluate")(evaluate_command)
 app.command("scan")(scan_command)
 app.command("drift")(drift_command)
 app.command("signals")(signals_command)
+app.command("status")(status_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

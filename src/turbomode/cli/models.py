@@ -15,7 +15,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli.common import console, handles_errors, print_frame, progress_bar, settings_from
+from turbomode.cli.common import (
+    console,
+    handles_errors,
+    print_frame,
+    print_json,
+    progress_bar,
+    settings_from,
+)
 from turbomode.errors import TurboModeError
 from turbomode.models.registry import ModelRegistry
 from turbomode.workspace import Workspace
@@ -38,23 +45,92 @@ def _registry(ctx: typer.Context, family: str) -> ModelRegistry:
 
 @models_app.command("list")
 @handles_errors
-def list_models(ctx: typer.Context, family: FamilyOption = "turbomode") -> None:
+def list_models(
+    ctx: typer.Context,
+    family: FamilyOption = "turbomode",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
     """Every model key with its production version and how many versions are kept."""
     registry = _registry(ctx, family)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in registry.list_keys():
         versions = registry.list_versions(key)
-        rows.append((key, registry.production(key), len(versions), versions[-1:]))
+        rows.append(
+            {
+                "key": key,
+                "production": registry.production(key),
+                "versions": len(versions),
+                "latest": versions[-1] if versions else None,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
     if not rows:
         console.print(f"no models in {escape(registry.root)} (family {escape(family)})")
         return
     table = Table(title=f"models in {escape(registry.root)} ({escape(family)})")
-    table.add_column("key")
-    table.add_column("production")
+    table.add_column("key", overflow="fold")
+    table.add_column("production", overflow="fold")
     table.add_column("versions", justify="right")
-    table.add_column("latest")
-    for key, prod, count, latest in rows:
-        table.add_row(escape(key), prod or "—", str(count), latest[0] if latest else "—")
+    table.add_column("latest", overflow="fold")
+    for row in rows:
+        table.add_row(
+            escape(row["key"]), row["production"] or "—", str(row["versions"]), row["latest"] or "—"
+        )
+    console.print(table)
+    console.print("every version of a key: turbomode models versions KEY", highlight=False)
+
+
+@models_app.command("versions")
+@handles_errors
+def list_versions(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help='Model key, e.g. "Information Technology/1d".')],
+    family: FamilyOption = "turbomode",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """Every kept version of a key, oldest first: when it was registered, its out-of-time rank
+    IC, the gate's decision, and which one is production."""
+    registry = _registry(ctx, family)
+    versions = registry.list_versions(key)
+    if not versions:
+        raise TurboModeError(
+            f"no versions of {key!r} in {registry.root}; the keys there: turbomode models list"
+        )
+    production = registry.production(key)
+    rows: list[dict[str, Any]] = []
+    for version in versions:
+        meta = registry.manifest(key, version)
+        gate: dict[str, Any] = meta["gate"] if isinstance(meta.get("gate"), dict) else {}
+        ensemble = (meta.get("metrics") or {}).get("ensemble") or {}
+        rows.append(
+            {
+                "version": version,
+                "production": version == production,
+                "registered_at": meta.get("registered_at"),
+                "run_id": meta.get("run_id"),
+                "rank_ic": (ensemble.get("rank_ic") or {}).get("mean_ic"),
+                "gate": gate.get("decision"),
+                "gate_rule": gate.get("deciding_rule"),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{escape(key)}: {len(rows)} version(s)")
+    for col in ("version", "production", "registered", "out-of-time rank IC", "gate", "rule"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        ic = row["rank_ic"]
+        table.add_row(
+            row["version"],
+            "yes" if row["production"] else "",
+            str(row["registered_at"] or ""),
+            "" if ic is None else f"{ic:.3f}",
+            escape(str(row["gate"] or "")),
+            escape(str(row["gate_rule"] or "")),
+        )
     console.print(table)
 
 
@@ -132,13 +208,26 @@ def promote(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="Model key.")],
     version: Annotated[str, typer.Argument(help="Version id to make production.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even a version the gate rejected.")
+    ] = False,
     family: FamilyOption = "turbomode",
 ) -> None:
-    """Verify a version's checksums and make it production (the old one stays for rollback)."""
+    """Verify a version's checksums and make it production (the old one stays for rollback).
+    A version the gate rejected is refused unless --force."""
     registry = _registry(ctx, family)
+    found = registry.manifest(key, version).get("gate")  # an unknown version: names the command
+    gate: dict[str, Any] = found if isinstance(found, dict) else {}
+    decision = gate.get("decision")
+    if decision is not None and decision != "promote" and not force:
+        raise TurboModeError(
+            f"the gate rejected {key!r} version {version} ({_gate_line(gate)}); "
+            "promote it anyway with --force"
+        )
     before = registry.production(key)
     registry.promote(key, version)
-    console.print(f"{escape(key)}: production {before or '—'} → {version}")
+    note = f" (the gate had {decision} it; forced)" if decision not in (None, "promote") else ""
+    console.print(f"{escape(key)}: production {before or '—'} → {version}{escape(note)}")
 
 
 @models_app.command()
@@ -193,8 +282,6 @@ def evaluate_command(
 ) -> None:
     """Show a training run's out-of-time evaluation: every (sector, horizon) beside the
     majority, prior and momentum baselines (also written as JSON and Markdown)."""
-    import pandas as pd
-
     settings = settings_from(ctx)
     path = Workspace.of(settings).reports_dir / f"train_{run_id}.json"
     if not path.exists():
@@ -203,8 +290,47 @@ def evaluate_command(
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
-    table = pd.DataFrame(payload["evaluation"])
-    print_frame(
-        table.drop(columns=[c for c in ("error",) if c in table]), f"Run {payload['run_id']}"
+    table = honest_table(payload)
+    model = ", ".join(
+        sorted({str(r["model"]) for r in payload["evaluation"]} - BASELINES - {"FAILED"})
     )
-    console.print(f"markdown: {path.with_suffix('.md')}")
+    print_frame(table, f"Run {payload['run_id']}: {model or 'no model'} beside the baselines")
+    console.print(
+        "rank IC: mean daily rank correlation of the score with the next return (IC t: its "
+        "t-statistic); balanced accuracy (bal. acc.) over BUY / HOLD / SELL, 1/3 is chance. "
+        "All metrics: "
+        f"--json or {path.with_suffix('.md')}",
+        highlight=False,
+    )
+
+
+# The naive baselines every model is measured beside, on the same rows.
+BASELINES = frozenset({"majority", "prior", "momentum"})
+
+
+def honest_table(payload: dict[str, Any]) -> Any:
+    """The evaluation of a training report as one row per (sector, horizon): the model's rank
+    IC and balanced accuracy beside each baseline's, and the gate's decision."""
+    import pandas as pd
+
+    gates = payload.get("gates", {})
+    rows = []
+    by_key: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for r in payload["evaluation"]:
+        by_key.setdefault((r["sector"], int(r["horizon"])), {})[str(r["model"])] = r
+    for (sector, horizon), models in sorted(by_key.items()):
+        base = {k: v for k, v in models.items() if k in BASELINES}
+        own = next((v for k, v in models.items() if k not in BASELINES), {})
+        gate = gates.get(f"{sector}/{horizon}d", {})
+        row: dict[str, Any] = {"sector": sector, "horizon": f"{horizon}d"}
+        row["rank IC"] = own.get("rank_ic")
+        row["IC t"] = own.get("ic_t")
+        for name in sorted(base):
+            row[f"rank IC\n{name}"] = base[name].get("rank_ic")
+        row["balanced\naccuracy"] = own.get("balanced_accuracy")
+        for name in sorted(base):
+            row[f"bal. acc.\n{name}"] = base[name].get("balanced_accuracy")
+        failed = own.get("model") == "FAILED"
+        row["gate"] = "failed" if failed else gate.get("decision", "—")
+        rows.append(row)
+    return pd.DataFrame(rows)

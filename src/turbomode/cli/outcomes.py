@@ -37,11 +37,13 @@ def track(
     from turbomode.outcomes.track import track_outcomes
 
     res = track_outcomes(settings_from(ctx), as_of=parse_day(as_of, "--date"))
-    hits = res.resolved["correct"].mean() if res.n_resolved else float("nan")
+    if res.n_resolved:
+        resolved = f"{res.n_resolved} resolved (hit rate {res.resolved['correct'].mean():.3f})"
+    else:
+        resolved = "no outcomes resolved yet"
     console.print(
         f"[bold]Outcomes as of {res.as_of}[/]: {res.registered} newly issued signal(s) "
-        f"registered, {res.n_resolved} resolved (hit rate {hits:.3f}), "
-        f"{len(res.pending)} pending"
+        f"registered, {resolved}, {len(res.pending)} pending"
     )
     for reason, n in sorted(res.reasons().items()):
         console.print(f"  pending — {escape(reason)}: {n}")

@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from turbomode.cli.common import console, fail, global_options, handles_errors, settings_from
+from turbomode.cli.common import (
+    console,
+    fail,
+    global_options,
+    handles_errors,
+    print_json,
+    settings_from,
+)
+from turbomode.cli.serve import DEFAULT_PORT
+from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.workspace import Workspace
+
+if TYPE_CHECKING:
+    from turbomode.pipelines.runs import LocalRun, StepDone
 
 pipelines_app = typer.Typer(
     help="Kubeflow pipelines: list, compile to YAML, run locally, submit to a KFP endpoint.",
@@ -43,17 +55,31 @@ def _known(name: str) -> str:
 
 
 @pipelines_app.command("list")
-def list_pipelines() -> None:
+def list_pipelines(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
     """Every pipeline with its run parameters and compiled file."""
     from turbomode.pipelines.definitions import PIPELINES
     from turbomode.pipelines.runs import parameter_types
 
+    rows: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "what": info.description,
+            "parameters": parameter_types(name),
+            "file": f"pipelines/{name}.yaml",
+        }
+        for name, info in PIPELINES.items()
+    ]
+    if as_json:
+        print_json(rows)
+        return
     table = Table(title="pipelines")
     for col in ("name", "what", "parameters", "file"):
-        table.add_column(col)
-    for name, info in PIPELINES.items():
-        params = ", ".join(parameter_types(name))
-        table.add_row(name, escape(info.description), params, f"pipelines/{name}.yaml")
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        params = ", ".join(row["parameters"])
+        table.add_row(row["name"], escape(row["what"]), params, row["file"])
     console.print(table)
 
 
@@ -94,9 +120,16 @@ def run_local_command(
         Path | None,
         typer.Option("--root", help="Where step outputs go (default: <data_dir>/kfp)."),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also print the runner's and each step's full log here."
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline here through KFP's local runner: the same components as on the
-    cluster, each in a subprocess."""
+    cluster, each in a subprocess. One line per step, then what the run did and what to do
+    next; each step's full log is kept under the run's directory."""
     from turbomode.pipelines.runs import parse_params, run_local
 
     _known(name)
@@ -106,18 +139,65 @@ def run_local_command(
     if data_dir is not None:  # the steps are subprocesses: they read it from the env
         os.environ["TURBOMODE_DATA__DATA_DIR"] = str(data_dir.resolve())
     where = root or Workspace.of(settings).kfp_dir
-    try:
-        run = run_local(name, where, config, arguments)
-    except RuntimeError as exc:  # KFP's local runner: a step that failed
-        fail(exc)
-    table = Table(title=f"{name}: {len(run.steps)} steps in {run.seconds:.0f} s")
-    table.add_column("step")
-    table.add_column("metrics")
-    for step, outputs in run.steps.items():
-        figures = ", ".join(f"{k}={v:g}" for k, v in outputs.metrics.items())
-        table.add_row(step, figures or "—")
-    console.print(table)
-    console.print(f"step outputs: {run.run_dir}")
+    console.print(f"[bold]{escape(name)}[/]: running through KFP's local runner")
+    # A failed step raises PipelineStepError: its last log lines, through the one handler.
+    run = run_local(name, where, config, arguments, on_step=_print_step, echo=verbose)
+    console.print(f"[bold]{escape(name)}[/]: {len(run.steps)} steps in {run.seconds:.0f} s")
+    for line in run_summary(run, settings):
+        console.print(line, highlight=False)
+    console.print(f"step outputs and logs: {escape(str(run.run_dir))}", highlight=False)
+
+
+def _print_step(step: StepDone) -> None:
+    """One line as each step ends: outcome, time, its first figures."""
+    mark = "[green]ok[/]    " if step.ok else "[red]failed[/]"
+    figures = " ".join(f"{k}={v:g}" for k, v in list(step.outputs.metrics.items())[:STEP_FIGURES])
+    if step.attempt > 1 or not step.ok:
+        figures = f"(try {step.attempt}) {figures}"
+    console.print(f"  {mark} {step.name:<18} {step.seconds:6.1f} s  {figures}", highlight=False)
+
+
+# Figures on a step's line (the summary and the step's outputs have the rest).
+STEP_FIGURES = 6
+
+
+def run_summary(run: LocalRun, settings: Settings) -> list[str]:
+    """What a newcomer wants after a run: what was promoted or refused and why, tonight's
+    signals, where the reports and scans are, and the commands to look at them."""
+    from turbomode.pipelines.runs import read_artifact
+
+    lines: list[str] = []
+    work = Workspace.of(settings)
+    if "evaluate-and-gate" in run.steps:
+        decisions = read_artifact(run, "evaluate-and-gate", "decisions")
+        promoted = sorted(k for k, d in decisions.items() if d["gate"]["decision"] == "promote")
+        refused: dict[str, list[str]] = {}
+        for key, d in sorted(decisions.items()):
+            if d["gate"]["decision"] != "promote":
+                refused.setdefault(str(d["gate"].get("deciding_rule") or "?"), []).append(key)
+        lines.append(f"gate: {len(promoted)} of {len(decisions)} task(s) promoted")
+        for rule, keys in sorted(refused.items(), key=lambda kv: -len(kv[1])):
+            lines.append(f"  refused {len(keys)} — {escape(rule)}: {escape(', '.join(keys))}")
+        run_id = read_artifact(run, "train", "run")["run_id"]
+        lines.append(f"report: {escape(str(work.reports_dir / f'train_{run_id}.md'))}")
+        lines.append(f"  read it: turbomode evaluate --run {run_id}")
+    if "scan" in run.steps:
+        scan = run.steps["scan"].metrics
+        doc = read_artifact(run, "scan", "signals")
+        if scan.get("new_bar") == 0:
+            lines.append(f"scan: no new bar since the scan of {doc['scan_date']}")
+        else:
+            lines.append(
+                f"scan of {doc['scan_date']}: {scan['scored']:g}/{scan['symbols']:g} symbols "
+                f"scored, {scan['signals_fresh']:g} fresh signal(s), {scan['signals_active']:g} "
+                f"active, {scan['missing_models']:g} sector/horizon(s) without a production model"
+            )
+        lines.append(f"scans: {escape(str(work.scans_dir))}")
+    lines.append(
+        "next: turbomode signals · turbomode status · turbomode serve, then open "
+        f"http://127.0.0.1:{DEFAULT_PORT}/dashboard"
+    )
+    return lines
 
 
 @pipelines_app.command("submit")

@@ -14,7 +14,7 @@ from turbomode.cli.common import (
     console,
     err,
     handles_errors,
-    print_frame,
+    print_json,
     progress_bar,
     settings_from,
 )
@@ -31,7 +31,7 @@ def scan_command(
     date: Annotated[
         str | None, typer.Option("--date", help="Scan date, YYYY-MM-DD (default: newest bar).")
     ] = None,
-    top: Annotated[int, typer.Option("--top", help="Signals shown per cap class and side.")] = 5,
+    top: Annotated[int, typer.Option("--top", help="Signals shown per side.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print latest_scan.json.")] = False,
 ) -> None:
     """Tonight's signals: online features → production ensembles → signal rules, stop and
@@ -82,25 +82,35 @@ def _print_scan(result: Any, settings: Settings, top: int) -> None:
 
 
 def _print_signals(doc: dict[str, Any], top: int) -> None:
-    """Top signals per cap class and side with stop, target and age; the sector overview —
-    from a scan document (``latest_scan.json``)."""
+    """The strongest signals of each side with their cap class, stop, target and age; the
+    sector overview — from a scan document (``latest_scan.json``)."""
     import pandas as pd
 
-    for key in doc["missing_models"]:
-        console.print(f"[yellow]no production model[/] for {escape(key)}: no signals from it")
+    missing = doc["missing_models"]
+    if missing:
+        console.print(
+            f"[yellow]no production model[/] for {len(missing)} sector/horizon(s), so no "
+            f"signals from them: {escape(', '.join(missing))}",
+            soft_wrap=True,
+        )
     frame = pd.DataFrame(doc["signals"])
     if frame.empty:
         console.print("No active signals tonight.")
     else:
         frame = frame.sort_values("effective_confidence", ascending=False)
-        for (cap, side), rows in frame.groupby(["cap_class", "side"], sort=True):
-            table = Table(title=f"{side} — {cap} cap (top {min(top, len(rows))} of {len(rows)})")
-            for col in ("symbol", "sector", "h", "conf", "eff", "age", "close", "stop", "target"):
-                table.add_column(col)
+        for side, rows in frame.groupby("side", sort=True):
+            caps = rows["cap_class"].value_counts()
+            counts = ", ".join(f"{cap} {caps[cap]}" for cap in CAP_ORDER if cap in caps)
+            table = Table(
+                title=f"{side}: the strongest {min(top, len(rows))} of {len(rows)} ({counts})"
+            )
+            for col in SIGNAL_COLUMNS:
+                table.add_column(col, overflow="fold")
             for r in rows.head(top).itertuples():
                 table.add_row(
                     str(r.symbol),
-                    str(r.sector),
+                    escape(str(r.sector)),
+                    str(r.cap_class),
                     f"{r.horizon}d",
                     f"{r.confidence:.3f}",
                     f"{r.effective_confidence:.3f}",
@@ -111,19 +121,73 @@ def _print_signals(doc: dict[str, Any], top: int) -> None:
                 )
             console.print(table)
     if doc["sectors"]:
-        print_frame(pd.DataFrame(doc["sectors"]), "Sectors")
+        _print_sectors(doc["sectors"])
+
+
+CAP_ORDER = ("large", "mid", "small", "unknown")
+SIGNAL_COLUMNS = (
+    "symbol",
+    "sector",
+    "cap",
+    "horizon",
+    "confidence",
+    "effective",
+    "age",
+    "close",
+    "stop",
+    "target",
+)
+# The sector overview's columns: (field of the scan document, heading), in reading order.
+SECTOR_COLUMNS = (
+    ("sector", "sector"),
+    ("stance", "stance"),
+    ("n_buy", "BUY"),
+    ("n_sell", "SELL"),
+    ("net", "net"),
+    ("buy_share", "BUY share"),
+    ("mean_eff_buy", "mean effective BUY"),
+    ("mean_eff_sell", "mean effective SELL"),
+)
+
+
+def _print_sectors(sectors: list[dict[str, Any]]) -> None:
+    """Sectors from the most bullish (net BUY − SELL) to the most bearish, named columns."""
+    table = Table(
+        title="Sectors, most bullish first (bullish: ≥ 2 more BUY than SELL and ≥ 60 % BUY)"
+    )
+    for _field, heading in SECTOR_COLUMNS:
+        table.add_column(heading, overflow="fold")
+    for s in sorted(sectors, key=lambda s: (-s["net"], s["sector"])):
+        share = s.get("buy_share")
+        cells = {
+            "buy_share": "" if share is None else f"{share:.0%}",
+            "mean_eff_buy": _maybe(s.get("mean_eff_buy")),
+            "mean_eff_sell": _maybe(s.get("mean_eff_sell")),
+        }
+        table.add_row(*(cells.get(f, escape(str(s.get(f, "")))) for f, _h in SECTOR_COLUMNS))
+    console.print(table)
+
+
+def _maybe(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value:.3f}"
 
 
 @handles_errors
 def signals_command(
     ctx: typer.Context,
-    top: Annotated[int, typer.Option("--top", help="Signals shown per cap class and side.")] = 5,
+    top: Annotated[int, typer.Option("--top", help="Signals shown per side.")] = 5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the latest scan's document as JSON.")
+    ] = False,
 ) -> None:
     """Print the latest scan's signals (``latest_scan.json``) without scanning again."""
 
     from turbomode.signals.scan import latest_document
 
     doc = latest_document(settings_from(ctx))
+    if as_json:
+        print_json(doc)
+        return
     console.print(
         f"[bold]Scan {doc['scan_date']}[/]: {doc['n_scored']}/{doc['n_symbols']} symbols "
         f"scored, {doc['n_failed']} skipped, {len(doc['signals'])} active signals "

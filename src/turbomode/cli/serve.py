@@ -46,10 +46,16 @@ def server_environment(
     return env
 
 
+# The port `turbomode serve` listens on unless told otherwise (the dashboard is at /dashboard).
+DEFAULT_PORT = 3000
+
+
 @handles_errors
 def serve_command(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="HTTP port.")] = 3000,
+    port: Annotated[
+        int, typer.Option("--port", "-p", min=1, max=65535, help="HTTP port.")
+    ] = DEFAULT_PORT,
     host: Annotated[
         str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for every one).")
     ] = "127.0.0.1",

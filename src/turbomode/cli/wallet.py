@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
 from rich.table import Table
 
-from turbomode.cli.common import console, err, handles_errors, parse_day, settings_from
+from turbomode.cli.common import (
+    console,
+    err,
+    handles_errors,
+    parse_day,
+    print_json,
+    settings_from,
+)
 from turbomode.config import Settings
 from turbomode.errors import TurboModeError
 from turbomode.store import SignalStore
@@ -141,12 +148,30 @@ def report_command(
 
 @wallet_app.command("list")
 @handles_errors
-def list_command(ctx: typer.Context) -> None:
+def list_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
     """Every wallet with its rule set, last run and equity."""
     store = _store(settings_from(ctx))
-    wallets = store.wallets()
-    marks = {w.name: store.wallet_equity(w.name) for w in wallets}
-    if not wallets:
+    rows: list[dict[str, Any]] = []
+    for w in store.wallets():
+        eq = store.wallet_equity(w.name)
+        equity = float(eq["equity"].iloc[-1]) if len(eq) else w.initial_cash
+        rows.append(
+            {
+                "name": w.name,
+                "rules": w.rules,
+                "initial_cash": w.initial_cash,
+                "last_date": w.last_date,
+                "equity": equity,
+                "return": equity / w.initial_cash - 1,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
         console.print("no wallets: create one with `turbomode wallet create NAME --rules atr`")
         return
     table = Table(title="Paper wallets")
@@ -159,15 +184,13 @@ def list_command(ctx: typer.Context) -> None:
         ("return", "right"),
     ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for w in wallets:
-        eq = marks[w.name]
-        equity = float(eq["equity"].iloc[-1]) if len(eq) else w.initial_cash
+    for r in rows:
         table.add_row(
-            w.name,
-            w.rules,
-            f"{w.initial_cash:,.2f}",
-            str(w.last_date or "never"),
-            f"{equity:,.2f}",
-            f"{equity / w.initial_cash - 1:+.2%}",
+            r["name"],
+            r["rules"],
+            f"{r['initial_cash']:,.2f}",
+            str(r["last_date"] or "never"),
+            f"{r['equity']:,.2f}",
+            f"{r['return']:+.2%}",
         )
     console.print(table)

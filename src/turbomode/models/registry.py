@@ -320,7 +320,8 @@ class ModelRegistry:
             raw = self.fs.cat_file(path)
         except FileNotFoundError:
             raise VersionNotFoundError(
-                f"no complete version {version} of {key!r} in {self.root} ({self.family})"
+                f"no complete version {version} of {key!r} in {self.root} ({self.family}); "
+                f"its versions: turbomode models versions {key!r}"
             ) from None
         try:
             data: dict[str, Any] = json.loads(raw)
@@ -476,7 +477,8 @@ class ModelRegistry:
         """
         if version not in self.list_versions(key):
             raise VersionNotFoundError(
-                f"no complete version {version} of {key!r}; see list_versions"
+                f"no complete version {version} of {key!r}; its versions: "
+                f"turbomode models versions {key!r}"
             )
         self.verify(key, version)
         old = self._read_pointer(key)

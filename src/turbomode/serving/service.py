@@ -200,6 +200,13 @@ class TurboMode:
         """Production and served version of every sector × horizon model."""
         return self.core.model_status()
 
+    @web.get("/status")
+    def status(self) -> dict[str, Any]:
+        """The platform's state at a glance: what ``turbomode status --json`` prints."""
+        from turbomode.status import platform_status
+
+        return platform_status(self.core.settings).to_dict()
+
     @web.get(
         "/health",
         response_model=Health,

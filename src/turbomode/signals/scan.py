@@ -434,6 +434,13 @@ def run_scan(
                 f"{newest_bar.date()} and the last scan was {scanned[-1]}; did the ingest "
                 "receive the day's data? (pass --date to re-run a date on purpose)"
             )
+        if scanned and day.date() < scanned[-1]:
+            # Refused before any scoring: the store would refuse to write it afterwards.
+            raise ScanError(
+                f"scan date {day.date()} is before the latest recorded scan {scanned[-1]}: "
+                "scans only move forward; to re-run past nights, replay them into a fresh "
+                "directory (turbomode replay --start … --end … --work DIR)"
+            )
         todays = prices[prices["date"] == day]
         if todays.empty:
             raise ScanError(f"no prices on the scan date {day.date()} in the clean store")

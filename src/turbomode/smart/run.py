@@ -453,6 +453,13 @@ def run_smart_scan(
     from turbomode.risk.regime import regime_on
 
     h = check_horizon(settings, horizon)
+    if as_of is not None and rules_path is not None and vectors is None:
+        # The online store holds only the newest vector per symbol: a past night would be
+        # judged on later features. Refused before any of the work.
+        raise SmartRunError(
+            "modifier rules read the online store's newest features, so a back-dated "
+            f"smart-scan (--date {as_of}) cannot apply them point in time: run it without --rules"
+        )
     s = settings.smart
     with job_metrics("smart_scan", settings.stores.pushgateway_url) as metrics:
         doc = scan_document(settings, as_of)
@@ -501,14 +508,6 @@ def run_smart_scan(
         else:
             rules = _rules(settings, rules_path, trades, day, h, store, notes)
             if rules and tickers:
-                if as_of is not None and vectors is None:
-                    # The online store holds only the newest vector per symbol: a past night
-                    # would be judged on later features.
-                    raise SmartRunError(
-                        "modifier rules read the online store's newest features, so a "
-                        f"back-dated smart-scan (--date {as_of}) cannot apply them point in "
-                        "time: run it without --rules"
-                    )
                 features = _features(settings, tickers, vectors, day)
         momentum = sector_momentum(market.market, day)
         candidates = [

@@ -250,7 +250,8 @@ class ScanRepository(PositionRepository):
         if latest is not None and day < latest:
             raise StaleScanError(
                 f"scan date {day} is before the latest recorded scan {latest}: writing it would "
-                f"rewind active signals and positions; delete_run() the later scans first"
+                f"rewind active signals and positions; replay past dates into a work directory of "
+                "their own (turbomode replay --start … --end … --work DIR)"
             )
 
     def _previous_run_id(self, conn: Connection, day: date) -> int | None:

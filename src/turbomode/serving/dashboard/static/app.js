@@ -1,4 +1,5 @@
-// TurboMode signals dashboard: a static page over the service's own API (/signals, /sectors).
+// TurboMode signals dashboard: a static page over the service's own API (/signals, /sectors,
+// /status).
 // Views by URL hash: #/ overview, #/cap/<large|mid|small> (BUY and SELL tabs, top 20 by
 // effective confidence), #/sectors (bullish and bearish tabs). Refreshes every 60 s, or every
 // ?refresh=N seconds. Each finished render increments <body data-renders>.
@@ -130,8 +131,28 @@ async function renderSectors() {
   return page.scan_date;
 }
 
+// The platform's state (/status, what `turbomode status` prints): each part, then the models.
+function statusSection(status) {
+  const parts = el("table", { class: "status" },
+    el("thead", {}, el("tr", {}, ["Part", "State", "Detail", "To fix"].map((h) => el("th", { class: "text" }, h)))),
+    el("tbody", {}, status.checks.map((c) => el("tr", { dataset: { part: c.part, state: c.state } },
+      el("td", { class: "text" }, c.part),
+      el("td", { class: `text state-${c.state}` }, c.state),
+      el("td", { class: "text" }, c.detail),
+      el("td", { class: "text" }, c.state === "ok" ? "" : (c.fix || ""))))));
+  const live = status.models.filter((m) => m.version);
+  const next = status.schedules.find((s) => s.job === "nightly_scan");
+  return el("section", { id: "platform", dataset: { ok: String(status.ok) } },
+    el("h3", {}, status.ok ? "Platform: all well" : `Platform: ${status.checks.filter((c) => c.state !== "ok").length} problem(s)`),
+    parts,
+    el("p", { class: "muted" },
+      `${live.length} production model(s) of ${status.models.length} key(s). ` +
+      `Pending outcomes: ${status.pending_outcomes ?? "–"}. ` +
+      (next && next.next_run ? `Next nightly scan: ${next.next_run}.` : "")));
+}
+
 async function renderOverview() {
-  const [all, sectors] = await Promise.all([getJSON("/signals"), getJSON("/sectors")]);
+  const [all, sectors, status] = await Promise.all([getJSON("/signals"), getJSON("/sectors"), getJSON("/status")]);
   const cards = Object.entries(CAPS).map(([cap, label]) => {
     const mine = all.signals.filter((s) => s.cap_class === cap);
     const n = (side) => mine.filter((s) => s.side === side).length;
@@ -156,7 +177,8 @@ async function renderOverview() {
   view.replaceChildren(
     el("h2", {}, all.scan_date ? `Signals of the scan of ${all.scan_date}` : "No scan yet"),
     el("div", { class: "cards" }, cards),
-    el("p", { class: "muted" }, `${all.total} active signals. ${limits}`));
+    el("p", { class: "muted" }, `${all.total} active signals. ${limits}`),
+    statusSection(status));
   return all.scan_date;
 }
 
