@@ -137,7 +137,7 @@ def test_the_browser_install_says_what_it_would_do_as_root_and_can_be_skipped(
         assert found is not None
         (bin_dir / tool).symlink_to(found)
     done = subprocess.run(
-        ["bash", str(REPO / "serving" / "install_browser.sh")],
+        ["bash", str(REPO / "tools" / "install_browser.sh")],
         env={"PATH": str(bin_dir), "SKIP_BROWSER": "1"},
         capture_output=True,
         text=True,

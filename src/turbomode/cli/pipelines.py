@@ -136,16 +136,28 @@ def run_local_command(
     config, data_dir = global_options(ctx)
     arguments = parse_params(name, params or [])
     settings = settings_from(ctx)
-    if data_dir is not None:  # the steps are subprocesses: they read it from the env
-        os.environ["TURBOMODE_DATA__DATA_DIR"] = str(data_dir.resolve())
     where = root or Workspace.of(settings).kfp_dir
     console.print(f"[bold]{escape(name)}[/]: running through KFP's local runner")
-    # A failed step raises PipelineStepError: its last log lines, through the one handler.
-    run = run_local(name, where, config, arguments, on_step=_print_step, echo=verbose)
+    # The steps are subprocesses: they read --data-dir from the environment, set for the run
+    # only (a caller in the same process keeps its own).
+    previous = os.environ.get(DATA_DIR_ENV)
+    if data_dir is not None:
+        os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
+    try:
+        # A failed step raises PipelineStepError: its last log lines, through the one handler.
+        run = run_local(name, where, config, arguments, on_step=_print_step, echo=verbose)
+    finally:
+        if previous is None:
+            os.environ.pop(DATA_DIR_ENV, None)
+        else:
+            os.environ[DATA_DIR_ENV] = previous
     console.print(f"[bold]{escape(name)}[/]: {len(run.steps)} steps in {run.seconds:.0f} s")
     for line in run_summary(run, settings):
         console.print(line, highlight=False)
     console.print(f"step outputs and logs: {escape(str(run.run_dir))}", highlight=False)
+
+
+DATA_DIR_ENV = "TURBOMODE_DATA__DATA_DIR"
 
 
 def _print_step(step: StepDone) -> None:
