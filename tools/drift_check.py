@@ -8,8 +8,10 @@ the real data, read in place from ../shared/data.
 Prints, per window end, the mean over the 11 sectors of the features with a PSI over 0.1, over
 0.25 and over their usual level (the training period's own 99th percentile), the sectors that
 would alert, the unusual count of the night's cross-section, and the most unusual features.
-Feature drift only: it needs no model, so every sector is measured. No modelling choice
-depends on it.
+Feature drift needs no model, so every sector is measured. ``--score SECTOR/Hd`` also trains
+that key as ``turbomode train`` does (``models.train.train_all`` on the labelled rows through
+2019, its out-of-time window the end of 2019) and prints the prediction drift of its scores
+beside the usual level. No modelling choice depends on it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +41,7 @@ def main() -> None:
     here = Path(__file__).resolve().parents[1]
     parser.add_argument("--data", default=str(here.parent / "shared" / "data"))
     parser.add_argument("--work", default="/tmp/drift_check")
+    parser.add_argument("--score", default=None, help="a key to train and score, e.g. Energy/5d")
     args = parser.parse_args()
     t0 = time.perf_counter()
     settings = with_data_dir(
@@ -87,7 +91,64 @@ def main() -> None:
             + ", ".join(f"{f} {p:.1f}" for f, p in worst.items())
             + " |"
         )
+    if args.score:
+        score_drift(settings, md, feats, names, days, ends, args.score, Path(args.work))
     print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+def score_drift(
+    settings: Settings,
+    md: Any,
+    feats: pd.DataFrame,
+    names: list[str],
+    days: list[Any],
+    ends: list[Any],
+    key: str,
+    work: Path,
+) -> None:
+    """Train ``key`` through 2019 as training does, then its scores' PSI per 20-day window."""
+    from turbomode.labels import make_labels
+    from turbomode.models.loading import load_ensemble
+    from turbomode.models.pipeline import drift_reference, window_rows
+    from turbomode.models.train import TrainTask, train_all
+
+    sector, horizon = key.rsplit("/", 1)
+    h = int(horizon.removesuffix("d"))
+    t0 = time.perf_counter()
+    labels = make_labels(md.prices, settings.labels, sectors=md.universe.sector_map())
+    keep = [c for c in labels.columns if c.startswith(("label_", "fwd_ret_"))]
+    data = feats[feats["date"] <= TRAIN[1]].merge(
+        labels[["symbol", "date", *keep]], on=["symbol", "date"]
+    )
+    (result,) = train_all(settings, data, names, work / "models", [TrainTask(sector, h)], False)
+    if not result.ok:
+        raise SystemExit(f"training {key} failed: {result.error}")
+    ic = (result.evaluation or {}).get("rank_ic", {}).get("mean_ic")
+    ref = drift_reference(data, result, names, window_rows(data, result))
+    score = drift.Reference.from_dict(ref["score"])
+    model = load_ensemble(str(result.model_dir))
+    print(
+        f"\n{key}: trained {result.train_start} → {result.train_end}, out of time "
+        f"{result.test_start} → {result.test_end} (rank IC {ic}), "
+        f"{time.perf_counter() - t0:.0f} s; usual score PSI: night "
+        f"{score.usual.get('tonight', float('nan')):.3f}, 20 days "
+        f"{score.usual.get('20d', float('nan')):.3f}"
+    )
+    print("| 20 days ending | score PSI (20 days) | unusual? | score PSI (the night) | unusual? |")
+    print("|---|---|---|---|---|")
+    rows = feats[feats["sector"] == sector]
+    for end in ends:
+        i = days.index(end)
+        window = rows[rows["date"].isin(days[i - drift.RECENT_DAYS + 1 : i + 1])]
+        night = window[window["date"] == end]
+        p20 = drift.psi_of(score, drift.score_of(model.predict_proba(window[model.features])))
+        p1 = drift.psi_of(score, drift.score_of(model.predict_proba(night[model.features])))
+        u20 = p20 > score.usual.get("20d", np.inf)
+        u1 = p1 > score.usual.get("tonight", np.inf)
+        print(
+            f"| {pd.Timestamp(end).date()} | {p20:.3f} | {'yes' if u20 else 'no'} | "
+            f"{p1:.3f} | {'yes' if u1 else 'no'} |"
+        )
 
 
 if __name__ == "__main__":

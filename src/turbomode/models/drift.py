@@ -280,8 +280,11 @@ class KeyDrift:
         return bool(self.score.get(window, math.nan) > self.score_usual.get(window, math.inf))
 
     def worst(self, window: str, n: int = 10) -> pd.DataFrame:
+        """The ``n`` most unusual features: by PSI over its usual level (``ratio``; over
+        ``MAJOR`` where the reference has no calibration), largest first."""
         t = self.table[self.table["window"] == window].dropna(subset=["psi"])
-        return t.sort_values(["psi", "feature"], ascending=[False, True]).head(n)
+        t = t.assign(ratio=t["psi"] / t["usual"].fillna(MAJOR))
+        return t.sort_values(["ratio", "feature"], ascending=[False, True]).head(n)
 
 
 def key_drift(

@@ -154,7 +154,7 @@ def table(drifts: Sequence[drift.KeyDrift], window: str = "20d", worst: int = 5)
     rows = []
     for d in drifts:
         top = d.worst(window, worst)
-        pairs = zip(top["feature"], top["psi"], strict=True)
+        pairs = zip(top["feature"], top["ratio"], strict=True)
         rows.append(
             {
                 "key": d.key,
@@ -165,7 +165,7 @@ def table(drifts: Sequence[drift.KeyDrift], window: str = "20d", worst: int = 5)
                 "unusual": d.count_unusual(window),
                 "score_psi": d.score.get(window, np.nan),
                 "score_usual": d.score_usual.get(window, np.nan),
-                "worst": ", ".join(f"{f} {p:.2f}" for f, p in pairs),
+                "most unusual (PSI / usual)": ", ".join(f"{f} {r:.1f}" for f, r in pairs),
             }
         )
     return pd.DataFrame(rows)
