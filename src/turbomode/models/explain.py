@@ -335,17 +335,13 @@ def explain(model: Any, X: pd.DataFrame | np.ndarray) -> Explanation:
 # ---- global views --------------------------------------------------------------------------
 
 
-def importance(
-    explanation: Explanation, groups: Mapping[str, str], top: int | None = None
-) -> dict[str, Any]:
+def importance(explanation: Explanation, groups: Mapping[str, str]) -> dict[str, Any]:
     """Mean |contribution| per feature and per feature group (a group's contribution to a
-    row is the sum of its features'), largest first: what the manifest keeps."""
+    row is the sum of its features'): what the manifest keeps (JSON keeps no order: readers
+    sort)."""
     c = explanation.contributions
     names = explanation.features
     per_feature = np.abs(c).mean(axis=0) if len(c) else np.zeros(len(names))
-    order = np.argsort(-per_feature, kind="stable")
-    if top is not None:
-        order = order[:top]
     group_of = [groups.get(f, "other") for f in names]
     per_group: dict[str, float] = {}
     for g in dict.fromkeys(group_of):
@@ -354,8 +350,8 @@ def importance(
     return {
         "output": OUTPUT,
         "rows": len(c),
-        "features": {names[i]: float(per_feature[i]) for i in order},
-        "groups": dict(sorted(per_group.items(), key=lambda kv: -kv[1])),
+        "features": {name: float(v) for name, v in zip(names, per_feature, strict=True)},
+        "groups": per_group,
     }
 
 
