@@ -668,10 +668,14 @@ def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
     if len(frame):
         frame["signal_date"] = frame["signal_date"].dt.date.astype(str)
         why = result.explanations
-        frame["explanation"] = [
-            signal_explain.summary(why[(s, int(h))]) if (s, int(h)) in why else None
-            for s, h in zip(frame["symbol"], frame["horizon"], strict=True)
-        ]
+        frame["explanation"] = pd.Series(
+            [
+                signal_explain.summary(why[(s, int(h))]) if (s, int(h)) in why else None
+                for s, h in zip(frame["symbol"], frame["horizon"], strict=True)
+            ],
+            index=frame.index,
+            dtype=object,
+        )
     open_positions = [
         {
             "symbol": p.symbol,
