@@ -28,7 +28,8 @@ P(SELL) on D is printed, and how many signals each entry rule gives that night.
 Targets: the scan in at most 10 s on 2 cores; explanations add at most 20 % to it.
 
 Usage: python benchmarks/bench_scan.py [DATA_DIR] [--years 2] [--symbols N]
-       [--models-from /tmp/bt_full] [--sample-rows 20000] [--repeats 3] [--work DIR]
+       [--models-from /tmp/bt_full | --target rank] [--sample-rows 20000] [--repeats 3]
+       [--work DIR]
 """
 
 from __future__ import annotations
@@ -118,6 +119,44 @@ def register_from(registry: Any, models_dir: Path, horizons: Sequence[int]) -> l
         registry.promote(key, registry.register(key, files, {"source": str(directory)}))
     print(f"  registered {len(found)} keys from {models_dir}; the rest stay without a model")
     return list(found)
+
+
+def train_rank(
+    registry: Any, md: Any, features: pd.DataFrame, settings: Any, sample_rows: int, work: Path
+) -> list[str]:
+    """The default model kind: one pooled rank model per horizon (default ModelSettings) on
+    a sample of ``sample_rows`` rows per sector, registered under every sector's key."""
+    from turbomode.config import GICS_SECTORS
+    from turbomode.feature_store import FeatureLayout
+    from turbomode.labels import make_labels
+    from turbomode.models.train import fit_model
+
+    cols = FeatureLayout.from_registry().all
+    sectors = md.universe.sector_map()
+    data = features.merge(
+        make_labels(md.prices, settings.labels, sectors=sectors), on=["symbol", "date"]
+    )
+    data["sector"] = data["symbol"].map(sectors)
+    done = []
+    for h in settings.labels.horizons:
+        rows = data[data[f"label_{h}"].notna() & data[f"fwd_ret_{h}"].notna()]
+        rows = (
+            rows.groupby("sector")
+            .sample(frac=1.0, random_state=0)
+            .groupby("sector")
+            .head(sample_rows)
+        )
+        t = time.perf_counter()
+        model = fit_model(rows.sort_values("date"), h, cols, settings, 1)
+        directory = work / "trained_rank" / "pooled" / f"{h}d"
+        model.save(directory)
+        files = {p.name: p for p in directory.iterdir() if p.is_file()}
+        for sector in GICS_SECTORS:
+            key = f"{sector}/{h}d"
+            registry.promote(key, registry.register(key, files, {"source": "bench_scan"}))
+            done.append(key)
+        print(f"  trained pooled/{h}d {len(rows):9,d} rows {time.perf_counter() - t:6.1f} s")
+    return done
 
 
 def train_small(
@@ -313,6 +352,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline-repeats", type=int, default=1)
     ap.add_argument("--threshold-mode", choices=("quantile", "fixed"), default="quantile")
+    ap.add_argument(
+        "--target",
+        choices=("class3", "rank"),
+        default="class3",
+        help="without --models-from: stacked ensembles per key, or pooled rank models",
+    )
     ap.add_argument("--work", default=None, help="scratch directory (default: a new temp dir)")
     args = ap.parse_args()
 
@@ -352,6 +397,10 @@ def main() -> int:
     if args.models_from:
         keys = register_from(registry, Path(args.models_from), settings.labels.horizons)
         origin = f"bench_train's ensembles from {args.models_from}"
+    elif args.target == "rank":
+        print(f"no --models-from: training pooled rank models ({args.sample_rows:,} rows a sector)")
+        keys = train_rank(registry, md, features, settings, args.sample_rows, work)
+        origin = f"pooled rank models trained here (≤ {args.sample_rows:,} rows a sector)"
     else:
         print(f"no --models-from: training small ensembles ({args.sample_rows:,}-row samples)")
         keys = train_small(registry, md, features, settings, args.sample_rows, work)

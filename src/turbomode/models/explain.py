@@ -39,6 +39,7 @@ The final base value is the margin at the meta-learner's expected logits.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from turbomode.errors import TurboModeError
-from turbomode.models.ensemble import BASE_MODELS, N_CLASSES, StackedEnsemble
+from turbomode.models.ensemble import BASE_MODELS, N_CLASSES, StackedEnsemble, _proba3
 from turbomode.models.ranker import RankEnsemble
 
 OUTPUT = "P(BUY) - P(SELL)"
@@ -55,6 +56,8 @@ MARGIN = np.array([[-1.0, 0.0, 1.0]])  # SELL, HOLD, BUY
 PROBABILITIES = np.eye(N_CLASSES)
 DAMPING = 0.1
 NODES = 64
+_T, _W = np.polynomial.legendre.leggauss(NODES)
+PATH_T, PATH_W = (_T + 1) / 2, _W / 2  # the nodes and weights on [0, 1]
 _ROW_BLOCK = 2_000_000  # RandomForest TreeSHAP: elements of a row chunk's working array
 
 
@@ -158,19 +161,6 @@ def _paths(tree: Any, n_features: int) -> _Paths:
     return out
 
 
-def _goes_left(tree: Any, X: np.ndarray) -> np.ndarray:
-    """(n, nodes): whether each row goes left at each node, as sklearn's own traversal does
-    (float32 inputs against float64 thresholds; NaN where the tree sends missing values)."""
-    t = tree.tree_
-    feat = np.maximum(t.feature, 0)
-    x = X.astype(np.float32).astype(np.float64)[:, feat]
-    left = x <= t.threshold[None, :]
-    missing = getattr(t, "missing_go_to_left", None)
-    if missing is not None:
-        left = np.where(np.isnan(x), np.asarray(missing, dtype=bool)[None, :], left)
-    return left
-
-
 def _shapley_weights(d: int) -> np.ndarray:
     """k!(d − k − 1)!/d! for k = 0 … d − 1: the Shapley weight of a coalition of size k."""
     from math import factorial
@@ -218,19 +208,76 @@ def _tree_shap(paths: _Paths, left: np.ndarray, n_features: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class _Forest:
+    """Every tree's paths side by side (node ids made global) and every node's split, so
+    one call explains the whole forest; built once per fitted forest."""
+
+    paths: _Paths
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    n_trees: int
+
+
+_FORESTS: weakref.WeakKeyDictionary[Any, _Forest] = weakref.WeakKeyDictionary()
+
+
+def _pad(a: np.ndarray, width: int, fill: Any) -> np.ndarray:
+    out = np.full((a.shape[0], width), fill, dtype=a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
+def _forest(forest: Any, n_features: int) -> _Forest:
+    cached = _FORESTS.get(forest)
+    if cached is not None:
+        return cached
+    trees = [tree.tree_ for tree in forest.estimators_]
+    parts = [_paths(tree, n_features) for tree in forest.estimators_]
+    d = max(p.feature.shape[1] for p in parts)
+    depth = max(p.node.shape[1] for p in parts)
+    offsets = np.cumsum([0] + [t.node_count for t in trees])
+    paths = _Paths(
+        value=np.vstack([p.value for p in parts]),
+        feature=np.vstack([_pad(p.feature, d, n_features) for p in parts]),
+        zero=np.vstack([_pad(p.zero, d, 1.0) for p in parts]),
+        node=np.vstack(
+            [
+                _pad(np.where(p.node >= 0, p.node + o, -1), depth, -1)
+                for p, o in zip(parts, offsets[:-1], strict=True)
+            ]
+        ),
+        left=np.vstack([_pad(p.left, depth, False) for p in parts]),
+        slot=np.vstack([_pad(p.slot, depth, d) for p in parts]),
+    )
+    missing = [getattr(t, "missing_go_to_left", np.zeros(t.node_count)) for t in trees]
+    built = _Forest(
+        paths=paths,
+        feature=np.concatenate([np.maximum(t.feature, 0) for t in trees]),
+        threshold=np.concatenate([t.threshold for t in trees]),
+        missing_left=np.concatenate(missing).astype(bool),
+        n_trees=len(trees),
+    )
+    _FORESTS[forest] = built
+    return built
+
+
 def forest_shap(forest: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact path-dependent TreeSHAP of a scikit-learn forest's class probabilities:
     (expected probabilities (n, 3), contributions (n, 3, F))."""
     n, n_features = X.shape
+    f = _forest(forest, n_features)
+    # each row's direction at every node, as sklearn's own traversal goes (float32 inputs
+    # against float64 thresholds; NaN where the tree sends missing values)
+    x = X.astype(np.float32).astype(np.float64)[:, f.feature]
+    left = np.where(np.isnan(x), f.missing_left[None, :], x <= f.threshold[None, :])
+    rows = max(1, _ROW_BLOCK // max(1, f.paths.feature.size))
+    total = np.zeros((n, f.paths.value.shape[1], n_features + 1))
+    for lo in range(0, n, rows):
+        total[lo : lo + rows] = _tree_shap(f.paths, left[lo : lo + rows], n_features)
+    total /= f.n_trees
     classes = np.asarray(forest.classes_).astype(int)
-    total = np.zeros((n, len(classes), n_features + 1))
-    for tree in forest.estimators_:
-        paths = _paths(tree, n_features)
-        left = _goes_left(tree, X)
-        rows = max(1, _ROW_BLOCK // max(1, paths.feature.size))
-        for lo in range(0, n, rows):
-            total[lo : lo + rows] += _tree_shap(paths, left[lo : lo + rows], n_features)
-    total /= len(forest.estimators_)
     out = np.zeros((n, N_CLASSES, n_features + 1))
     out[:, classes] = total
     return out[:, :, -1], out[:, :, :-1]
@@ -251,13 +298,10 @@ def softmax_attribution(
     each feature's share of the change (n, O, F)) for logits ``start + Σ_f contributions``,
     by the output's gradient averaged along the straight path (see the module notes)."""
     delta = contributions.sum(axis=2)
-    nodes, node_weights = np.polynomial.legendre.leggauss(NODES)
-    grad = np.zeros((len(start), len(weights), start.shape[1]))
-    for t, w in zip((nodes + 1) / 2, node_weights / 2, strict=True):
-        p = _softmax(start + t * delta)  # (n, K)
-        out = p @ weights.T  # (n, O)
-        # d(Σ_c W_oc p_c)/dL_k = p_k (W_ok − Σ_c W_oc p_c)
-        grad += w * p[:, None, :] * (weights[None, :, :] - out[:, :, None])
+    p = _softmax(start[None] + PATH_T[:, None, None] * delta[None])  # (T, n, K)
+    out = p @ weights.T  # (T, n, O)
+    # d(Σ_c W_oc p_c)/dL_k = p_k (W_ok − Σ_c W_oc p_c), averaged over the path
+    grad = np.einsum("t,tnk,tnok->nok", PATH_W, p, weights[None, None] - out[..., None])
     return _softmax(start) @ weights.T, np.einsum("nok,nkf->nof", grad, contributions)
 
 
@@ -303,7 +347,7 @@ def explain_stacked(model: StackedEnsemble, X: pd.DataFrame | np.ndarray) -> Exp
         for c in range(N_CLASSES):
             share = damped_shares(chi[:, c, :])
             contributions += psi[:, 0, j * N_CLASSES + c, None] * share
-    value = _margin(model.predict_proba(Xa))
+    value = _margin(_proba3(model.meta_, inputs))  # what predict_proba gives, inputs reused
     return Explanation(list(model.features), base[:, 0], contributions, value)
 
 
