@@ -394,3 +394,21 @@ def test_cli_errors_exit_2_without_traceback(cli_registry: ModelRegistry) -> Non
     assert result.exit_code == 2 and "checksum mismatch" in result.stderr
     assert "'meta.json'" in result.stderr
     assert cli_registry.production(KEY) == version
+
+
+def test_cli_show_prints_the_global_importance(cli_registry: ModelRegistry) -> None:
+    importance = {
+        "output": "P(BUY) - P(SELL)",
+        "rows": 800,
+        "features": {f"f{i}": i / 1000 for i in range(12)},
+        "groups": {"trend": 0.004, "volume": 0.02},
+    }
+    version = cli_registry.register(KEY, {"m.txt": b"m"}, {**MANIFEST_IN, "importance": importance})
+    result = CliRunner().invoke(
+        models_app, ["show", KEY, "--version", version], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "by group (800 rows)" in out and out.index("volume") < out.index("trend")
+    shown = re.findall(r"f(\d+)\s+│\s+0\.0", out)
+    assert [int(x) for x in shown] == list(range(11, 1, -1))  # the top ten, largest first

@@ -160,6 +160,20 @@ def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
         assert set(ref["features"]) <= set(manifest["features"]) and len(ref["features"]) > 50
         assert all(abs(sum(r["expected"]) - 1) < 1e-9 for r in ref["features"].values())
         assert ref["score"]["n"] > 0 and len(ref["score"]["edges"]) == ref["bins"] - 1
+        # the global view: mean |contribution| per feature and group
+        imp = manifest["importance"]
+        assert imp["rows"] > 0 and set(imp["features"]) == set(manifest["features"])
+        assert max(imp["features"].values()) > 0 and max(imp["groups"].values()) > 0
+        assert set(imp["groups"]) <= {
+            "trend",
+            "oscillator",
+            "volatility",
+            "volume",
+            "cross_sectional",
+            "market",
+            "temporal",
+            "macro",
+        }
         expected = version if run.gates[key].promoted else None
         assert registry.production(key) == expected
     latest = s.data.data_dir / "reports" / "train_latest.md"

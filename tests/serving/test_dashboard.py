@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, need
+from tests.serving.builder import ServedMarket
 from tests.serving.conftest import ARTIFACTS, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -212,3 +213,34 @@ def test_the_page_refreshes_itself(browser: Any, server: Server) -> None:
     start = renders(browser)
     wait_until(lambda: renders(browser) >= start + 2, "two automatic refreshes", timeout=15)
     assert "every 1 s" in browser.find_element("id", "status").text
+
+
+def test_a_signals_page_shows_its_explanation(
+    browser: Any, server: Server, market: ServedMarket
+) -> None:
+    day = market.scan.scan_date
+    fresh = [s for s in market.scan.active if s.signal_date == day]
+    assert fresh, "the fixture's last scan issues signals"
+    s = max(fresh, key=lambda x: x.confidence)
+    open_view(browser, server, f"signal/{s.symbol}/{s.horizon}")
+    api = server.get(f"/signals/{s.symbol}").json()
+    why = next(x for x in api["signals"] if x["horizon"] == s.horizon)["explanation"]
+    rows = browser.find_elements("css selector", "#explanation table tbody tr")
+    assert [r.get_attribute("data-feature") for r in rows] == [t["feature"] for t in why["top"]]
+    for row, t in zip(rows, why["top"], strict=True):
+        cells = [c.text for c in row.find_elements("tag name", "td")]
+        assert cells[1] == t["description"]
+        assert cells[3] == str(round(t["percentile"]))
+        assert cells[4] == f"{'+' if t['contribution'] >= 0 else ''}{t['contribution']:.4f}"
+    assert f"{s.symbol} {s.side} {s.horizon}d" in browser.find_element("tag name", "h2").text
+    shot = screenshot(browser, "signal-explanation")
+    docs = REPO / "docs" / "signal-explanation.png"
+    if not docs.exists() or os.environ.get("TURBOMODE_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, docs)
+    # each row of a cap page links to its signal's page
+    open_view(browser, server, f"cap/{s.cap_class}")
+    links = [
+        a.get_attribute("href").split("#", 1)[1]
+        for a in browser.find_elements("css selector", "main table tbody td a")
+    ]
+    assert links and links == [f"/signal/{r['symbol']}/{r['horizon']}" for r in table_rows(browser)]

@@ -20,7 +20,8 @@ def test_signal_out_is_the_signal_record_with_its_age() -> None:
     # What the scan document adds to each record: signals_to_frame's columns beyond Signal's.
     frame = signals_to_frame([], date(2024, 3, 15), SignalSettings())
     aged = [c for c in frame.columns if c not in record]
-    assert sorted(api) == sorted([*record, *aged])
+    # and scan_document adds each signal's explanation (turbomode.signals.explain)
+    assert sorted(api) == sorted([*record, *aged, "explanation"])
     assert {name: api[name] for name in record} == record
     assert [name for name in api if name in record] == [f.name for f in fields(Signal)]
     assert (api["age_days"], api["effective_confidence"]) == (int, float)

@@ -319,7 +319,7 @@ def test_models_lists_production_and_served_versions(server: Server, market: Ser
 def test_openapi_documents_every_route_and_status(server: Server) -> None:
     spec = server.get("/docs.json").json()
     paths = spec["paths"]
-    for route in ("/predict", "/predict_batch", "/predict_features", "/admin/reload"):
+    for route in ("/predict", "/predict_batch", "/predict_features", "/explain", "/admin/reload"):
         assert "post" in paths[route], route
     for route in (
         "/signals",
@@ -347,6 +347,50 @@ def test_openapi_documents_every_route_and_status(server: Server) -> None:
     predict = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(predict["required"]) == {"symbol", "horizon"}
     assert predict["properties"]["horizon"]["enum"] == [1, 2, 5]
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def test_explain_answers_what_the_scan_stored_and_signals_carry_it(
+    server: Server, market: ServedMarket
+) -> None:
+    from turbomode.store import SignalStore
+
+    day = market.scan.scan_date
+    store = SignalStore(market.settings.stores.signals_url)
+    try:
+        stored = store.explanations(since=day)
+    finally:
+        store.dispose()
+    fresh = fresh_signals(market)
+    assert fresh and set(stored) == {(s.symbol, s.horizon, day) for s in fresh}
+    for s in fresh:
+        r = server.post("/explain", json={"symbol": s.symbol.lower(), "horizon": s.horizon})
+        assert r.status_code == 200, r.text
+        got, want = r.json(), stored[(s.symbol, s.horizon, day)]
+        assert (got["symbol"], got["horizon"]) == (s.symbol, s.horizon)
+        assert got["model_version"] == want["model_version"] == s.model_version
+        assert got["value"] == pytest.approx(want["value"], abs=1e-12)
+        assert got["value"] == pytest.approx(s.p_buy - s.p_sell, abs=1e-9)
+        assert got["base"] == pytest.approx(want["base"], abs=1e-12)
+        assert got["contributions"] == pytest.approx(want["contributions"], abs=1e-9)
+        assert [t["feature"] for t in got["top"]] == [t["feature"] for t in want["top"]]
+        for a, b in zip(got["top"], want["top"], strict=True):
+            assert a == {**b, "contribution": pytest.approx(b["contribution"], abs=1e-9)}
+        page = server.get(f"/signals/{s.symbol}").json()
+        listed = next(x for x in page["signals"] if x["horizon"] == s.horizon)
+        assert listed["explanation"]["top"] == want["top"]
+    # any symbol, signal or not: its contributions sum to its score
+    other = scored_symbol(market)
+    r = server.post("/explain", json={"symbol": other, "horizon": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["base"] + sum(body["contributions"].values()) == pytest.approx(
+        body["value"], abs=1e-6
+    )
+    assert len(body["top"]) == 5 and all(0 <= t["percentile"] <= 100 for t in body["top"])
+    assert server.post("/explain", json={"symbol": "NOPE", "horizon": 1}).status_code == 404
 
 
 # --------------------------------------------------------------------------- model swap

@@ -781,3 +781,52 @@ def test_nightly_calls_on_open_positions_read_the_thresholds_as_the_mode_does() 
         "LONG": "SELL",
         "KEEP": "BUY",
     }
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def test_issued_signals_carry_explanations_that_sum_to_their_score(
+    market: Market, store: SignalStore, scan: Callable[..., ScanResult]
+) -> None:
+    d1, d2 = market.dates[-2], market.dates[-1]
+    night1 = scan(d1)
+    issued = [s for s in night1.active if s.signal_date == d1]
+    assert issued, "the fixture issues signals"
+    stored = store.explanations()
+    assert set(stored) == {(s.symbol, s.horizon, d1) for s in issued}
+    vectors = market.vectors(d1)
+    for s in issued:
+        why = stored[(s.symbol, s.horizon, d1)]
+        assert why["model_version"] == s.model_version
+        assert why["value"] == pytest.approx(s.p_buy - s.p_sell, abs=1e-9)
+        assert why["base"] + sum(why["contributions"].values()) == pytest.approx(
+            why["value"], abs=1e-6
+        )
+        top = why["top"]
+        assert len(top) == 5
+        size = [abs(t["contribution"]) for t in top]
+        assert size == sorted(size, reverse=True)
+        assert min(size) >= sorted(map(abs, why["contributions"].values()))[-5]
+        for t in top:
+            column = vectors[t["feature"]].to_numpy(dtype=float)
+            value = float(vectors.set_index("symbol").loc[s.symbol, t["feature"]])
+            assert t["value"] == pytest.approx(value)
+            assert t["percentile"] == pytest.approx(
+                100 * np.mean(column[np.isfinite(column)] <= value)
+            )
+            assert t["description"] and t["group"]
+    doc = json.loads(Path(night1.files["json"]).read_text())
+    listed = {(r["symbol"], r["horizon"]): r["explanation"] for r in doc["signals"]}
+    for s in issued:
+        assert listed[s.key]["top"] == stored[(s.symbol, s.horizon, d1)]["top"]
+        assert "contributions" not in listed[s.key]
+    # Night 2: a signal carried over keeps the explanation of the night that issued it.
+    night2 = scan(d2)
+    carried = [s for s in night2.active if s.signal_date == d1]
+    assert carried, "the fixture carries a signal over"
+    for s in carried:
+        assert night2.explanations[s.key] == stored[(s.symbol, s.horizon, d1)]
+    quiet = scan(d2, explain=False)  # the bench's baseline: nothing issued tonight explained
+    assert not any(k[2] == d2 for k in store.explanations())
+    assert set(quiet.explanations) == {s.key for s in carried}

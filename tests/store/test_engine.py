@@ -1,6 +1,7 @@
 """The store's engine on SQLite and on the machine's PostgreSQL: migrations (every revision
-up, the wallet's 0003 down and up again, no drift from the models), the SQLite file and
-pragmas, refused URLs, and one clear error for an unreachable database."""
+up, the wallet's 0003 and the explanations' 0004 down and up again, no drift from the
+models), the SQLite file and pragmas, refused URLs, and one clear error for an unreachable
+database."""
 
 from __future__ import annotations
 
@@ -112,3 +113,20 @@ def test_an_unreachable_database_is_one_error_naming_it_without_the_password(
     (tmp_path / "signals.db").mkdir()  # a directory where the SQLite file should be
     with pytest.raises(StoreUnavailableError, match=r"signals\.db: unable to open database"):
         SignalStore(f"sqlite:///{tmp_path}/signals.db").runs()
+
+
+def test_upgrade_from_0003_keeps_data_and_downgrade_removes_the_explanations(
+    fresh: SignalStore,
+) -> None:
+    _alembic(fresh, "upgrade", "0003")
+    assert "signal_explanations" not in _tables(fresh)
+    run_id = first_scan(fresh)
+    _alembic(fresh, "upgrade", "0004")
+    assert "signal_explanations" in _tables(fresh)
+    assert fresh.runs()["id"].tolist() == [run_id]  # earlier data kept
+    assert fresh.explanations() == {}
+    _alembic(fresh, "downgrade", "0003")
+    assert "signal_explanations" not in _tables(fresh)
+    assert fresh.runs()["id"].tolist() == [run_id]
+    assert fresh.migrate() == fresh.head_revision()  # and up again
+    assert "signal_explanations" in _tables(fresh)

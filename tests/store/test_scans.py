@@ -244,3 +244,32 @@ def test_bad_scan_input_names_the_problem(
     with pytest.raises(InvalidRecordError, match=message):
         sqlite_store.write_scan(D1, **kwargs)
     assert sqlite_store.runs().empty
+
+
+# ---- explanations ---------------------------------------------------------------------------
+
+
+def test_explanations_live_with_the_run_that_issued_them(store: SignalStore) -> None:
+    why = {"value": 0.4, "base": 0.05, "contributions": {"ret_1d": 0.3, "rsi_14": 0.05}}
+    store.write_scan(D1, [sig("AAPL", 1), sig("XOM", 2, "SELL")], explanations={("AAPL", 1): why})
+    assert store.explanations() == {("AAPL", 1, D1): why}
+    # carried to D2 (issued on D1): its explanation stays the one of D1
+    store.write_scan(D2, [sig("AAPL", 1), sig("MSFT", 5, day=D2)], explanations={("MSFT", 5): why})
+    assert set(store.explanations()) == {("AAPL", 1, D1), ("MSFT", 5, D2)}
+    assert set(store.explanations(symbol="MSFT")) == {("MSFT", 5, D2)}
+    assert set(store.explanations(since=D2)) == {("MSFT", 5, D2)}
+    # a re-run of D2 replaces its explanations; deleting it removes them
+    store.write_scan(D2, [sig("AAPL", 1), sig("MSFT", 5, day=D2)])
+    assert set(store.explanations()) == {("AAPL", 1, D1)}
+    store.delete_run(D2)
+    store.delete_run(D1)
+    assert store.explanations() == {}
+
+
+def test_an_explanation_of_a_signal_not_issued_by_the_run_is_refused(store: SignalStore) -> None:
+    first_scan(store)
+    before = snapshot(store)
+    for key in (("AAPL", 1), ("TSLA", 1)):  # carried from D1 / not a signal at all
+        with pytest.raises(InvalidRecordError, match="not a signal issued"):
+            store.write_scan(D2, [sig("AAPL", 1)], explanations={key: {"value": 1.0}})
+    assert snapshot(store) == before and store.explanations() == {}

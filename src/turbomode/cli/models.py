@@ -193,6 +193,7 @@ def show(
         for name, value in metrics.items():
             table.add_row(escape(str(name)), escape(_scalar(value)))
         console.print(table)
+    _print_importance(meta.get("importance"))
     files = Table(title="artifacts")
     files.add_column("file")
     files.add_column("bytes", justify="right")
@@ -200,6 +201,25 @@ def show(
     for name, info in meta["files"].items():
         files.add_row(escape(name), str(info["size"]), info["sha256"][:16] + "…")
     console.print(files)
+
+
+def _print_importance(importance: Any, top: int = 10) -> None:
+    """The manifest's global view: mean |contribution| per group and the top features."""
+    if not isinstance(importance, dict) or not importance.get("features"):
+        return
+    rows = importance.get("rows", "?")
+    for kind, names in (
+        ("group", importance.get("groups", {})),
+        ("feature", importance["features"]),
+    ):
+        table = Table(
+            title=f"mean |contribution| to {importance.get('output')} by {kind} ({rows} rows)"
+        )
+        table.add_column(kind)
+        table.add_column("mean |contribution|", justify="right")
+        for name, value in sorted(names.items(), key=lambda kv: -kv[1])[:top]:
+            table.add_row(escape(str(name)), f"{value:.4f}")
+        console.print(table)
 
 
 @models_app.command()

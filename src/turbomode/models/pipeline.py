@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from turbomode import __version__
@@ -24,7 +25,7 @@ from turbomode.config import Settings
 from turbomode.io import atomic_write_json, atomic_write_text
 from turbomode.job_metrics import JobMetrics, job_metrics
 from turbomode.logs import event
-from turbomode.models import drift
+from turbomode.models import drift, explain
 from turbomode.models import evaluation as mx
 from turbomode.models.gate import GateReport, apply_decision, decide, render_markdown
 from turbomode.models.loading import load_ensemble
@@ -138,6 +139,25 @@ def drift_reference(
     )
 
 
+IMPORTANCE_ROWS = 1_000
+
+
+def feature_importance(task: TaskResult, oot_rows: pd.DataFrame) -> dict[str, Any]:
+    """The manifest's ``importance``: mean |contribution| to P(BUY) − P(SELL) per feature
+    and per feature group (:mod:`turbomode.models.explain`) on at most ``IMPORTANCE_ROWS``
+    evenly spaced out-of-time rows: what the model leans on where it did not train."""
+    from turbomode.features.registry import REGISTRY, select_features
+
+    if oot_rows.empty:
+        return {}
+    model = load_ensemble(str(task.model_dir))
+    picks = np.linspace(0, len(oot_rows) - 1, min(len(oot_rows), IMPORTANCE_ROWS)).astype(int)
+    rows = oot_rows.iloc[np.unique(picks)]
+    features = select_features(model.features)
+    groups = {name: REGISTRY[name].group for name in features}
+    return explain.importance(explain.explain(model, rows[features]), groups)
+
+
 def run_training(
     settings: Settings,
     sectors: Sequence[str] | None = None,
@@ -192,6 +212,7 @@ def run_training(
                 "metrics": mx.to_jsonable(_headline(r)),
                 "gate": report.to_dict(),
                 "drift_reference": drift_reference(data, r, features, rows),
+                "importance": feature_importance(r, rows),
             }
             version = registry.register(r.key, files, manifest)
             registry.record_look(

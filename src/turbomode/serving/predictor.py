@@ -58,6 +58,7 @@ from turbomode.serving.online import feature_age_seconds, online_vectors_at
 from turbomode.serving.schemas import (
     BatchPredictions,
     Check,
+    Explanation,
     FeaturePredictions,
     FeatureRowPrediction,
     Health,
@@ -75,6 +76,7 @@ from turbomode.serving.schemas import (
 )
 from turbomode.serving.settings import ServingSettings
 from turbomode.signals import rules
+from turbomode.signals.explain import explain_rows
 from turbomode.signals.scan import (
     BUY_I,
     HOLD_I,
@@ -587,6 +589,32 @@ class Predictor:
             thresholds=Thresholds(**limits),
             predictions=out,
         )
+
+    def explain(self, symbol: str, horizon: int) -> Explanation:
+        """One symbol × horizon explained by its production model on its latest online
+        features, percentiles among the whole universe's: what the scan stores for the
+        signals it issues, for any symbol."""
+        sym = normalize_symbol(symbol)
+        h = self._check_horizons([horizon])[0]
+        market = self.market()
+        if not market.knows(sym):
+            raise ServingError(404, self._unknown(sym, market))
+        key = model_key(market.sector_of[sym], h)
+        try:
+            found = self.models.get(key)
+        except Exception as exc:
+            raise ServingError(503, f"model {key} failed to load: {exc}") from exc
+        if found is None:
+            raise ServingError(404, f"no production model for {key}")
+        model, version = found
+        universe = sorted(set(market.members["symbol"].astype(str)))
+        vectors = self.read_vectors(universe)
+        frame = vectors.frame(set(universe))
+        rows = frame[frame["symbol"] == sym]
+        if rows[list(model.features)].isna().all(axis=None):
+            raise ServingError(404, f"no features in the online store for {sym}")
+        payload = explain_rows(model, rows, frame, key, version)[sym]
+        return Explanation(symbol=sym, horizon=h, features_as_of=vectors.stamps.get(sym), **payload)
 
     # ---- signals -----------------------------------------------------------------------
     def signals(

@@ -141,6 +141,43 @@ class ErrorBody(BaseModel):
 
 # The fields of turbomode.records.signals.Signal in its order, and the age that
 # signals_to_frame adds: tests/serving/test_schemas.py keeps them equal.
+class FeatureContribution(BaseModel):
+    """One feature's part in a score: its value, where that value sits in tonight's
+    cross-section of the universe, and what the feature is (the feature registry)."""
+
+    feature: str
+    group: str
+    description: str
+    value: float | None = Field(description="The feature's value (null: missing).")
+    percentile: float | None = Field(
+        description="Share (%) of tonight's universe at or below the value (null: missing)."
+    )
+    contribution: float = Field(description="Its additive part of P(BUY) − P(SELL).")
+
+
+class ExplanationSummary(BaseModel):
+    """Why a model scored a symbol as it did: ``value`` = ``base`` + every feature's
+    contribution (turbomode.models.explain); ``top``: the five largest by size."""
+
+    model_key: str
+    model_version: str
+    output: str = Field(description="What is explained: P(BUY) - P(SELL).")
+    value: float
+    base: float = Field(description="The output knowing no feature (the model's expectation).")
+    top: list[FeatureContribution]
+
+
+class Explanation(ExplanationSummary):
+    """A symbol × horizon explained by its production model on its latest online features."""
+
+    symbol: str
+    horizon: int
+    features_as_of: datetime | None = Field(
+        default=None, description="Event time of the online feature vector used."
+    )
+    contributions: dict[str, float] = Field(description="Every feature's contribution.")
+
+
 class SignalOut(BaseModel):
     """An active signal of the latest scan, aged as of the scan date."""
 
@@ -165,6 +202,9 @@ class SignalOut(BaseModel):
     target: float
     stop_distance: float
     model_version: str
+    explanation: ExplanationSummary | None = Field(
+        default=None, description="Why the signal was issued, from the night it was issued."
+    )
 
 
 class SignalsPage(BaseModel):

@@ -1,9 +1,9 @@
 """The BentoML service: ``bentoml serve turbomode.serving.service:TurboMode`` (or ``turbomode
 serve``).
 
-* ``POST /predict``, ``/predict_batch``, ``/predict_features`` — BentoML APIs (typed inputs,
-  validated by pydantic: a wrong type, a horizon other than 1/2/5, a NaN or an infinity is a
-  400 before any code here runs).
+* ``POST /predict``, ``/predict_batch``, ``/predict_features``, ``/explain`` — BentoML APIs
+  (typed inputs, validated by pydantic: a wrong type, a horizon other than 1/2/5, a NaN or an
+  infinity is a 400 before any code here runs).
 * ``GET /signals``, ``/signals/{symbol}``, ``/sectors``, ``/models``, ``/health``,
   ``POST /admin/reload`` and the dashboard (``/dashboard``) — routes of a FastAPI app mounted
   on the service, written as methods so they share its state.
@@ -42,6 +42,7 @@ from turbomode.serving.schemas import (
     BatchPredictions,
     CapClass,
     ErrorBody,
+    Explanation,
     FeaturePredictions,
     FeatureValue,
     Health,
@@ -166,6 +167,14 @@ class TurboMode:
     ) -> FeaturePredictions | Response:
         """Raw feature vectors scored by the production ensemble of a sector and horizon."""
         return _answer(lambda: self.core.predict_features(sector, horizon, features))
+
+    @bentoml.api(route="/explain", output_spec=Explanation)
+    def explain(self, symbol: SymbolField, horizon: HorizonField) -> Explanation | Response:
+        """Why the production model scores a symbol as it does: every feature's contribution
+        to P(BUY) − P(SELL) (they sum to it with the base value), and the top five with
+        their values, descriptions and percentiles in the universe tonight. 404 when the
+        symbol is not in the universe, has no features, or its key no production model."""
+        return _answer(lambda: self.core.explain(symbol, horizon))
 
     # ---- signals, operations (FastAPI routes) ----------------------------------------------
     @web.get("/signals", response_model=SignalsPage, responses=ERRORS)

@@ -59,6 +59,7 @@ from turbomode.risk.positions import (
     signal_exit,
 )
 from turbomode.signals import drift as scan_drift
+from turbomode.signals import explain as signal_explain
 from turbomode.signals import rules
 from turbomode.store import SignalStore
 from turbomode.workspace import Workspace
@@ -145,6 +146,9 @@ class ScanResult:
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
     drift: list[KeyDrift] = field(default_factory=list)
+    explanations: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    """(symbol, horizon) → explanation of each active signal, from the night it was issued."""
+    explain_seconds: float = 0.0
 
     @property
     def n_scored(self) -> int:
@@ -401,12 +405,14 @@ def run_scan(
     market: MarketData | None = None,
     vector_dates: dict[str, date | None] | None = None,
     measure_drift: bool = True,
+    explain: bool = True,
 ) -> ScanResult:
     """Scan the universe for ``scan_date`` (default: the newest bar) and record it.
 
     ``market`` (default: the clean store) and ``vectors`` (default: the online store) let
     replay hand in a simulated day's data. ``measure_drift`` compares the night's features and
     scores with each model's training reference (:mod:`turbomode.signals.drift`) and pushes it.
+    ``explain`` explains the signals issued tonight (:mod:`turbomode.signals.explain`).
     """
     from turbomode import feature_store as fs
     from turbomode.data.ingest import load_clean
@@ -503,6 +509,17 @@ def run_scan(
 
         selection = rules.select_active(existing, fresh, day.date(), settings.signals)
         active = selection.active
+        stage("explaining signals")
+        t_explain = time.perf_counter()
+        issued = [s for s in active if s.signal_date == day.date()]
+        explanations = _explain_signals(issued, vectors, models) if explain and issued else {}
+        explain_seconds = time.perf_counter() - t_explain
+        carried = [s for s in active if s.signal_date < day.date()]
+        if carried:
+            stored = store.explanations(since=min(s.signal_date for s in carried))
+            for s in carried:
+                if (s.symbol, s.horizon, s.signal_date) in stored:
+                    explanations[s.key] = stored[(s.symbol, s.horizon, s.signal_date)]
         sectors = rules.sector_overview(active, day.date(), settings.signals)
         changed = sorted({e.symbol for e in events})
         summary = {
@@ -543,6 +560,8 @@ def run_scan(
             feature_source=dated.source,
             previous_scan_date=prev.scan_date if prev else None,
             drift=drifts,
+            explanations=explanations,
+            explain_seconds=explain_seconds,
         )
         # The night's document is committed with the run, so latest_scan.json can always be
         # derived from the store (latest_document repairs it after a crash between the two).
@@ -559,6 +578,7 @@ def run_scan(
             summary=summary,
             model_versions=versions,
             n_symbols=len(symbols),
+            explanations={s.key: explanations[s.key] for s in issued if s.key in explanations},
         )
         result.run_id = run_id
         result.token = document["token"]
@@ -611,6 +631,32 @@ def _measure_drift(
         return []
 
 
+def _explain_signals(
+    issued: Sequence[Signal], vectors: pd.DataFrame, models: ModelCache
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Explanations of tonight's issued signals, one batch per (sector, horizon), against
+    tonight's vectors; a failure is logged and never fails the scan."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    groups: dict[tuple[str, int], list[str]] = {}
+    for s in issued:
+        groups.setdefault((s.sector, s.horizon), []).append(s.symbol)
+    for (sector, horizon), symbols in sorted(groups.items()):
+        key = model_key(sector, horizon)
+        try:
+            found = models.get(key)
+            if found is None:
+                continue
+            model, version = found
+            rows = vectors[vectors["symbol"].isin(symbols)]
+            for symbol, payload in signal_explain.explain_rows(
+                model, rows, vectors, key, version
+            ).items():
+                out[(symbol, horizon)] = payload
+        except Exception as exc:  # an explanation must not stop the night's signals
+            event(log, "scan.explain_failed", logging.WARNING, key=key, error=str(exc))
+    return out
+
+
 def _jsonable_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-able dicts, NaN as null."""
     return [
@@ -624,6 +670,15 @@ def scan_document(result: ScanResult, settings: Settings) -> dict[str, Any]:
     frame = rules.signals_to_frame(result.active, result.scan_date, settings.signals)
     if len(frame):
         frame["signal_date"] = frame["signal_date"].dt.date.astype(str)
+        why = result.explanations
+        frame["explanation"] = pd.Series(
+            [
+                signal_explain.summary(why[(s, int(h))]) if (s, int(h)) in why else None
+                for s, h in zip(frame["symbol"], frame["horizon"], strict=True)
+            ],
+            index=frame.index,
+            dtype=object,
+        )
     open_positions = [
         {
             "symbol": p.symbol,

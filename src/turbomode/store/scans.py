@@ -51,6 +51,7 @@ from turbomode.store.tables import (
     positions_t,
     scan_failures,
     scan_runs,
+    signal_explanations,
     signal_history,
     signals_t,
 )
@@ -125,6 +126,31 @@ def _validate_failures(
     return out
 
 
+def _validate_explanations(
+    explanations: Mapping[tuple[str, int], Mapping[str, Any]],
+    signal_rows: list[dict[str, Any]],
+    day: date,
+) -> list[dict[str, Any]]:
+    """One row per explained signal; each must be a signal this run issues (dated ``day``)."""
+    issued = {(r["symbol"], r["horizon"]): r for r in signal_rows if r["signal_date"] == day}
+    rows = []
+    for key, payload in explanations.items():
+        if key not in issued:
+            raise InvalidRecordError(f"explanation for {key}: not a signal issued on {day}")
+        if not isinstance(payload, Mapping):
+            raise InvalidRecordError(f"explanation for {key}: expected a mapping")
+        rows.append(
+            {
+                "symbol": key[0],
+                "horizon": key[1],
+                "signal_date": day,
+                "model_version": issued[key]["model_version"],
+                "explanation": jsonable(dict(payload), f"explanation {key}"),
+            }
+        )
+    return rows
+
+
 class ScanRepository(PositionRepository):
     """Writes a night's scan (and undoes one) atomically; reads runs and signals back."""
 
@@ -140,6 +166,7 @@ class ScanRepository(PositionRepository):
         n_symbols: int | None = None,
         *,
         started_at: datetime | None = None,
+        explanations: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
     ) -> int:
         """Record one scan atomically and return its run id.
 
@@ -150,9 +177,11 @@ class ScanRepository(PositionRepository):
         position changes), so a re-run must start from :meth:`positions_before`. A scan for
         a date older than the latest run raises :class:`StaleScanError`; a stale position
         version raises :class:`ConcurrentUpdateError`; either way nothing is written.
+        ``explanations`` ((symbol, horizon) → JSON) belong to signals issued by this run.
         """
         day = as_date(scan_date, "scan_date")
         signal_rows = _validate_signals(signals)
+        explanation_rows = _validate_explanations(explanations or {}, signal_rows, day)
         failure_map = _validate_failures(failures)
         position_rows = validate_positions(positions)
         event_rows = [event_row(e) for e in events]
@@ -204,6 +233,11 @@ class ScanRepository(PositionRepository):
                 )
             self._save_positions(conn, position_rows, stored, now)
             self._write_events(conn, run_id, day, event_rows)
+            if explanation_rows:
+                conn.execute(
+                    sa.insert(signal_explanations),
+                    [{**r, "run_id": run_id} for r in explanation_rows],
+                )
         return run_id
 
     def delete_run(self, scan_date: date) -> bool:
@@ -274,7 +308,13 @@ class ScanRepository(PositionRepository):
         run_id, snapshot = row
         # Explicit deletes, not only ON DELETE CASCADE: correct even on a connection that did
         # not enable SQLite's foreign keys.
-        for table in (position_events, scan_failures, signal_history, signals_t):
+        for table in (
+            position_events,
+            scan_failures,
+            signal_history,
+            signals_t,
+            signal_explanations,
+        ):
             conn.execute(sa.delete(table).where(table.c.run_id == run_id))
         for symbol, state in (snapshot or {}).items():
             conn.execute(sa.delete(positions_t).where(positions_t.c.symbol == symbol))
@@ -332,6 +372,24 @@ class ScanRepository(PositionRepository):
         with self.engine.connect() as conn:
             rows = list(conn.execute(q).mappings())
         return to_frame(rows, cols, dates=("scan_date", "signal_date", "first_seen"))
+
+    def explanations(
+        self, symbol: str | None = None, since: date | None = None
+    ) -> dict[tuple[str, int, date], dict[str, Any]]:
+        """Stored explanations by (symbol, horizon, signal date): of one symbol, or of the
+        signals issued on or after ``since``."""
+        q = sa.select(
+            signal_explanations.c.symbol,
+            signal_explanations.c.horizon,
+            signal_explanations.c.signal_date,
+            signal_explanations.c.explanation,
+        )
+        if symbol is not None:
+            q = q.where(signal_explanations.c.symbol == symbol)
+        if since is not None:
+            q = q.where(signal_explanations.c.signal_date >= as_date(since, "since"))
+        with self.engine.connect() as conn:
+            return {(s, int(h), as_date(d, "signal_date")): e for s, h, d, e in conn.execute(q)}
 
     def runs(self) -> pd.DataFrame:
         """Every recorded scan, oldest first."""

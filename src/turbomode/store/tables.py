@@ -105,6 +105,20 @@ signal_history = sa.Table(
     sa.CheckConstraint("side IN ('BUY', 'SELL')", name="side"),
 )
 
+signal_explanations = sa.Table(
+    "signal_explanations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, _run_fk(), nullable=False, index=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("horizon", sa.Integer, nullable=False),
+    sa.Column("signal_date", sa.Date, nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=False),
+    # turbomode.signals.explain's payload: base, value, every feature's contribution, top five
+    sa.Column("explanation", sa.JSON, nullable=False),
+    sa.UniqueConstraint("symbol", "horizon", "signal_date"),
+)
+
 positions_t = sa.Table(
     "positions",
     metadata,

@@ -1,7 +1,8 @@
 // TurboMode signals dashboard: a static page over the service's own API (/signals, /sectors,
 // /status).
 // Views by URL hash: #/ overview, #/cap/<large|mid|small> (BUY and SELL tabs, top 20 by
-// effective confidence), #/sectors (bullish and bearish tabs). Refreshes every 60 s, or every
+// effective confidence), #/sectors (bullish and bearish tabs), #/signal/<symbol>/<horizon> (one
+// signal and the five features that contributed most to its score). Refreshes every 60 s, or every
 // ?refresh=N seconds. Each finished render increments <body data-renders>.
 "use strict";
 
@@ -49,6 +50,9 @@ function route() {
   const parts = (window.location.hash || "#/").replace(/^#\/?/, "").split("/");
   if (parts[0] === "cap" && CAPS[parts[1]]) return { view: "cap", cap: parts[1] };
   if (parts[0] === "sectors") return { view: "sectors" };
+  if (parts[0] === "signal" && parts[1]) {
+    return { view: "signal", symbol: decodeURIComponent(parts[1]), horizon: Number(parts[2]) };
+  }
   return { view: "overview" };
 }
 
@@ -74,7 +78,8 @@ function signalTable(signals) {
       dataset: { symbol: s.symbol, horizon: String(s.horizon), side: s.side, bucket: s.age_bucket },
     },
     el("td", {}, i + 1),
-    el("td", { class: "text" }, el("strong", {}, s.symbol)),
+    el("td", { class: "text" }, el("a", { href: `#/signal/${encodeURIComponent(s.symbol)}/${s.horizon}` },
+      el("strong", {}, s.symbol))),
     el("td", { class: "text" }, s.sector),
     el("td", {}, `${s.horizon}d`),
     el("td", { class: `text side-${s.side}` }, s.side),
@@ -151,6 +156,48 @@ function statusSection(status) {
       (next && next.next_run ? `Next nightly scan: ${next.next_run}.` : "")));
 }
 
+function signed(x) { return `${x >= 0 ? "+" : ""}${x.toFixed(4)}`; }
+
+function explanationTable(why) {
+  const widest = Math.max(...why.top.map((t) => Math.abs(t.contribution)), 1e-12);
+  return el("table", { class: "explanation" },
+    el("thead", {}, el("tr", {}, ["Feature", "What it is", "Value", "Percentile tonight",
+      "Contribution"].map((h, i) => el("th", { class: i < 2 ? "text" : "" }, h)))),
+    el("tbody", {}, why.top.map((t) => el("tr", { dataset: { feature: t.feature } },
+      el("td", { class: "text" }, el("strong", {}, t.feature), el("div", { class: "muted" }, t.group)),
+      el("td", { class: "text" }, t.description),
+      el("td", {}, t.value === null ? "–" : t.value.toPrecision(4)),
+      el("td", {}, t.percentile === null ? "–" : `${Math.round(t.percentile)}`),
+      el("td", { class: t.contribution >= 0 ? "side-BUY" : "side-SELL" },
+        el("span", { class: `bar ${t.contribution >= 0 ? "up" : "down"}`,
+          style: `width:${Math.round((Math.abs(t.contribution) / widest) * 60)}px` }),
+        signed(t.contribution))))));
+}
+
+async function renderSignal(symbol, horizon) {
+  const page = await getJSON(`/signals/${encodeURIComponent(symbol)}`);
+  const s = page.signals.find((x) => x.horizon === horizon);
+  if (!s) {
+    view.replaceChildren(el("h2", {}, `${symbol} ${horizon}d`),
+      el("p", { class: "empty" }, "No active signal for this symbol and horizon."));
+    return page.scan_date;
+  }
+  const why = s.explanation;
+  view.replaceChildren(
+    el("h2", {}, `${s.symbol} ${s.side} ${s.horizon}d · ${s.sector}`),
+    el("p", {}, `Issued ${s.signal_date} · P(BUY) ${fmt.p(s.p_buy)} · P(SELL) ${fmt.p(s.p_sell)} · `
+      + `entry ${fmt.price(s.entry_low)} – ${fmt.price(s.entry_high)} · stop ${fmt.price(s.stop)} · `
+      + `target ${fmt.price(s.target)}`),
+    why ? el("section", { id: "explanation" },
+      el("h3", {}, "Why: the five largest contributions to P(BUY) − P(SELL)"),
+      explanationTable(why),
+      el("p", { class: "muted" }, `${why.output} = ${signed(why.value)}: the model's base `
+        + `${signed(why.base)} plus every feature's contribution (model ${why.model_key} `
+        + `${why.model_version}). Percentile: share of tonight's universe at or below the value.`))
+      : el("p", { class: "empty" }, "No explanation stored for this signal."));
+  return page.scan_date;
+}
+
 async function renderOverview() {
   const [all, sectors, status] = await Promise.all([getJSON("/signals"), getJSON("/sectors"), getJSON("/status")]);
   const cards = Object.entries(CAPS).map(([cap, label]) => {
@@ -191,6 +238,7 @@ async function render() {
   try {
     let scanDate;
     if (where.view === "cap") scanDate = await renderCap(where.cap);
+    else if (where.view === "signal") scanDate = await renderSignal(where.symbol, where.horizon);
     else if (where.view === "sectors") scanDate = await renderSectors();
     else scanDate = await renderOverview();
     const now = new Date().toLocaleTimeString();
