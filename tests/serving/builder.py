@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tests.signals.test_scan import TINY  # the tiny real ensembles the scan tests train
+from tests.conftest import TINY
 from turbomode import feature_store as fs
 from turbomode.config import GICS_SECTORS, ModelSettings, Settings
 from turbomode.data.ingest import ingest, load_clean

@@ -183,6 +183,13 @@ def test_overview_counts_match_the_api_and_the_nav_switches_pages(
         numbers = [e.text for e in card.find_elements("css selector", ".n")]
         assert numbers == [str(n_buy), str(n_sell)], cap
     assert f"Scan of {signals['scan_date']}" in browser.find_element("id", "status").text
+    # Lifts are shown as lifts: a quantile night's thresholds are ratios to the class prior.
+    limits = signals["thresholds"]
+    view = browser.find_element("id", "view").text
+    if limits["on"] == "lift":
+        assert f"P(BUY) ≥ {limits['buy']:.3f} × its prior" in view
+    else:
+        assert f"P(BUY) ≥ {limits['buy']:.3f}," in view
     # The platform's state, from the same function as `turbomode status`.
     status = server.get("/status").json()
     shown = {

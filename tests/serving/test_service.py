@@ -19,7 +19,7 @@ from tests.serving.builder import NO_MODEL, ONLY_1D, ServedMarket
 from tests.serving.conftest import ADMIN_TOKEN, Server
 from turbomode.config import Settings
 from turbomode.feature_store import FeatureLayout, model_features
-from turbomode.signals.rules import signals_to_frame
+from turbomode.signals.rules import signals_to_frame, threshold_basis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_FEATURES = len(model_features(Settings()))  # what the served models were trained on
@@ -65,7 +65,9 @@ def test_predict_gives_what_the_scan_decided(server: Server, market: ServedMarke
         assert p["model_version"] == s.model_version
         assert p["price_date"] == str(market.scan.scan_date)
         assert p["features_as_of"].startswith(str(market.scan.scan_date))
-        assert p["thresholds"] == pytest.approx(market.scan.thresholds)
+        limits = {k: p["thresholds"][k] for k in ("buy", "sell")}
+        assert limits == pytest.approx(market.scan.thresholds)
+        assert p["thresholds"]["on"] == threshold_basis(market.settings.signals)
 
     scores = market.scan.scores
     called = {(s.symbol, s.horizon) for s in market.scan.fresh}

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -353,6 +353,12 @@ class Predictor:
         measures them over the whole universe, which one request cannot."""
         return rules.entry_thresholds(self.settings.signals, measured=self._scan.thresholds)
 
+    def thresholds_out(self, limits: Mapping[str, float]) -> Thresholds:
+        """Thresholds as the API shows them, saying what they compare."""
+        return Thresholds(
+            buy=limits["buy"], sell=limits["sell"], on=rules.threshold_basis(self.settings.signals)
+        )
+
     def _generation(self) -> tuple[int, int]:
         return (self.models.generation, self._context_generation)
 
@@ -464,7 +470,7 @@ class Predictor:
         )
         limits = self.current_thresholds()
         fresh = {s.key: s for s in fresh_signals(scores, market.price_date, self.settings, limits)}
-        levels = Thresholds(**limits)
+        levels = self.thresholds_out(limits)
         out: dict[tuple[str, int], Prediction] = {}
         for r in scores.to_dict("records"):
             sym, h = str(r["symbol"]), int(r["horizon"])
@@ -586,7 +592,7 @@ class Predictor:
             model_key=key,
             model_version=version,
             n_features=n,
-            thresholds=Thresholds(**limits),
+            thresholds=self.thresholds_out(limits),
             predictions=out,
         )
 
@@ -651,7 +657,7 @@ class Predictor:
         return SignalsPage(
             scan_date=doc.get("scan_date"),
             run_id=doc.get("run_id"),
-            thresholds=None if limits is None else Thresholds(**limits),
+            thresholds=None if limits is None else self.thresholds_out(limits),
             total=total,
             signals=[SignalOut.model_validate(r) for r in frame.to_dict("records")],
         )

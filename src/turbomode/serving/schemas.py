@@ -55,10 +55,16 @@ FeatureValue = Annotated[
 
 
 class Thresholds(BaseModel):
-    """Entry thresholds: a signal fires when P(BUY) or P(SELL) reaches its threshold."""
+    """Entry thresholds: a signal fires when P(BUY) or P(SELL) — or, with ``on: lift``, its
+    ratio to the model's class prior — reaches its threshold."""
 
     buy: float
     sell: float
+    on: Literal["probability", "lift"] = Field(
+        default="probability",
+        description="what the thresholds compare: P(side), or its lift over the class prior "
+        "(signals.threshold_mode quantile)",
+    )
 
 
 class Prediction(BaseModel):

@@ -209,10 +209,9 @@ def night_calls(
     ``threshold_mode`` reads them (:func:`entry_thresholds`): the same comparison as an
     entry, without the entry-only rules (shorts may be off, yet a SELL call still counts
     against an open long)."""
-    on: Literal["probability", "lift"] = (
-        "lift" if settings.threshold_mode == "quantile" else "probability"
+    is_buy, is_sell = _sides(
+        scores, settings, limits["buy"], limits["sell"], threshold_basis(settings)
     )
-    is_buy, is_sell = _sides(scores, settings, limits["buy"], limits["sell"], on)
     return np.where(is_buy, "BUY", np.where(is_sell, "SELL", "HOLD")).tolist()
 
 
@@ -275,6 +274,11 @@ def entry_thresholds(
     return quantile_thresholds(scores, settings)
 
 
+def threshold_basis(settings: SignalSettings) -> Literal["probability", "lift"]:
+    """What the night's thresholds compare: P(side) (fixed mode) or its lift (quantile)."""
+    return "lift" if settings.threshold_mode == "quantile" else "probability"
+
+
 def night_candidates(
     scores: pd.DataFrame,
     settings: SignalSettings,
@@ -289,7 +293,7 @@ def night_candidates(
         settings,
         buy_threshold=limits["buy"],
         sell_threshold=limits["sell"],
-        on="lift" if settings.threshold_mode == "quantile" else "probability",
+        on=threshold_basis(settings),
     )
 
 

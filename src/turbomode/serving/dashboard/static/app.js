@@ -219,7 +219,9 @@ async function renderOverview() {
       el("span", { class: "n side-SELL" }, stance("bearish").length), "bearish"),
     el("div", { class: "muted" }, [...stance("bullish"), ...stance("bearish")].join(", ") || "all neutral")));
   const limits = all.thresholds
-    ? `Entry thresholds: P(BUY) ≥ ${fmt.p(all.thresholds.buy)}, P(SELL) ≥ ${fmt.p(all.thresholds.sell)}.`
+    ? (all.thresholds.on === "lift"
+      ? `Entry thresholds: P(BUY) ≥ ${fmt.p(all.thresholds.buy)} × its prior, P(SELL) ≥ ${fmt.p(all.thresholds.sell)} × its prior (tonight's top quantile of lifts).`
+      : `Entry thresholds: P(BUY) ≥ ${fmt.p(all.thresholds.buy)}, P(SELL) ≥ ${fmt.p(all.thresholds.sell)}.`)
     : "";
   view.replaceChildren(
     el("h2", {}, all.scan_date ? `Signals of the scan of ${all.scan_date}` : "No scan yet"),
