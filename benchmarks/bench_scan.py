@@ -209,6 +209,7 @@ def score_one_at_a_time(
     """The baseline: ``score_universe``'s contract, scored as a per-symbol loop would — for
     each symbol, for each horizon, ``predict_proba`` on a 1-row frame. The frame is built once,
     each key's model is looked up once; the screening is the scan's."""
+    from turbomode.models.loading import class_prior
     from turbomode.signals import rules
     from turbomode.signals.scan import ATR_FEATURE, BUY_I, HOLD_I, SELL_I, model_key
 
@@ -251,6 +252,7 @@ def score_one_at_a_time(
                 continue
             model, version = resolved[key]
             p = model.predict_proba(one[model.features])[0]
+            prior = class_prior(model)
             versions[key] = version
             scored = True
             out.append(
@@ -263,13 +265,16 @@ def score_one_at_a_time(
                     "p_hold": p[HOLD_I],
                     "p_sell": p[SELL_I],
                     "close": close[i],
-                    "atr": atr[i],
+                    "prior_buy": prior[BUY_I],
+                    "prior_sell": prior[SELL_I],
+                    "atr": atr[i] * close[i],  # the feature is a fraction of the close
                     "model_version": version,
                 }
             )
         if not scored:
             failures[sym] = f"no production model for {sector} (any horizon)"
-    scores = pd.DataFrame(out, columns=[*rules.SCORE_COLUMNS, "model_version"])
+    columns = [*rules.SCORE_COLUMNS, "prior_buy", "prior_sell", "model_version"]
+    scores = pd.DataFrame(out, columns=columns)
     bad = rules.invalid_probability_mask(scores)
     for sym in scores.loc[bad, "symbol"]:
         failures[sym] = "model returned invalid probabilities"
