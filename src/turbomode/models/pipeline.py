@@ -139,7 +139,11 @@ def drift_reference(
     )
 
 
-IMPORTANCE_ROWS = 1_000
+# Exact TreeSHAP of a stacked ensemble costs ~7 ms a row on this 2-core machine, in the
+# training driver after every key: 1,000 rows took ~7 s a key, 4 minutes over 33 keys. 250
+# rows rank the features as 1,000 do — measured on two synthetic keys: Spearman 0.995 over all
+# features, 9–10 of the top 10 shared, the same order of groups.
+IMPORTANCE_ROWS = 250
 
 
 def feature_importance(task: TaskResult, oot_rows: pd.DataFrame) -> dict[str, Any]:
