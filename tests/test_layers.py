@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backtest",),
     ("wallet",),
     ("status",),
+    ("reports",),
     ("serving", "pipelines"),
     ("cli", "__main__"),
 )

@@ -253,6 +253,7 @@ def test_a_week_in_the_life(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert [r[2] for r in nightly] == [0] * 5 + [NO_NEW_BAR_EXIT], ran
     assert any(r[1] == "outcomes track" for r in ran)
     assert any(r[1] == "outcomes samples" for r in ran)
+    assert {r[1] for r in ran} >= {"report daily --send", "report weekly --send"}
     assert all(code == 0 for _, cmd, code in ran if cmd != "scan"), ran
     assert not (elsewhere / "data").exists()  # nothing under the working directory
 

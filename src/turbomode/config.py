@@ -429,6 +429,33 @@ class ScheduleSettings(BaseModel):
     retrain: str = "0 4 1 * *"
     adaptive_ranking: str = "0 2 1 * *"
     universe_curation: str = "0 2 1 1,4,7,10 *"
+    daily_report: str = Field(
+        default="0 8 * * 1-5",
+        description="Weekday mornings, after the night's scan (23:00) and outcomes (02:00).",
+    )
+    weekly_report: str = Field(default="0 18 * * 5", description="Friday after the close.")
+
+
+class NotifySettings(BaseModel):
+    """Where ``turbomode report --send`` delivers: by SMTP and/or to a webhook, each when set.
+
+    The SMTP password is never a setting: it is read from the environment variable
+    ``smtp_password_env`` names (the chart sets it from a Secret). A webhook URL often carries
+    its token: set it through ``TURBOMODE_NOTIFY__WEBHOOK_URL`` from a Secret, not in a file.
+    """
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = Field(default=True, description="STARTTLS before logging in.")
+    smtp_username: str | None = None
+    smtp_password_env: str = "SMTP_PASSWORD"
+    smtp_from: str | None = None
+    smtp_to: str | None = Field(default=None, description="Recipients, comma-separated.")
+    webhook_url: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    top_signals: int = Field(
+        default=5, ge=1, description="Signals listed per cap class and side in a report."
+    )
 
 
 class ModelSettings(BaseModel):
@@ -1020,6 +1047,7 @@ class Settings(BaseSettings):
     macro: MacroSettings = Field(default_factory=MacroSettings)
     fred: FredSettings = Field(default_factory=FredSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     gate: GateSettings = Field(default_factory=GateSettings)

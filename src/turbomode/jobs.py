@@ -43,9 +43,11 @@ JOBS: dict[str, tuple[Step, ...]] = {
     ),
     "outcomes": (Step("track-outcomes", ("outcomes", "track")),),
     "training_samples": (Step("generate-samples", ("outcomes", "samples")),),
-    "retrain": (Step("retrain", ("retrain",)),),
+    "retrain": (Step("retrain", ("retrain",)), Step("report", ("report", "retrain", "--send"))),
     "adaptive_ranking": (Step("ranking", ("ranking", "update")),),
     "universe_curation": (Step("curate", ("universe", "curate")),),
+    "daily_report": (Step("report", ("report", "daily", "--send")),),
+    "weekly_report": (Step("report", ("report", "weekly", "--send")),),
 }
 
 # The Kubeflow pipeline that runs the same chain as a job (tests/pipelines checks that its

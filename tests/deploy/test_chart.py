@@ -50,7 +50,11 @@ CUSTOM_SCHEMAS = {
     "RayCluster": "ray.io/raycluster_v1.json",
     "ServiceMonitor": "monitoring.coreos.com/servicemonitor_v1.json",
     "PrometheusRule": "monitoring.coreos.com/prometheusrule_v1.json",
+    "AlertmanagerConfig": "monitoring.coreos.com/alertmanagerconfig_v1alpha1.json",
 }
+# Custom resources whose published schema ../shared/schemas does not hold yet: validated once it
+# does; until then test_alertmanager_config_routes_as_the_plain_file checks the content.
+NOT_YET_SHARED = {"AlertmanagerConfig"}
 # The command each CronWorkflow runs (`turbomode …`), keyed like ScheduleSettings' fields.
 # Every job's steps, each a `turbomode` command line: the one definition (turbomode.jobs).
 JOB_COMMANDS = {job: [list(s.args) for s in steps] for job, steps in JOBS.items()}
@@ -86,7 +90,8 @@ def validate_manifest(doc: Manifest, validators: dict[str, jsonschema.protocols.
     """Raise a ValidationError when the manifest does not match its kind's schema."""
     kind = doc["kind"]
     if kind in CUSTOM_SCHEMAS:
-        validators[kind].validate(doc)
+        if kind in validators or kind not in NOT_YET_SHARED:
+            validators[kind].validate(doc)
     else:
         for version in KUBERNETES_VERSIONS:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -320,7 +325,11 @@ def test_rendered_resources(rendered: dict[str, list[Manifest]]) -> None:
 
 @pytest.fixture(scope="module")
 def validators(schemas_dir: Path) -> dict[str, jsonschema.protocols.Validator]:
-    return {kind: schema_validator(schemas_dir / rel) for kind, rel in CUSTOM_SCHEMAS.items()}
+    return {
+        kind: schema_validator(schemas_dir / rel)
+        for kind, rel in CUSTOM_SCHEMAS.items()
+        if kind not in NOT_YET_SHARED or (schemas_dir / rel).exists()
+    }
 
 
 @pytest.mark.parametrize("profile", PROFILE_IDS)
@@ -1133,6 +1142,82 @@ def test_plain_rules_file_is_the_charts(helm: str, tmp_path: Path) -> None:
     alerts = {r["alert"] for g in yaml.safe_load(plain.read_text())["groups"] for r in g["rules"]}
     assert {"TurboModeSignalHitRateLow", "TurboModeServingLatencyHigh"} <= alerts
     assert 'job="turbomode-serving"' in plain.read_text()
+
+
+def _matchers(items: list[dict[str, str]]) -> list[str]:
+    """AlertmanagerConfig matchers as the plain file writes them (name op "value")."""
+    return [f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in items]
+
+
+def test_alertmanager_config_routes_as_the_plain_file(
+    rendered: dict[str, list[Manifest]], values: dict[str, Any]
+) -> None:
+    """The chart's AlertmanagerConfig (production values: every receiver on) routes, groups
+    and inhibits as monitoring/alertmanager/alertmanager.yml does (the file the Alertmanager
+    test runs), with each credential from a Secret; the default values render none."""
+    assert not values["monitoring"]["alertmanagerConfig"]["enabled"]
+    assert not of_kind(rendered["default"], "AlertmanagerConfig")
+    (doc,) = of_kind(rendered["production"], "AlertmanagerConfig")
+    plain = yaml.safe_load((REPO / "monitoring" / "alertmanager" / "alertmanager.yml").read_text())
+    spec, route = doc["spec"], plain["route"]
+    assert spec["route"]["receiver"] == route["receiver"]
+    assert spec["route"]["groupBy"] == route["group_by"]
+    for chart_key, plain_key in (
+        ("groupWait", "group_wait"),
+        ("groupInterval", "group_interval"),
+        ("repeatInterval", "repeat_interval"),
+    ):
+        assert spec["route"][chart_key] == route[plain_key], chart_key
+    assert [
+        (r["receiver"], _matchers(r["matchers"]), r["repeatInterval"])
+        for r in spec["route"]["routes"]
+    ] == [(r["receiver"], r["matchers"], r["repeat_interval"]) for r in route["routes"]]
+    assert [
+        (_matchers(r["sourceMatch"]), _matchers(r["targetMatch"]), r.get("equal"))
+        for r in spec["inhibitRules"]
+    ] == [
+        (r["source_matchers"], r["target_matchers"], r.get("equal")) for r in plain["inhibit_rules"]
+    ]
+    kinds = {"emailConfigs": "email_configs", "slackConfigs": "slack_configs"}
+    kinds["webhookConfigs"] = "webhook_configs"
+    chart_receivers = {r["name"]: {kinds[k] for k in r if k in kinds} for r in spec["receivers"]}
+    plain_receivers = {r["name"]: {k for k in r if k != "name"} for r in plain["receivers"]}
+    assert chart_receivers == plain_receivers
+    refs = [
+        c.get("authPassword") or c.get("apiURL") or c.get("urlSecret")
+        for r in spec["receivers"]
+        for k in kinds
+        for c in r.get(k, [])
+    ]
+    assert refs and all(ref["name"] == "turbomode-alerting" and ref["key"] for ref in refs)
+    slack = next(c for r in spec["receivers"] for c in r.get("slackConfigs", []))
+    plain_slack = next(c for r in plain["receivers"] for c in r.get("slack_configs", []))
+    assert (slack["title"], slack["text"]) == (plain_slack["title"], plain_slack["text"])
+
+
+def test_alertmanager_config_needs_its_secrets(helm: str) -> None:
+    result = helm_template(
+        helm,
+        sets=[
+            "monitoring.alertmanagerConfig.enabled=true",
+            "monitoring.alertmanagerConfig.slack.enabled=true",
+        ],
+    )
+    assert result.returncode != 0
+    assert "slack.apiUrlSecret.name is required" in result.stderr
+
+
+def test_amtool_checks_the_plain_alertmanager_file(tmp_path: Path) -> None:
+    amtool = require_tool("amtool")
+    plain = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
+    result = run([amtool, "check-config", str(plain)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 inhibit rules" in result.stdout and "2 receivers" in result.stdout
+    broken = tmp_path / "alertmanager.yml"
+    config = yaml.safe_load(plain.read_text())
+    config["route"]["routes"][0]["receiver"] = "nobody"
+    broken.write_text(yaml.safe_dump(config))
+    assert run([amtool, "check-config", str(broken)]).returncode != 0
 
 
 def test_grafana_dashboards_configmap(rendered: dict[str, list[Manifest]]) -> None:

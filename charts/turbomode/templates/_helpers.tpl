@@ -251,6 +251,20 @@ imagePullSecrets:
   value: {{ include "turbomode.postgresql.url" (dict "root" .) | quote }}
 - name: TURBOMODE_STORES__REGISTRY_SQL_URL
   value: {{ include "turbomode.postgresql.url" (dict "root" . "database" .Values.externalPostgresql.registryDatabase) | quote }}
+{{- with .Values.notify.smtpPasswordSecret }}{{ if .name }}
+- name: SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}{{ end }}
+{{- with .Values.notify.webhookUrlSecret }}{{ if .name }}
+- name: TURBOMODE_NOTIFY__WEBHOOK_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}{{ end }}
 {{- $redisHost := include "turbomode.redis.host" . }}
 {{- $redisPort := include "turbomode.redis.port" . }}
 {{- $redisDb := ternary 0 .Values.externalRedis.db .Values.redis.enabled }}

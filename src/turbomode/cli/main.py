@@ -16,6 +16,7 @@ from turbomode.cli.drift import drift_command
 from turbomode.cli.models import evaluate_command, models_app, train_command
 from turbomode.cli.outcomes import outcomes_app, replay_command, retrain_command
 from turbomode.cli.pipelines import pipelines_app
+from turbomode.cli.report import report_command
 from turbomode.cli.research import research_command
 from turbomode.cli.scan import NO_NEW_BAR_EXIT, scan_command, signals_command
 from turbomode.cli.serve import serve_command
@@ -90,6 +91,7 @@ app.command("scan")(scan_command)
 app.command("drift")(drift_command)
 app.command("signals")(signals_command)
 app.command("status")(status_command)
+app.command("report")(report_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
