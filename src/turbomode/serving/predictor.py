@@ -359,6 +359,17 @@ class Predictor:
             buy=limits["buy"], sell=limits["sell"], on=rules.threshold_basis(self.settings.signals)
         )
 
+    def _production(self, key: str) -> tuple[Any, str]:
+        """The production model of ``key`` and its version: 503 when it fails to load, 404
+        when the key has none."""
+        try:
+            found = self.models.get(key)
+        except Exception as exc:
+            raise ServingError(503, f"model {key} failed to load: {exc}") from exc
+        if found is None:
+            raise ServingError(404, f"no production model for {key}")
+        return found
+
     def _generation(self) -> tuple[int, int]:
         return (self.models.generation, self._context_generation)
 
@@ -529,13 +540,7 @@ class Predictor:
                 400, f"{len(rows)} feature rows; at most {self.serving.max_feature_rows} per call"
             )
         key = model_key(sector, h)
-        try:
-            found = self.models.get(key)
-        except Exception as exc:
-            raise ServingError(503, f"model {key} failed to load: {exc}") from exc
-        if found is None:
-            raise ServingError(404, f"no production model for {key}")
-        model, version = found
+        model, version = self._production(key)
         n = len(model.features)
         bad = [i for i, row in enumerate(rows) if len(row) != n]
         if bad:
@@ -606,13 +611,7 @@ class Predictor:
         if not market.knows(sym):
             raise ServingError(404, self._unknown(sym, market))
         key = model_key(market.sector_of[sym], h)
-        try:
-            found = self.models.get(key)
-        except Exception as exc:
-            raise ServingError(503, f"model {key} failed to load: {exc}") from exc
-        if found is None:
-            raise ServingError(404, f"no production model for {key}")
-        model, version = found
+        model, version = self._production(key)
         universe = sorted(set(market.members["symbol"].astype(str)))
         vectors = self.read_vectors(universe)
         frame = vectors.frame(set(universe))
