@@ -303,6 +303,11 @@ def test_pipeline_steps_read_the_settings_the_jobs_read(
     clean_env.setenv("POSTGRES_PASSWORD", "s3cr3t")
     clean_env.setenv("REDIS_PASSWORD", "s3cr3t")
     step = rt.settings(str(config)).model_dump()
+    # The webhook URL is a credential that only the report CronWorkflows read (from its
+    # Secret); no pipeline step sends a report, so the steps' settings never carry it.
+    hook = job["notify"].pop("webhook_url")
+    assert step["notify"].pop("webhook_url") is None
+    assert hook == ("s3cr3t" if profile == "production" else None)
     assert step == job
     assert step["stores"]["signals_url"].startswith("postgresql+psycopg://turbomode:s3cr3t@")
     assert step["compute"]["ray_address"] == f"ray://{RELEASE}-ray-head-svc.{NAMESPACE}.svc:10001"
