@@ -139,11 +139,16 @@ def drift_reference(
     )
 
 
-# Exact TreeSHAP of a stacked ensemble costs ~7 ms a row on this 2-core machine, in the
-# training driver after every key: 1,000 rows took ~7 s a key, 4 minutes over 33 keys. 250
-# rows rank the features as 1,000 do — measured on two synthetic keys: Spearman 0.995 over all
-# features, 9–10 of the top 10 shared, the same order of groups.
+# Exact TreeSHAP of a stacked ensemble costs ~7 ms a row on this 2-core machine (default
+# settings), in the training driver after every key: 1,000 rows took ~7 s a key, 4 minutes over
+# 33 keys. 250 rows rank the features as 1,000 do — measured on two synthetic keys: Spearman
+# 0.995 over all features, 9–10 of the top 10 shared, the same order of groups. A forest grown
+# without a depth limit costs ~100× more a row, so the rows are also bounded by the work
+# (explain.work_per_row): the default forest (25 trees of depth 8) gets all 250, and no model
+# fewer than IMPORTANCE_MIN_ROWS; the manifest records how many were used.
 IMPORTANCE_ROWS = 250
+IMPORTANCE_MIN_ROWS = 10
+IMPORTANCE_WORK = 25 * 256 * 8**2 * IMPORTANCE_ROWS
 
 
 def feature_importance(task: TaskResult, oot_rows: pd.DataFrame) -> dict[str, Any]:
@@ -155,7 +160,10 @@ def feature_importance(task: TaskResult, oot_rows: pd.DataFrame) -> dict[str, An
     if oot_rows.empty:
         return {}
     model = load_ensemble(str(task.model_dir))
-    picks = np.linspace(0, len(oot_rows) - 1, min(len(oot_rows), IMPORTANCE_ROWS)).astype(int)
+    work = explain.work_per_row(model)
+    budget = IMPORTANCE_ROWS if work == 0 else int(IMPORTANCE_WORK // work)
+    n = min(len(oot_rows), max(IMPORTANCE_MIN_ROWS, min(IMPORTANCE_ROWS, budget)))
+    picks = np.linspace(0, len(oot_rows) - 1, n).astype(int)
     rows = oot_rows.iloc[np.unique(picks)]
     features = select_features(model.features)
     groups = {name: REGISTRY[name].group for name in features}
