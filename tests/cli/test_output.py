@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import REPO
+from tests.conftest import REPO, need
 from turbomode.cli.main import app
 from turbomode.store import SignalStore
 
@@ -128,8 +128,10 @@ def test_the_browser_install_says_what_it_would_do_as_root_and_can_be_skipped(
     tmp_path: Path,
 ) -> None:
     """No dpkg-query on the PATH: both packages count as missing."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("the install path runs only as root where apt-get exists")
+    need(
+        os.geteuid() == 0 and shutil.which("apt-get") is not None,
+        "the install path runs only as root where apt-get exists",
+    )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "grep", "id", "apt-get"):
