@@ -119,7 +119,7 @@ def test_alerts_reach_the_receivers_and_a_stale_scan_inhibits_the_hit_rate(
             assert "TurboModeSignalHitRateLow" not in {a["alertname"] for a in alerts}
             assert all(p.headers["Authorization"] == f"Bearer {WEBHOOK_TOKEN}" for p in webhook)
             stale_alert = next(a for a in alerts if a["alertname"] == "TurboModeNightlyScanStale")
-            assert stale_alert["severity"] == "critical"
+            assert (stale_alert["job"], stale_alert["severity"]) == ("turbomode_scan", "critical")
             failed = next(a for a in alerts if a["alertname"] == "TurboModeJobFailed")
             assert (failed["job"], failed["severity"]) == ("turbomode_retrain", "warning")
             receivers = {p.json()["receiver"]: p.json()["commonLabels"] for p in webhook}

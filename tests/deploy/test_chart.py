@@ -865,7 +865,9 @@ def test_promtool_rule_unit_tests(rendered: dict[str, list[Manifest]], tmp_path:
                     {
                         "eval_time": "74h30m",
                         "alertname": "TurboModeNightlyScanStale",
-                        "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+                        "exp_alerts": [
+                            {"exp_labels": {"severity": "critical", "job": "turbomode_scan"}}
+                        ],
                     },
                     {"eval_time": "74h30m", "alertname": "TurboModeJobFailed", "exp_alerts": []},
                     {

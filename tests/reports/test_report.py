@@ -142,6 +142,45 @@ def test_the_weekly_report_counts_the_weeks_fresh_calls(settings: Settings) -> N
     assert wallet.period_pnl == pytest.approx(MARKS[SECOND] - 100_000.0)
 
 
+def test_the_drift_section_lists_the_scans_most_drifted_models(settings: Settings) -> None:
+    """A scan's drift summary (what run_scan stores): the report shows the five models with
+    the most unusual features over 20 days, most first, with their score PSI."""
+    drift = [
+        {"key": f"{sector}/1d", "version": "v1", "unusual_20d": n, "score_psi_20d": psi}
+        for sector, n, psi in [
+            ("Energy", 3, 0.05),
+            ("Materials", 11, 0.31),
+            ("Financials", 0, 0.01),
+            ("Utilities", 7, 0.12),
+            ("Industrials", 5, 0.08),
+            ("Real Estate", 9, 0.27),
+        ]
+    ]
+    third = DAYS[25].date()
+    store = SignalStore(settings.stores.signals_url)
+    store.write_scan(third, [signal("AAA", "BUY", 25, 100.0, 140.0)], summary={"drift": drift})
+    store.dispose()
+
+    report = build_report(settings, "daily", third)
+    assert [d["key"] for d in report.drift] == [
+        "Materials/1d",
+        "Real Estate/1d",
+        "Utilities/1d",
+        "Industrials/1d",
+        "Energy/1d",
+    ]
+    sections = {title: rows for title, _columns, rows in report.sections()}
+    assert sections["Drift (20 trading days)"][:2] == [
+        ["Materials/1d", "11", "0.310"],
+        ["Real Estate/1d", "9", "0.270"],
+    ]
+    assert "Financials/1d" not in report.text()
+    assert "<td>Materials/1d</td><td>11</td><td>0.310</td>" in report.html()
+    # A scan without drift figures (the fixture's) has no drift section at all.
+    titles = [title for title, _c, _r in build_report(settings, "daily", SECOND).sections()]
+    assert "Drift (20 trading days)" not in titles
+
+
 def test_sent_by_email_with_the_password_from_the_environment(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
