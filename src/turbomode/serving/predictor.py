@@ -630,8 +630,10 @@ class Predictor:
         horizon: int | None = None,
         symbol: str | None = None,
         limit: int | None = None,
+        order: str = "effective",
     ) -> SignalsPage:
-        """The latest scan's active signals, filtered, by effective confidence."""
+        """The latest scan's active signals, filtered, by effective confidence (``order=
+        "confidence"``: by the call's own confidence, whatever its age)."""
         if sector is not None and sector not in GICS_SECTORS:
             raise ServingError(400, f"unknown sector {sector!r}; one of: {', '.join(GICS_SECTORS)}")
         scan = self._scan
@@ -648,6 +650,12 @@ class Predictor:
                 if value is not None:
                     mask &= frame[column] == value
             frame = frame[mask]
+            if order == "confidence":
+                frame = frame.sort_values(
+                    ["confidence", "symbol", "horizon"],
+                    ascending=[False, True, True],
+                    kind="stable",
+                )
         total = len(frame)
         if limit is not None:
             frame = frame.head(limit)

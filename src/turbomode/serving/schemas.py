@@ -15,6 +15,8 @@ from turbomode.records.signals import Side
 SignalName = Literal["BUY", "SELL", "HOLD"]
 CapClass = Literal["large", "mid", "small", "unknown"]
 Stance = Literal["bullish", "bearish", "neutral"]
+# /signals' order: effective confidence (decayed by age, the default) or the call's own.
+SignalOrder = Literal["effective", "confidence"]
 
 SymbolField = Annotated[
     str,

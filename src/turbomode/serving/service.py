@@ -5,6 +5,7 @@ serve``).
   (typed inputs, validated by pydantic: a wrong type, a horizon other than 1/2/5, a NaN or an
   infinity is a 400 before any code here runs).
 * ``GET /signals``, ``/signals/{symbol}``, ``/sectors``, ``/models``, ``/health``,
+  ``/performance/equity``, ``/performance/hit_rates``, ``/performance/trades``,
   ``POST /admin/reload`` and the dashboard (``/dashboard``) — routes of a FastAPI app mounted
   on the service, written as methods so they share its state.
 * ``/livez``, ``/readyz`` (ready when :meth:`TurboMode.__is_ready__` says so), ``/metrics``
@@ -32,10 +33,12 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from turbomode import logs
-from turbomode.config import load_settings
+from turbomode.config import Settings, load_settings
+from turbomode.reports import performance
 from turbomode.serving.guard import RequestGuard, body_schemas, document, quiet_client_errors
 from turbomode.serving.predictor import Predictor, ServingError
 from turbomode.serving.schemas import (
@@ -52,11 +55,13 @@ from turbomode.serving.schemas import (
     ReloadResult,
     SectorsPage,
     Side,
+    SignalOrder,
     SignalsPage,
     Stance,
     SymbolField,
 )
 from turbomode.serving.settings import ServingSettings
+from turbomode.store import SignalStore
 
 # BentoML 1.4.39 reads ``model_fields`` off each request's input instance, which pydantic 2.11+
 # flags with a DeprecationWarning on every request: noise in the log and time on the hot path.
@@ -86,6 +91,29 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A filter value the service does not know"},
     **UNAVAILABLE,
 }
+
+
+STORE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A filter value the store cannot hold"},
+    404: {"model": ErrorBody, "description": "No such wallet (or none yet)"},
+    503: {"model": ErrorBody, "description": "The signals store does not answer"},
+}
+
+
+def _from_store(settings: Settings, call: Callable[[SignalStore], T]) -> T:
+    """``call`` on a store opened for it; its input errors as 400/404, a store that does not
+    answer (no file, no tables) as 503."""
+    store = SignalStore(settings.stores.signals_url)
+    try:
+        return call(store)
+    except performance.NoWalletError as exc:
+        raise ServingError(404, str(exc)) from exc
+    except performance.PerformanceInputError as exc:
+        raise ServingError(400, str(exc)) from exc
+    except SQLAlchemyError as exc:
+        raise ServingError(503, "signals store unavailable", type(exc).__name__) from exc
+    finally:
+        store.dispose()
 
 
 @web.exception_handler(ServingError)
@@ -185,10 +213,11 @@ class TurboMode:
         sector: str | None = None,
         horizon: Annotated[int | None, Query(ge=1)] = None,
         limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        order: SignalOrder = "effective",
     ) -> SignalsPage:
-        """The latest scan's active signals by effective confidence, filtered by cap class,
-        side, sector and horizon."""
-        return self.core.signals(cap_class, side, sector, horizon, limit=limit)
+        """The latest scan's active signals by effective confidence (``order=confidence``: by
+        the call's own confidence), filtered by cap class, side, sector and horizon."""
+        return self.core.signals(cap_class, side, sector, horizon, limit=limit, order=order)
 
     @web.get(
         "/signals/{symbol}",
@@ -241,6 +270,46 @@ class TurboMode:
         """Follow the production pointers and re-read the data files now (bearer token)."""
         self.core.authorize(authorization)
         return self.core.reload(force=True)
+
+    # ---- performance pages (figures: turbomode.reports.performance) ----------------------
+    @web.get("/performance/equity", responses=STORE_ERRORS)
+    def performance_equity(self, wallet: str | None = None) -> dict[str, Any]:
+        """A paper wallet's equity and drawdown beside SPY bought and held over the same days,
+        their metrics, the P&L by month and the charts as SVG (default wallet: ``paper``)."""
+        settings = self.core.settings
+        return _from_store(
+            settings,
+            lambda store: performance.equity_page(
+                store, settings, wallet, performance.benchmark_bars(settings)
+            ),
+        )
+
+    @web.get("/performance/hit_rates", responses=STORE_ERRORS)
+    def performance_hit_rates(self) -> dict[str, Any]:
+        """Resolved signal outcomes' hit rate and mean return by horizon, sector and month."""
+        return _from_store(self.core.settings, performance.hit_rates)
+
+    @web.get("/performance/trades", responses=STORE_ERRORS)
+    def performance_trades(
+        self,
+        wallet: str | None = None,
+        min_confidence: Annotated[
+            str | None, Query(description="Keep trades whose call had at least this (0–1).")
+        ] = None,
+        tier: str | None = None,
+        regime: str | None = None,
+        sector: str | None = None,
+    ) -> dict[str, Any]:
+        """A wallet's closed trades through what-if filters: how many remain, their hit rate
+        and mean net return. A malformed or unknown filter value is a 400 that says why."""
+        return _from_store(
+            self.core.settings,
+            lambda store: performance.trade_quality(
+                store,
+                performance.TradeFilter.parse(min_confidence, tier, regime, sector),
+                wallet,
+            ),
+        )
 
     # ---- dashboard ---------------------------------------------------------------------
     @web.get("/dashboard", include_in_schema=False)

@@ -2,8 +2,12 @@
 // /status).
 // Views by URL hash: #/ overview, #/cap/<large|mid|small> (BUY and SELL tabs, top 20 by
 // effective confidence), #/sectors (bullish and bearish tabs), #/signal/<symbol>/<horizon> (one
-// signal and the five features that contributed most to its score). Refreshes every 60 s, or every
-// ?refresh=N seconds. Each finished render increments <body data-renders>.
+// signal and the five features that contributed most to its score), and the performance pages
+// over /performance/* (figures and SVG charts drawn by the server): #/equity (a paper wallet
+// beside SPY, drawdowns, P&L by month), #/hits (outcome hit rate by horizon, sector, month),
+// #/trades (closed trades through what-if filters), #/top (top 10 by confidence, with age).
+// Refreshes every 60 s, or every ?refresh=N seconds. Each finished render increments
+// <body data-renders>.
 "use strict";
 
 const CAPS = { large: "Large cap", mid: "Mid cap", small: "Small cap" };
@@ -11,6 +15,9 @@ const TOP = 20;
 const query = new URLSearchParams(window.location.search);
 const REFRESH_S = Math.max(1, Number(query.get("refresh")) || 60);
 const tabs = { large: "BUY", mid: "BUY", small: "BUY", sectors: "bullish" };
+const PAGES = new Set(["equity", "hits", "trades", "top"]);
+// The performance pages' choices: the wallet shown and the trade page's what-if filters.
+const perf = { wallet: "", min_confidence: "", tier: "", regime: "", sector: "" };
 const view = document.getElementById("view");
 const statusLine = document.getElementById("status");
 
@@ -44,12 +51,17 @@ const fmt = {
   p: (x) => (x === null || x === undefined ? "–" : x.toFixed(3)),
   pct: (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`),
   price: (x) => (x === null || x === undefined ? "–" : x.toFixed(2)),
+  pct1: (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`),
+  ret: (x) => (x === null || x === undefined ? "–" : `${x >= 0 ? "+" : ""}${(x * 100).toFixed(2)} %`),
+  money: (x) => (x === null || x === undefined ? "–"
+    : x.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })),
 };
 
 function route() {
   const parts = (window.location.hash || "#/").replace(/^#\/?/, "").split("/");
   if (parts[0] === "cap" && CAPS[parts[1]]) return { view: "cap", cap: parts[1] };
   if (parts[0] === "sectors") return { view: "sectors" };
+  if (PAGES.has(parts[0])) return { view: parts[0] };
   if (parts[0] === "signal" && parts[1]) {
     return { view: "signal", symbol: decodeURIComponent(parts[1]), horizon: Number(parts[2]) };
   }
@@ -231,6 +243,149 @@ async function renderOverview() {
   return all.scan_date;
 }
 
+// ---- performance pages ------------------------------------------------------------------------
+
+function qs(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) q.set(k, v);
+  const text = q.toString();
+  return text ? `?${text}` : "";
+}
+
+function svgBox(svg, name) {
+  const box = el("div", { class: "chart", dataset: { chart: name } });
+  box.innerHTML = svg; // drawn by the service (turbomode.reports.performance), text escaped there
+  return box;
+}
+
+function walletTabs(page) {
+  if (page.wallets.length < 2) return null;
+  return tabBar(page.wallets, page.wallet, Object.fromEntries(page.wallets.map((w) => [w, "wallet"])),
+    (name) => { perf.wallet = name; render(); });
+}
+
+function table(cls, head, rows) {
+  return el("table", { class: cls },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i === 0 ? "text" : "" }, h)))),
+    el("tbody", {}, rows));
+}
+
+// A month's cell coloured by its return: green up, red down, stronger the further from 0.
+function heat(ret) {
+  const a = Math.min(Math.abs(ret) / 0.05, 1) * 0.55 + 0.08;
+  return ret >= 0 ? `background: rgba(63, 185, 80, ${a.toFixed(2)})` : `background: rgba(248, 81, 73, ${a.toFixed(2)})`;
+}
+
+async function renderEquity() {
+  const page = await getJSON(`/performance/equity${qs({ wallet: perf.wallet })}`);
+  const m = page.metrics;
+  const b = page.benchmark_metrics;
+  const rows = [["Final equity", "final_equity", fmt.money], ["Total return", "total_return", fmt.ret],
+    ["CAGR", "cagr", fmt.ret], ["Volatility", "volatility", fmt.pct1], ["Sharpe", "sharpe", fmt.p],
+    ["Max drawdown", "max_drawdown", fmt.ret], ["Days", "days", (x) => (x ?? "–")]];
+  const last = page.points[page.points.length - 1];
+  view.replaceChildren(
+    el("h2", {}, `Paper wallet ${page.wallet} (${page.rules} rules) beside ${page.benchmark_symbol}`),
+    walletTabs(page),
+    page.points.length ? null : el("p", { class: "empty" }, "No marks yet: the wallet has not run."),
+    table("metrics", ["Metric", `Wallet ${page.wallet}`, `${page.benchmark_symbol} buy & hold`],
+      rows.map(([label, key, f]) => el("tr", { dataset: { metric: key } },
+        el("td", { class: "text" }, label), el("td", {}, f(m[key])), el("td", {}, b ? f(b[key]) : "–")))),
+    page.benchmark_note ? el("p", { class: "muted" }, `No benchmark: ${page.benchmark_note}.`) : null,
+    el("h3", {}, "Equity"), svgBox(page.equity_svg, "equity"),
+    el("h3", {}, "Drawdown"), svgBox(page.drawdown_svg, "drawdown"),
+    last ? el("p", { class: "muted", id: "last-mark" }, `Last mark ${last.date}: equity ${fmt.money(last.equity)}, `
+      + `drawdown ${fmt.ret(last.drawdown)}; initial cash ${fmt.money(page.initial_cash)}.`) : null,
+    el("h3", {}, "P&L by month"),
+    page.months.length ? table("months", ["Month", "P&L", "Return", "End equity"],
+      page.months.map((r) => el("tr", { dataset: { month: r.month } },
+        el("td", { class: "text" }, r.month),
+        el("td", { class: r.pnl >= 0 ? "side-BUY" : "side-SELL" }, `${r.pnl >= 0 ? "+" : ""}${fmt.money(r.pnl)}`),
+        el("td", { class: "heat", style: heat(r.return) }, fmt.ret(r.return)),
+        el("td", {}, fmt.money(r.end_equity)))))
+      : el("p", { class: "empty" }, "No month yet."));
+  return null;
+}
+
+function rateTable(name, rows, label) {
+  return el("section", { class: "rates", dataset: { group: name } },
+    el("h3", {}, `By ${name}`),
+    rows.length ? table("rates", [name, "Resolved", "Hits", "Hit rate", "Mean return"],
+      rows.map((r) => el("tr", { dataset: { key: String(r[name]) } },
+        el("td", { class: "text" }, label(r[name])), el("td", {}, r.n), el("td", {}, r.hits),
+        el("td", {}, el("span", { class: "bar", style: `width:${Math.round(r.hit_rate * 60)}px` }), fmt.pct1(r.hit_rate)),
+        el("td", {}, fmt.ret(r.mean_return)))))
+      : el("p", { class: "empty" }, "No resolved outcome yet."));
+}
+
+async function renderHits() {
+  const page = await getJSON("/performance/hit_rates");
+  const all = page.overall;
+  view.replaceChildren(
+    el("h2", {}, "Signal outcomes: hit rate"),
+    el("p", { id: "hits-overall" }, all
+      ? `${all.n} resolved outcomes, ${all.hits} right: hit rate ${fmt.pct1(all.hit_rate)}, mean return `
+        + `${fmt.ret(all.mean_return)} (on the signal's side). ${page.pending} pending.`
+      : `No resolved outcome yet; ${page.pending} pending.`),
+    el("div", { class: "grid" },
+      rateTable("horizon", page.horizon, (h) => `${h}d`),
+      rateTable("month", page.month, (x) => x),
+      rateTable("sector", page.sector, (x) => x)));
+  return null;
+}
+
+function picker(name, values, present) {
+  const select = el("select", { name, id: `f-${name}`, onchange: (e) => { perf[name] = e.target.value; render(); } },
+    el("option", { value: "" }, "any"),
+    values.map((v) => el("option", { value: v }, present.includes(v) ? v : `${v} (none)`)));
+  select.value = perf[name];
+  return el("label", {}, `${name} `, select);
+}
+
+async function renderTrades() {
+  const filters = { wallet: perf.wallet, min_confidence: perf.min_confidence, tier: perf.tier,
+    regime: perf.regime, sector: perf.sector };
+  const page = await getJSON(`/performance/trades${qs(filters)}`);
+  const conf = el("input", { id: "f-min_confidence", name: "min_confidence", type: "number", min: "0",
+    max: "1", step: "0.01", placeholder: "0.00" });
+  conf.value = perf.min_confidence;
+  conf.addEventListener("change", (e) => { perf.min_confidence = e.target.value; render(); });
+  view.replaceChildren(
+    el("h2", {}, `Trade quality: closed trades of wallet ${page.wallet}`),
+    walletTabs(page),
+    el("form", { class: "what-if", onsubmit: (e) => e.preventDefault() },
+      el("label", {}, "min confidence ", conf),
+      picker("tier", page.allowed.tier, page.present.tier),
+      picker("regime", page.allowed.regime, page.present.regime),
+      picker("sector", page.allowed.sector, page.present.sector)),
+    el("p", { id: "what-if", dataset: { n: String(page.n), total: String(page.total) } },
+      `${page.n} of ${page.total} trades remain`,
+      page.n ? ` · hit rate ${fmt.pct1(page.hit_rate)} (${page.hits} won) · mean return ${fmt.ret(page.mean_return)}`
+        + ` · net P&L ${fmt.money(page.net_pnl)}` : ""),
+    page.trades.length ? table("trades", ["#", "Symbol", "Side", "Sector", "Tier", "Regime", "Confidence",
+      "Entry", "Exit", "Reason", "Net P&L", "Return"],
+    page.trades.map((t) => el("tr", { dataset: { trade: String(t.trade_id), hit: String(t.hit) } },
+      el("td", { class: "text" }, t.trade_id), el("td", { class: "text" }, el("strong", {}, t.symbol)),
+      el("td", { class: "text" }, t.side), el("td", { class: "text" }, t.sector),
+      el("td", { class: "text" }, t.tier ?? "–"), el("td", { class: "text" }, t.regime ?? "–"),
+      el("td", {}, fmt.p(t.confidence)), el("td", {}, t.entry_date), el("td", {}, t.exit_date),
+      el("td", { class: "text" }, t.exit_reason ?? "–"),
+      el("td", { class: t.hit ? "side-BUY" : "side-SELL" }, fmt.money(t.net_pnl)),
+      el("td", {}, fmt.ret(t.net_return)))))
+      : el("p", { class: "empty" }, "No closed trade passes these filters."));
+  return null;
+}
+
+async function renderTop() {
+  const page = await getJSON("/signals?order=confidence&limit=10");
+  view.replaceChildren(
+    el("h2", {}, "Top 10 active signals by confidence"),
+    signalTable(page.signals),
+    el("p", { class: "muted" }, `${page.total} active signals. Effective confidence is the confidence `
+      + "decayed by the signal's age; the age colours follow the legend below."));
+  return page.scan_date;
+}
+
 async function render() {
   const where = route();
   for (const a of document.querySelectorAll("#nav a")) {
@@ -242,9 +397,15 @@ async function render() {
     if (where.view === "cap") scanDate = await renderCap(where.cap);
     else if (where.view === "signal") scanDate = await renderSignal(where.symbol, where.horizon);
     else if (where.view === "sectors") scanDate = await renderSectors();
+    else if (where.view === "equity") scanDate = await renderEquity();
+    else if (where.view === "hits") scanDate = await renderHits();
+    else if (where.view === "trades") scanDate = await renderTrades();
+    else if (where.view === "top") scanDate = await renderTop();
     else scanDate = await renderOverview();
     const now = new Date().toLocaleTimeString();
-    statusLine.textContent = `${scanDate ? `Scan of ${scanDate}` : "No scan yet"} · refreshed ${now} · every ${REFRESH_S} s`;
+    const what = PAGES.has(where.view) && where.view !== "top" ? "From the signals store"
+      : (scanDate ? `Scan of ${scanDate}` : "No scan yet");
+    statusLine.textContent = `${what} · refreshed ${now} · every ${REFRESH_S} s`;
   } catch (err) {
     view.replaceChildren(el("p", { class: "error" }, err.message));
     statusLine.textContent = "error";
