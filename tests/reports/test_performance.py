@@ -30,7 +30,12 @@ MARKS = [100_500.0, 99_000.0, 101_000.0, 102_500.0]
 def test_months_take_each_months_last_mark_against_the_one_before() -> None:
     equity = pd.Series(MARKS, index=pd.to_datetime(DAYS))
     assert monthly_pnl(equity, 100_000.0) == [
-        {"month": "2024-01", "end_equity": 99_000.0, "pnl": -1_000.0, "return": pytest.approx(-0.01)},
+        {
+            "month": "2024-01",
+            "end_equity": 99_000.0,
+            "pnl": -1_000.0,
+            "return": pytest.approx(-0.01),
+        },
         {
             "month": "2024-02",
             "end_equity": 102_500.0,
