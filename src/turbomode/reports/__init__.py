@@ -2,7 +2,8 @@
 retrain's (``retrain``), built from the stores (:mod:`turbomode.reports.build`), rendered as
 plain text and HTML, and delivered by SMTP, to a webhook, or into the data directory
 (:mod:`turbomode.reports.deliver`). ``turbomode report`` and the report CronWorkflows are thin
-adapters over these two modules.
+adapters over these two modules. :mod:`turbomode.reports.performance` holds the figures of the
+dashboard's performance pages (the service's ``/performance/*`` routes are adapters over it).
 """
 
 from turbomode.reports.build import Report, build_report
