@@ -68,7 +68,6 @@ def rows(perf_market: ServedMarket) -> dict[str, Any]:
             },
             "history": store.signal_history(),
             "outcomes": store.outcomes(),
-            "active": store.active_signals(),
             "clean_dir": perf_market.settings.data.clean_dir,
         }
     finally:
@@ -259,15 +258,19 @@ def test_bad_filters_get_a_one_line_4xx(perf_server: Server, query: str, message
 
 def test_top_signals_by_confidence(perf_server: Server, rows: dict[str, Any]) -> None:
     api = perf_server.get("/signals?order=confidence&limit=10").json()
-    active = sorted(rows["active"], key=lambda s: (-s.confidence, s.symbol, s.horizon))[:10]
-    assert [(s["symbol"], s["horizon"]) for s in api["signals"]] == [
-        (s.symbol, s.horizon) for s in active
-    ]
+    history = rows["history"]
+    latest = history[history["scan_date"] == history["scan_date"].max()]
+    assert str(latest["scan_date"].iloc[0].date()) == api["scan_date"]
+    top = latest.sort_values(["confidence", "symbol", "horizon"], ascending=[False, True, True])
+    top = top.head(10)
+    assert [(s["symbol"], s["horizon"]) for s in api["signals"]] == list(
+        zip(top["symbol"], top["horizon"], strict=True)
+    )
     scan_day = pd.Timestamp(api["scan_date"])
-    for got, s in zip(api["signals"], active, strict=True):
-        assert got["confidence"] == pytest.approx(s.confidence)
-        assert got["age_days"] == (scan_day - pd.Timestamp(s.signal_date)).days
-    assert api["total"] == len(rows["active"])
+    for got, (_, s) in zip(api["signals"], top.iterrows(), strict=True):
+        assert got["confidence"] == pytest.approx(s["confidence"])
+        assert got["age_days"] == (scan_day - pd.Timestamp(s["signal_date"])).days
+    assert api["total"] == len(latest)
 
 
 # ---- the pages against the API, in Chromium -------------------------------------------------
@@ -282,14 +285,18 @@ def test_equity_page_shows_the_api_figures(browser: Any, perf_server: Server) ->
         for r in browser.find_elements("css selector", "table.metrics tbody tr")
     }
     m, b = api["metrics"], api["benchmark_metrics"]
-    assert cells["total_return"][1:] == [_ret(m["total_return"]), _ret(b["total_return"])]
-    assert cells["max_drawdown"][1:] == [_ret(m["max_drawdown"]), _ret(b["max_drawdown"])]
-    assert cells["final_equity"][1] == f"{m['final_equity']:,.2f}"
+    for key in ("total_return", "max_drawdown", "cagr"):
+        shown = [_percent(c) for c in cells[key][1:]]
+        assert shown == [pytest.approx(x[key] * 100, abs=0.005 + 1e-9) for x in (m, b)], key
+    assert float(cells["final_equity"][1].replace(",", "")) == pytest.approx(
+        m["final_equity"], abs=0.005 + 1e-9
+    )
     months = browser.find_elements("css selector", "table.months tbody tr")
     assert [r.get_attribute("data-month") for r in months] == [x["month"] for x in api["months"]]
     for row, x in zip(months, api["months"], strict=True):
         pnl = row.find_elements("tag name", "td")[1].text
-        assert pnl == f"{'+' if x['pnl'] >= 0 else '-'}{abs(x['pnl']):,.2f}"
+        assert pnl[0] == ("+" if x["pnl"] >= 0 else "-")
+        assert float(pnl.replace(",", "")) == pytest.approx(x["pnl"], abs=0.005 + 1e-9)
     lines = browser.find_elements("css selector", '[data-chart="equity"] polyline')
     assert [p.get_attribute("data-series") for p in lines] == ["wallet", "SPY buy & hold"]
     drawn = browser.find_elements("css selector", '[data-chart="drawdown"] polyline')
@@ -303,10 +310,6 @@ def test_equity_page_shows_the_api_figures(browser: Any, perf_server: Server) ->
     assert "Paper wallet smart" in browser.find_element("tag name", "h2").text
 
 
-def _ret(x: float) -> str:
-    return f"{'+' if x >= 0 else ''}{x * 100:.2f} %"
-
-
 def test_hit_rate_page_shows_the_api_figures(browser: Any, perf_server: Server) -> None:  # noqa: F811
     api = perf_server.get("/performance/hit_rates").json()
     open_view(browser, perf_server, "hits")
@@ -315,11 +318,18 @@ def test_hit_rate_page_shows_the_api_figures(browser: Any, perf_server: Server) 
         assert [r.get_attribute("data-key") for r in trs] == [str(x[group]) for x in api[group]]
         for tr, x in zip(trs, api[group], strict=True):
             cells = [c.text for c in tr.find_elements("tag name", "td")]
-            assert cells[1:4] == [str(x["n"]), str(x["hits"]), f"{x['hit_rate'] * 100:.1f} %"]
+            assert cells[1:3] == [str(x["n"]), str(x["hits"])]
+            assert _percent(cells[3]) == pytest.approx(x["hit_rate"] * 100, abs=0.05 + 1e-9)
     overall = browser.find_element("id", "hits-overall").text
     assert f"{api['overall']['n']} resolved outcomes, {api['overall']['hits']} right" in overall
     _no_console_errors(browser)
     _docs_copy(_tall_screenshot(browser, "performance-hit-rate"), "performance-hit-rate.png")
+
+
+def _percent(text: str) -> float:
+    """'56.3 %' → 56.3 (JavaScript rounds a half up where Python's format rounds to even)."""
+    assert text.endswith(" %"), text
+    return float(text[:-2])
 
 
 def _what_if(driver: Any) -> tuple[int, int, str]:
@@ -358,14 +368,16 @@ def test_trade_page_what_if_filters_change_the_count_as_the_store_says(
     want = _by_hand(rows, "paper", sector="Financials")
     n, _, text = _what_if(browser)
     assert n == len(want) and f"{n} of {total} trades remain" in text
-    assert f"hit rate {float((want['net_pnl'] > 0).mean()) * 100:.1f} %" in text
+    shown = text.split("hit rate ")[1].split(" (")[0]
+    assert _percent(shown) == pytest.approx(float((want["net_pnl"] > 0).mean()) * 100, abs=0.05)
     assert len(browser.find_elements("css selector", "table.trades tbody tr")) == n
 
     _type_confidence(browser, "0.3")
     want = _by_hand(rows, "paper", sector="Financials", min_confidence=0.3)
     assert _what_if(browser)[0] == len(want)
     api = perf_server.get("/performance/trades?sector=Financials&min_confidence=0.3").json()
-    assert f"mean return {_ret(api['mean_return'])}" in _what_if(browser)[2]
+    shown = _what_if(browser)[2].split("mean return ")[1].split(" ·")[0]
+    assert _percent(shown) == pytest.approx(api["mean_return"] * 100, abs=0.005 + 1e-9)
 
     _pick(browser, "sector", "")
     _type_confidence(browser, "")
