@@ -81,8 +81,11 @@ def _docs_copy(shot: Path, name: str) -> None:
 
 
 def _no_console_errors(driver: Any) -> None:
+    """No console error, and no absent value written out as JavaScript's null/undefined/NaN."""
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+    words = set(driver.find_element("id", "view").text.split())
+    assert not words & {"null", "undefined", "NaN"}, words & {"null", "undefined", "NaN"}
 
 
 def _tall_screenshot(driver: Any, name: str) -> Path:

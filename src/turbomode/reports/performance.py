@@ -333,16 +333,17 @@ def _cell(value: Any) -> Any:
 
 # ---- SVG ------------------------------------------------------------------------------------
 
-WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 760, 240, 78, 16, 14, 28
+WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 1100, 260, 84, 16, 30, 26
 COLOURS = ("#58a6ff", "#e3b341", "#3fb950", "#f85149")
 
 
 def line_chart(
     series: dict[str, pd.Series], label: str, *, money: bool = False, floor_zero: bool = False
 ) -> str:
-    """An SVG line chart of date-indexed series sharing one axis: min/max gridlines labelled,
-    first and last date under the axis, a legend. ``floor_zero`` puts 0 at the top (drawdowns).
-    One ``<polyline data-series=…>`` per series, one point per day."""
+    """An SVG line chart of date-indexed series sharing one axis: gridlines at the top, middle
+    and bottom of the range, labelled; first and last date under the axis; a legend above.
+    ``floor_zero`` puts 0 at the top (drawdowns). One ``<polyline data-series=…>`` per series,
+    one point per day."""
     values = np.concatenate([s.to_numpy(dtype=float) for s in series.values()] or [np.zeros(0)])
     values = values[np.isfinite(values)]
     title = html.escape(label)
@@ -372,10 +373,10 @@ def line_chart(
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-        f'aria-label="{title}" viewBox="0 0 {WIDTH} {HEIGHT}" font-size="11" '
+        f'aria-label="{title}" viewBox="0 0 {WIDTH} {HEIGHT}" font-size="12" '
         f'font-family="system-ui, sans-serif">'
     ]
-    for v in (hi, lo):
+    for v in (hi, (hi + lo) / 2, lo):
         parts.append(
             f'<line x1="{PAD_L}" x2="{WIDTH - PAD_R}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
             f'stroke="#263140"/><text x="{PAD_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" '
@@ -394,9 +395,8 @@ def line_chart(
         parts.append(
             f'<polyline data-series="{html.escape(name)}" fill="none" stroke="{colour}" '
             f'stroke-width="1.8" points="{pts}"/>'
-            f'<rect x="{PAD_L + 8 + 170 * k}" y="{PAD_T + 2}" width="12" height="3" '
-            f'fill="{colour}"/><text x="{PAD_L + 24 + 170 * k}" y="{PAD_T + 8}" '
-            f'fill="#d8e0e8">{html.escape(name)}</text>'
+            f'<rect x="{PAD_L + 170 * k}" y="8" width="14" height="3" fill="{colour}"/>'
+            f'<text x="{PAD_L + 20 + 170 * k}" y="14" fill="#d8e0e8">{html.escape(name)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -258,10 +258,21 @@ function svgBox(svg, name) {
   return box;
 }
 
+// One tab per paper wallet (none when there is only one).
 function walletTabs(page) {
   if (page.wallets.length < 2) return null;
-  return tabBar(page.wallets, page.wallet, Object.fromEntries(page.wallets.map((w) => [w, "wallet"])),
-    (name) => { perf.wallet = name; render(); });
+  return el("div", { class: "tabs", role: "tablist" }, page.wallets.map((name) =>
+    el("button", {
+      role: "tab",
+      "aria-selected": String(name === page.wallet),
+      dataset: { tab: name },
+      onclick: () => { perf.wallet = name; render(); },
+    }, `wallet ${name}`)));
+}
+
+// The view's new content; absent parts (null) are left out, not written as "null".
+function show(...nodes) {
+  view.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined));
 }
 
 function table(cls, head, rows) {
@@ -284,7 +295,7 @@ async function renderEquity() {
     ["CAGR", "cagr", fmt.ret], ["Volatility", "volatility", fmt.pct1], ["Sharpe", "sharpe", fmt.p],
     ["Max drawdown", "max_drawdown", fmt.ret], ["Days", "days", (x) => (x ?? "–")]];
   const last = page.points[page.points.length - 1];
-  view.replaceChildren(
+  show(
     el("h2", {}, `Paper wallet ${page.wallet} (${page.rules} rules) beside ${page.benchmark_symbol}`),
     walletTabs(page),
     page.points.length ? null : el("p", { class: "empty" }, "No marks yet: the wallet has not run."),
@@ -321,7 +332,7 @@ function rateTable(name, rows, label) {
 async function renderHits() {
   const page = await getJSON("/performance/hit_rates");
   const all = page.overall;
-  view.replaceChildren(
+  show(
     el("h2", {}, "Signal outcomes: hit rate"),
     el("p", { id: "hits-overall" }, all
       ? `${all.n} resolved outcomes, ${all.hits} right: hit rate ${fmt.pct1(all.hit_rate)}, mean return `
@@ -350,7 +361,7 @@ async function renderTrades() {
     max: "1", step: "0.01", placeholder: "0.00" });
   conf.value = perf.min_confidence;
   conf.addEventListener("change", (e) => { perf.min_confidence = e.target.value; render(); });
-  view.replaceChildren(
+  show(
     el("h2", {}, `Trade quality: closed trades of wallet ${page.wallet}`),
     walletTabs(page),
     el("form", { class: "what-if", onsubmit: (e) => e.preventDefault() },
@@ -378,7 +389,7 @@ async function renderTrades() {
 
 async function renderTop() {
   const page = await getJSON("/signals?order=confidence&limit=10");
-  view.replaceChildren(
+  show(
     el("h2", {}, "Top 10 active signals by confidence"),
     signalTable(page.signals),
     el("p", { class: "muted" }, `${page.total} active signals. Effective confidence is the confidence `
