@@ -275,9 +275,10 @@ function show(...nodes) {
   view.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined));
 }
 
-function table(cls, head, rows) {
+// A table whose headings align as their cells do: ``text`` names the left-aligned columns.
+function table(cls, head, rows, text = new Set([head[0]])) {
   return el("table", { class: cls },
-    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i === 0 ? "text" : "" }, h)))),
+    el("thead", {}, el("tr", {}, head.map((h) => el("th", { class: text.has(h) ? "text" : "" }, h)))),
     el("tbody", {}, rows));
 }
 
@@ -382,7 +383,8 @@ async function renderTrades() {
       el("td", {}, fmt.p(t.confidence)), el("td", {}, t.entry_date), el("td", {}, t.exit_date),
       el("td", { class: "text" }, t.exit_reason ?? "–"),
       el("td", { class: t.hit ? "side-BUY" : "side-SELL" }, fmt.money(t.net_pnl)),
-      el("td", {}, fmt.ret(t.net_return)))))
+      el("td", {}, fmt.ret(t.net_return)))),
+    new Set(["#", "Symbol", "Side", "Sector", "Tier", "Regime", "Reason"]))
       : el("p", { class: "empty" }, "No closed trade passes these filters."));
   return null;
 }
