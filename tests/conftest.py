@@ -15,6 +15,13 @@ from turbomode.store import SignalStore
 
 REPO = Path(__file__).resolve().parents[1]
 
+# pytest-xdist's workers (make test runs two) inherit COLUMNS=80 and LINES=24 from execnet, which
+# a serial run does not have: the CLI would then print 80-column tables where its piped output
+# is 240 wide. The CLI tests check what a user's pipe gets, so the workers drop them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
+
 # Five trees per learner: real stacked ensembles, trained in seconds, for tests that need a
 # model rather than a good one.
 TINY = ModelSettings(

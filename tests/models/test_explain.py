@@ -159,3 +159,25 @@ def test_importance_ranks_features_and_sums_groups_per_row() -> None:
     out = ex.importance(e, {"a": "trend", "b": "volume", "c": "volume"})
     assert out["features"]["b"] == pytest.approx(0.2)
     assert out["groups"] == {"trend": pytest.approx(0.1), "volume": pytest.approx(0.0)}
+
+
+def test_thinned_forest_meets_the_work_budget_and_stays_exact_and_close(
+    stacked: tuple[StackedEnsemble, Any], tmp_path: Path
+) -> None:
+    """The global view's bound: a thinned forest costs at most the budget a row, is explained
+    exactly (contributions sum to its own margin), and ranks the features as the whole does."""
+    ens, X = stacked
+    ens.save(tmp_path)
+    whole, thin = load_ensemble(tmp_path), load_ensemble(tmp_path)
+    per_row = ex.work_per_row(whole)
+    assert ex.thin_forest(thin, per_row) == (20, 20)  # within the budget: untouched
+    kept, grown = ex.thin_forest(thin, per_row / 4)
+    assert grown == 20 and 1 <= kept <= 5 and ex.work_per_row(thin) <= per_row / 4
+    trees = thin.base_["random_forest"].estimators_
+    grown_splits = [w.tree_.threshold.tolist() for w in whole.base_["random_forest"].estimators_]
+    assert all(t.tree_.threshold.tolist() in grown_splits for t in trees)  # trees of the whole
+    assert len(whole.base_["random_forest"].estimators_) == 20  # the other copy is unchanged
+    e = ex.explain(thin, X.iloc[:200])
+    assert e.residual().max() < TOLERANCE
+    full = np.abs(ex.explain(whole, X.iloc[:200]).contributions).mean(axis=0)
+    assert int(np.argmax(np.abs(e.contributions).mean(axis=0))) == int(np.argmax(full))

@@ -122,6 +122,7 @@ def test_ray_runs_a_failing_task_without_losing_the_others(
     assert set(table["model"]) == {"ensemble", "majority", "prior", "momentum", "FAILED"}
 
 
+@pytest.mark.slow
 def test_sequential_mode_gives_the_same_models(
     settings: Settings, data: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -137,6 +138,7 @@ def test_sequential_mode_gives_the_same_models(
     )
 
 
+@pytest.mark.slow
 def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
     settings: Settings, data: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -165,6 +167,7 @@ def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
         assert imp["rows"] > 0 and set(imp["features"]) == set(manifest["features"])
         assert max(imp["features"].values()) > 0 and max(imp["groups"].values()) > 0
         assert set(imp["groups"]) <= set(GROUPS)
+        assert 1 <= imp["forest_trees"]["used"] <= imp["forest_trees"]["grown"]
         expected = version if run.gates[key].promoted else None
         assert registry.production(key) == expected
     latest = s.data.data_dir / "reports" / "train_latest.md"

@@ -83,14 +83,27 @@ def env(
     store.dispose()
 
 
-def production_from(data: pd.DataFrame, registry: ModelRegistry, tmp: Path) -> str:
-    """Fit on ``data`` and make it the production model of KEY."""
+@pytest.fixture(scope="module")
+def fitted(
+    world: tuple[Settings, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Production models fitted once for the module: on the planted rows ("good") and on the
+    same rows shuffled ("empty"). Each test registers its own copy."""
+    _, data = world
     names = model_feature_names()
-    ens = StackedEnsemble(names, 1, FAST).fit(
-        data[names], data["label_1"].to_numpy(dtype=np.int64), data["date"].to_numpy()
-    )
-    ens.save(tmp / "prod")
-    version = registry.register(KEY, {p.name: p for p in (tmp / "prod").iterdir()}, {})
+    out = {}
+    for kind, rows in (("good", data), ("empty", shuffled(data))):
+        ens = StackedEnsemble(names, 1, FAST).fit(
+            rows[names], rows["label_1"].to_numpy(dtype=np.int64), rows["date"].to_numpy()
+        )
+        out[kind] = tmp_path_factory.mktemp(f"prod_{kind}")
+        ens.save(out[kind])
+    return out
+
+
+def production_from(artifact: Path, registry: ModelRegistry) -> str:
+    """Register a fitted model and make it the production model of KEY."""
+    version = registry.register(KEY, {p.name: p for p in artifact.iterdir()}, {})
     registry.promote(KEY, version)
     return version
 
@@ -119,11 +132,12 @@ def test_consecutive_refusals() -> None:
     assert consecutive_refusals(runs("kept", "promoted", "kept", "skipped", "failed", "kept")) == 2
 
 
+@pytest.mark.slow  # the module's two production fits
 def test_waits_for_enough_new_samples(
-    env: Any, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: Any, fitted: dict[str, Path], world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s, store, registry = env
-    old = production_from(world[1], registry, tmp_path)
+    old = production_from(fitted["good"], registry)
     gauges = pushed(monkeypatch)
     res = retrain(s, store, data=world[1], min_samples=5, use_ray=False, sectors=[SECTOR])
     assert res.status == "skipped" and "0 new, 5 needed" in res.report["reason"]
@@ -145,10 +159,12 @@ def test_a_task_without_production_is_retrained_on_schedule(env: Any, world: Any
 
 
 @pytest.mark.slow
-def test_promotes_a_candidate_that_beats_production(env: Any, world: Any, tmp_path: Path) -> None:
+def test_promotes_a_candidate_that_beats_production(
+    env: Any, fitted: dict[str, Path], world: Any, tmp_path: Path
+) -> None:
     s, store, registry = env
     _, data = world
-    old = production_from(shuffled(data), registry, tmp_path)
+    old = production_from(fitted["empty"], registry)
     res = retrain(s, store, data=data, force=True, use_ray=False, sectors=[SECTOR])
     assert res.status == "promoted", res.report["decisions"]
     assert res.promoted == [KEY] and registry.production(KEY) not in (None, old)
@@ -158,11 +174,11 @@ def test_promotes_a_candidate_that_beats_production(env: Any, world: Any, tmp_pa
 
 @pytest.mark.slow
 def test_keeps_production_when_the_candidate_is_worse(
-    env: Any, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: Any, fitted: dict[str, Path], world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s, store, registry = env
     _, data = world
-    good = production_from(data, registry, tmp_path)
+    good = production_from(fitted["good"], registry)
     gauges = pushed(monkeypatch)
     res = retrain(s, store, data=shuffled(data), force=True, use_ray=False, sectors=[SECTOR])
     assert res.status == "kept" and res.refused == [KEY]
@@ -173,11 +189,11 @@ def test_keeps_production_when_the_candidate_is_worse(
 
 @pytest.mark.slow
 def test_a_failure_midway_leaves_production_as_it_was(
-    env: Any, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: Any, fitted: dict[str, Path], world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s, store, registry = env
     _, data = world
-    old = production_from(shuffled(data), registry, tmp_path)
+    old = production_from(fitted["empty"], registry)
 
     def promote_then_die(run: pipeline.TrainingRun, reg: ModelRegistry) -> list[str]:
         reg.promote(KEY, run.versions[KEY])  # the pointer moved ...
@@ -191,12 +207,15 @@ def test_a_failure_midway_leaves_production_as_it_was(
     assert run["status"] == "failed" and run["report"]["restored"] == [KEY]
 
 
-def test_a_killed_run_is_undone_by_the_next(env: Any, world: Any, tmp_path: Path) -> None:
+@pytest.mark.slow  # the module's two production fits
+def test_a_killed_run_is_undone_by_the_next(
+    env: Any, fitted: dict[str, Path], world: Any, tmp_path: Path
+) -> None:
     s, store, registry = env
     _, data = world
-    old = production_from(shuffled(data), registry, tmp_path)
+    old = production_from(fitted["empty"], registry)
     store.start_retrain({KEY: old, "Energy/1d": None}, 10, 10)  # killed after this ...
-    newer = production_from(data, registry, tmp_path / "x")  # ... and one promotion
+    newer = production_from(fitted["good"], registry)  # ... and one promotion
     assert registry.production(KEY) == newer
     res = retrain(s, store, data=data, min_samples=1000, use_ray=False, sectors=[SECTOR])
     assert res.recovered == [1] and res.status == "skipped"

@@ -275,6 +275,30 @@ def work_per_row(model: Any) -> float:
     return float(sum(t.n_leaves for t in trees) * max(t.max_depth for t in trees) ** 2)
 
 
+def thin_forest(model: Any, work: float) -> tuple[int, int]:
+    """Keep evenly spaced trees of ``model``'s forest, in place, until a row costs at most
+    ``work`` (:func:`work_per_row`); returns (trees kept, trees grown). A forest's TreeSHAP is
+    the mean of its trees', each exact, so a thinned forest's contributions estimate the whole
+    one's at a bounded cost: for a global view (mean |contribution| over rows), not for one
+    signal's explanation. Only for a throwaway copy of a loaded model: its predictions change."""
+    import copy
+
+    forest = getattr(model, "base_", {}).get("random_forest")
+    if forest is None:
+        return 0, 0
+    grown = len(forest.estimators_)
+    per_row = work_per_row(model)
+    if per_row <= work:
+        return grown, grown
+    keep = max(1, int(grown * work / per_row))
+    picks = np.unique(np.linspace(0, grown - 1, keep).round().astype(int))
+    thinned = copy.copy(forest)
+    thinned.estimators_ = [forest.estimators_[i] for i in picks]
+    thinned.n_estimators = len(picks)
+    model.base_["random_forest"] = thinned
+    return len(picks), grown
+
+
 def forest_shap(forest: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact path-dependent TreeSHAP of a scikit-learn forest's class probabilities:
     (expected probabilities (n, 3), contributions (n, 3, F))."""
