@@ -20,7 +20,9 @@ initialisation and the batch order, so the same rows give the same model.
 
 from __future__ import annotations
 
+import functools
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +161,7 @@ def _init(arch: str, k: int, p: Mapping[str, Any], seed: int) -> dict[str, np.nd
     raise NeuralError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
 
 
+@functools.cache
 def _forward(arch: str, heads: int) -> Any:
     """``f(weights, x, mask) -> logits`` for ``arch`` (jax.numpy; traced once by jit)."""
     jax = _jax()
@@ -212,6 +215,31 @@ def _forward(arch: str, heads: int) -> Any:
         return dense(w, "out", layer_norm(w, "lnf", z[:, -1]))  # the row's own (last) day
 
     return {"mlp": mlp, "lstm": lstm, "transformer": transformer}[arch]
+
+
+@functools.cache
+def _compiled(arch: str, heads: int, learning_rate: float, weight_decay: float) -> Any:
+    """The jitted (optimizer, train step, loss, forward) of one configuration, built once per
+    process: every fit of the ensemble's folds reuses XLA's compiled code."""
+    jax = _jax()
+    import optax
+
+    forward = _forward(arch, heads)
+
+    def loss_fn(wts: Any, x: Any, m: Any, yy: Any, ww: Any) -> Any:
+        logp = jax.nn.log_softmax(forward(wts, x, m))
+        nll = -jax.numpy.take_along_axis(logp, yy[:, None], axis=1)[:, 0]
+        return (nll * ww).sum() / jax.numpy.maximum(ww.sum(), 1e-9)
+
+    opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+
+    @jax.jit
+    def step(wts: Any, state: Any, x: Any, m: Any, yy: Any, ww: Any) -> Any:
+        loss, grads = jax.value_and_grad(loss_fn)(wts, x, m, yy, ww)
+        updates, state = opt.update(grads, state, wts)
+        return optax.apply_updates(wts, updates), state, loss
+
+    return opt, step, jax.jit(loss_fn), jax.jit(forward)
 
 
 # ---- the learner ----------------------------------------------------------------------------
@@ -284,14 +312,13 @@ class NeuralClassifier:
         from turbomode.models.validation import WalkForward, walk_forward_splits
 
         jax = _jax()
-        import optax
-
         y = np.asarray(y, dtype=np.int32)
         w = np.ones(len(y), np.float32) if sample_weight is None else sample_weight
         w = np.asarray(w, dtype=np.float32)
         raw = X.values if isinstance(X, Windows) else np.asarray(X, np.float32)
         flat = raw.reshape(-1, raw.shape[-1])
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column is allowed
             mean = np.nan_to_num(np.nanmean(flat, axis=0))
             std = np.nanstd(flat, axis=0)
         self.mean_ = mean.astype(np.float32)
@@ -308,22 +335,7 @@ class NeuralClassifier:
         tr, va = fold.train_idx, fold.test_idx
 
         p = self.params
-        forward = _forward(self.arch, int(p["heads"]))
-
-        def loss_fn(wts: Any, x: Any, m: Any, yy: Any, ww: Any) -> Any:
-            logp = jax.nn.log_softmax(forward(wts, x, m))
-            nll = -jax.numpy.take_along_axis(logp, yy[:, None], axis=1)[:, 0]
-            return (nll * ww).sum() / jax.numpy.maximum(ww.sum(), 1e-9)
-
-        opt = optax.adamw(float(p["learning_rate"]), weight_decay=float(p["weight_decay"]))
-
-        @jax.jit
-        def step(wts: Any, state: Any, x: Any, m: Any, yy: Any, ww: Any) -> Any:
-            loss, grads = jax.value_and_grad(loss_fn)(wts, x, m, yy, ww)
-            updates, state = opt.update(grads, state, wts)
-            return optax.apply_updates(wts, updates), state, loss
-
-        eval_loss = jax.jit(loss_fn)
+        opt, step, eval_loss, _ = self._compiled()
         bs = int(p["batch_size"])
         rng = np.random.default_rng(self.seed)
         device = self._device()
@@ -347,6 +359,12 @@ class NeuralClassifier:
         self.history_ = {"best_epoch": best_epoch, "val_loss": losses, "n_val": len(va)}
         return self
 
+    def _compiled(self) -> Any:
+        p = self.params
+        return _compiled(
+            self.arch, int(p["heads"]), float(p["learning_rate"]), float(p["weight_decay"])
+        )
+
     def _init(self, xs: np.ndarray) -> dict[str, np.ndarray]:
         return _init(self.arch, xs.shape[-1], self.params, self.seed)
 
@@ -368,7 +386,7 @@ class NeuralClassifier:
             raise NeuralError(f"the {self.arch} learner is not fitted")
         jax = _jax()
         xs, ms = self._arrays(X)
-        forward = jax.jit(_forward(self.arch, int(self.params["heads"])))
+        forward = self._compiled()[3]
         bs = int(self.params["batch_size"])
         out = np.zeros((len(xs), N_CLASSES))
         with jax.default_device(self._device()):
