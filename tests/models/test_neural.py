@@ -284,3 +284,50 @@ def test_ensemble_with_neural_learners_saves_loads_and_drops_a_failed_learner(
     assert "load failed" in damaged.dropped_["lstm"]
     p = damaged.predict_proba(X)
     assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1.0)
+
+
+def test_each_base_learner_is_evaluated_out_of_time_beside_the_ensemble(tmp_path: Path) -> None:
+    """`turbomode evaluate` and the manifest show every base learner's own out-of-time figures;
+    the sequence learners' first test windows reach back into the training rows."""
+    from turbomode.cli.models import honest_table
+    from turbomode.config import Settings
+    from turbomode.models.train import (
+        TrainTask,
+        model_rows,
+        oot_window_start,
+        results_table,
+        train_one,
+    )
+
+    data, names = _small()
+    models = TINY.model_copy(
+        update={
+            "target": "class3",
+            "scope": "sector",
+            "train_years": None,
+            "neural_learners": ["mlp", "lstm"],
+            "neural": {**ModelSettings().neural, "max_epochs": 2},
+        }
+    )
+    settings = Settings(data={"data_dir": tmp_path / "data"}, models=models.model_dump())
+    sector = str(data["sector"].value_counts().index[0])
+    start = str(oot_window_start(data["date"], settings).date())
+    r = train_one(TrainTask(sector, 1), data, names, settings, str(tmp_path / "m"), start)
+    assert r.ok, r.error
+    assert set(r.learners) == {"lightgbm", "catboost", "xgb_hist", "xgb_linear"} | {
+        "random_forest",
+        "mlp",
+        "lstm",
+    }
+    assert all(-1 <= ev["rank_ic"]["mean_ic"] <= 1 for ev in r.learners.values())
+    assert r.timings["oof_lstm"] > 0 and r.dropped == {}
+    table = results_table([r])
+    assert {"ensemble", "base:lstm", "base:mlp", "base:lightgbm"} <= set(table["model"])
+    shown = honest_table({"evaluation": table.to_dict(orient="records"), "gates": {}})
+    assert "rank IC\nlstm" in shown.columns and len(shown) == 1
+    # history: the window's first day gets the training rows' last days in front of it
+    model = StackedEnsemble.load(r.model_dir)
+    tr = data[(data["sector"] == sector) & (data["date"] < pd.Timestamp(r.test_start))]
+    te = data[(data["sector"] == sector) & (data["date"] >= pd.Timestamp(r.test_start))]
+    X = model_rows(model, te, names, history=tr)
+    assert len(X) > len(te) and X["date"].iloc[: len(X) - len(te)].max() < te["date"].min()

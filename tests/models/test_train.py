@@ -20,7 +20,7 @@ from turbomode.feature_store import (
     require_macro_values,
 )
 from turbomode.features.registry import GROUPS, REGISTRY
-from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.ensemble import BASE_MODELS, StackedEnsemble
 from turbomode.models.train import (
     TrainTask,
     all_tasks,
@@ -119,7 +119,8 @@ def test_ray_runs_a_failing_task_without_losing_the_others(
         model = StackedEnsemble.load(r.model_dir)
         assert model.horizon == int(key[-2])
     table = results_table(results)
-    assert set(table["model"]) == {"ensemble", "majority", "prior", "momentum", "FAILED"}
+    learners = {f"base:{n}" for n in BASE_MODELS}  # each base learner beside the ensemble
+    assert set(table["model"]) == {"ensemble", "majority", "prior", "momentum", "FAILED"} | learners
 
 
 def test_sequential_mode_gives_the_same_models(
@@ -155,6 +156,8 @@ def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
         assert manifest["gate"]["decision"] == run.gates[key].decision
         assert manifest["features"] and manifest["run_id"] == run.run_id
         assert manifest["train_range"][1] < manifest["test_range"][0]
+        assert set(manifest["metrics"]["base_learners"]) == set(BASE_MODELS)
+        assert manifest["metrics"]["dropped"] == {}
         # the drift reference: deciles of the training window, scores of the test window
         ref = manifest["drift_reference"]
         assert set(ref["features"]) <= set(manifest["features"]) and len(ref["features"]) > 50

@@ -285,6 +285,9 @@ def _headline(r: TaskResult) -> dict[str, Any]:
     return {
         "ensemble": strip(r.evaluation or {}),
         "baselines": {k: strip(v) for k, v in r.baselines.items()},
+        # every base learner's own out-of-time figures on the same rows, and those dropped
+        "base_learners": r.learners,
+        "dropped": r.dropped,
     }
 
 
