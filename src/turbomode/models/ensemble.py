@@ -227,9 +227,15 @@ class StackedEnsemble:
         return net.fit(windows.take(idx) if seq and windows else X[idx], y, dates[idx], w)
 
     def _predict_base(
-        self, name: str, model: Any, inputs: tuple[np.ndarray, Windows | None], idx: Any
+        self,
+        name: str,
+        model: Any,
+        inputs: np.ndarray | tuple[np.ndarray, Windows | None],
+        idx: Any = None,
     ) -> np.ndarray:
-        X, windows = inputs
+        """``name``'s n × 3 probabilities on rows ``idx`` (all when None) of the inputs."""
+        X, windows = (inputs, None) if isinstance(inputs, np.ndarray) else inputs
+        idx = slice(None) if idx is None else idx
         if name in BASE_MODELS:
             Xi = X[idx]
             return _proba3(
