@@ -220,7 +220,6 @@ class StackedEnsemble:
             self.settings.sequence_features if seq else self.features,
             dict(self.settings.neural),
             horizon=self.horizon,
-            embargo_days=self.settings.embargo_days,
             seed=self.seed,
             device=self.device,
         )

@@ -14,8 +14,8 @@ loading reads numbers and JSON and never unpickles anything.
 Classes are SELL=0, HOLD=1, BUY=2 like the trees; the loss is cross-entropy with the balanced
 class weights the ensemble passes. Training stops early on an inner purged walk-forward
 validation block (the last ``val_fraction`` of the training dates, after a purge of the
-horizon and the embargo) and keeps the weights of the best validation epoch; seeds fix the
-initialisation and the batch order, so the same rows give the same model.
+horizon: no training label reaches it) and keeps the weights of the best validation epoch;
+seeds fix the initialisation and the batch order, so the same rows give the same model.
 """
 
 from __future__ import annotations
@@ -256,7 +256,6 @@ class NeuralClassifier:
     features: list[str]
     params: dict[str, Any] = field(default_factory=dict)
     horizon: int = 1
-    embargo_days: int = 5
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
     weights_: dict[str, np.ndarray] = field(default_factory=dict)
@@ -404,7 +403,6 @@ class NeuralClassifier:
             "features": self.features,
             "params": self.params,
             "horizon": self.horizon,
-            "embargo_days": self.embargo_days,
             "seed": self.seed,
             "history": self.history_,
         }
@@ -437,7 +435,6 @@ class NeuralClassifier:
             features=list(spec["features"]),
             params=dict(spec["params"]),
             horizon=int(spec["horizon"]),
-            embargo_days=int(spec["embargo_days"]),
             seed=int(spec["seed"]),
             device=device,
         )
