@@ -142,9 +142,7 @@ def input_columns(models: ModelSettings | None, features: list[str]) -> list[str
     """The columns a model reads: its features, plus symbol and date when a sequence learner
     builds its windows from them."""
     seq = {"lstm", "transformer"} & set(models.neural_learners if models else [])
-    if models is not None and models.target == "class3" and seq:
-        return [*features, "symbol", "date"]
-    return features
+    return [*features, "symbol", "date"] if seq else features
 
 
 def model_rows(
