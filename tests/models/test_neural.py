@@ -35,6 +35,7 @@ except ImportError:
 from turbomode.models.neural import (
     ARCHITECTURES,
     NeuralClassifier,
+    NeuralError,
     Windows,
     build_windows,
     hybrid_vote,
@@ -331,3 +332,21 @@ def test_each_base_learner_is_evaluated_out_of_time_beside_the_ensemble(tmp_path
     te = data[(data["sector"] == sector) & (data["date"] >= pd.Timestamp(r.test_start))]
     X = model_rows(model, te, names, history=tr)
     assert len(X) > len(te) and X["date"].iloc[: len(X) - len(te)].max() < te["date"].min()
+
+
+def test_cuda_trains_on_the_gpu_or_says_there_is_none() -> None:
+    """``compute.device: cuda`` trains on the GPU where JAX sees one; without, it says so (in
+    an ensemble the learner is then dropped with this reason)."""
+    import jax
+
+    x = np.zeros((40, 2), np.float32)
+    y = np.arange(40) % 3
+    dates = np.repeat(pd.bdate_range("2022-01-03", periods=20).to_numpy(), 2)
+    model = NeuralClassifier("mlp", ["a", "b"], {"max_epochs": 1}, device="cuda")
+    try:
+        jax.devices("gpu")
+    except RuntimeError:
+        with pytest.raises(NeuralError, match="no GPU"):
+            model.fit(x, y, dates)
+        return
+    assert model.fit(x, y, dates).predict_proba(x).shape == (40, 3)
