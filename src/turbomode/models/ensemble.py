@@ -182,20 +182,47 @@ class StackedEnsemble:
     def configured_learners(self) -> list[str]:
         return [*BASE_MODELS, *dict.fromkeys(self.settings.neural_learners)]
 
-    def _inputs(self, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, Windows | None]:
-        """The feature matrix, and the point-in-time windows when a sequence learner is on."""
+    @property
+    def window_days(self) -> int:
+        """Days of each stock's history one prediction reads: the sequence learners' window
+        (its own row included), 0 when every learner reads one vector. Callers that score
+        single dates (the scan) read that much history only when this is positive."""
         from turbomode.models.neural import SEQUENCE_ARCHITECTURES
 
-        Xa = self._matrix(X)
-        wanted = [n for n in self.learners_ or self.configured_learners]
+        wanted = self.learners_ or self.configured_learners
         if not any(n in SEQUENCE_ARCHITECTURES for n in wanted):
+            return 0
+        return int(self.settings.neural.get("window", 10))
+
+    def _inputs(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, Windows | None]:
+        """The feature matrix, and the point-in-time windows when a sequence learner is on.
+
+        ``history``: earlier rows (symbol, date, sequence features) the windows of X's rows
+        reach back into; a row of it with the (symbol, date) of a row of X gives way to X's.
+        """
+        Xa = self._matrix(X)
+        window = self.window_days
+        if not window:
             return Xa, None
         from turbomode.models.neural import build_windows
 
-        if not isinstance(X, pd.DataFrame):
+        if not isinstance(X, pd.DataFrame) or not {"symbol", "date"} <= set(X.columns):
             raise TrainingDataError("sequence learners need a frame with symbol and date columns")
-        window = int(self.settings.neural.get("window", 10))
-        return Xa, build_windows(X, self.settings.sequence_features, window)
+        cols = ["symbol", "date", *self.settings.sequence_features]
+        if history is None or history.empty:
+            return Xa, build_windows(X, self.settings.sequence_features, window)
+
+        def rows(f: pd.DataFrame) -> pd.DataFrame:
+            return f[cols].assign(symbol=f["symbol"].astype(str), date=pd.to_datetime(f["date"]))
+
+        now, earlier = rows(X), rows(history)
+        keys = pd.MultiIndex.from_frame(now[["symbol", "date"]])
+        earlier = earlier[~pd.MultiIndex.from_frame(earlier[["symbol", "date"]]).isin(keys)]
+        frame = pd.concat([earlier, now], ignore_index=True)
+        windows = build_windows(frame, self.settings.sequence_features, window)
+        return Xa, windows.take(np.arange(len(earlier), len(frame)))
 
     def _fit_base(
         self,
@@ -343,11 +370,14 @@ class StackedEnsemble:
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         return feature_matrix(X, self.features)
 
-    def learner_probabilities(self, X: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
-        """Each base learner's n × 3 probabilities (NaN for one that failed to load)."""
+    def learner_probabilities(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> dict[str, np.ndarray]:
+        """Each base learner's n × 3 probabilities (NaN for one that failed to load);
+        ``history`` as in :meth:`predict_proba`."""
         if not self.base_:
             raise TurboModeError("the ensemble is not fitted")
-        inputs = self._inputs(X)
+        inputs = self._inputs(X, history)
         everything = slice(None)
         return {
             n: (
@@ -358,13 +388,21 @@ class StackedEnsemble:
             for n in self.learners_
         }
 
-    def base_probabilities(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def base_probabilities(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
         """The stacked inputs of the meta-learner (3 per learner)."""
-        return np.hstack(list(self.learner_probabilities(X).values()))
+        return np.hstack(list(self.learner_probabilities(X, history).values()))
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """P(SELL), P(HOLD), P(BUY) per row: the meta-learner's, or the hybrid vote."""
-        probas = self.learner_probabilities(X)
+    def predict_proba(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """P(SELL), P(HOLD), P(BUY) per row: the meta-learner's, or the hybrid vote.
+
+        With sequence learners (:attr:`window_days` > 0) X carries symbol and date, and
+        ``history`` the earlier rows of those symbols (a scan's last days from the offline
+        store) so that one date's rows get full windows; only X's rows are scored."""
+        probas = self.learner_probabilities(X, history)
         if self.settings.voting == "hybrid":
             from turbomode.models.neural import hybrid_vote
 

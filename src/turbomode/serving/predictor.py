@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 import numpy as np
@@ -79,8 +79,10 @@ from turbomode.signals import rules
 from turbomode.signals.explain import explain_rows
 from turbomode.signals.scan import (
     BUY_I,
+    HISTORY_UNAVAILABLE,
     HOLD_I,
     SELL_I,
+    HistoryReader,
     ModelCache,
     fresh_signals,
     model_key,
@@ -387,7 +389,8 @@ class Predictor:
         results, errors = self._predict_many([sym], [h], endpoint)
         if (sym, h) in results:
             return results[(sym, h)]
-        raise ServingError(404, errors[0].error)
+        reason = errors[0].error
+        raise ServingError(503 if HISTORY_UNAVAILABLE in reason else 404, reason)
 
     def predict_batch(
         self,
@@ -447,7 +450,7 @@ class Predictor:
                     self._memo.put((*key, vectors.digests[key[0]]), pred, generation)
                 for err in failed:
                     errors.append(err)
-                    if "failed to load" in err.error:
+                    if "failed to load" in err.error or HISTORY_UNAVAILABLE in err.error:
                         continue  # may pass on the next try: not remembered
                     for h in horizons if err.horizon is None else [err.horizon]:
                         if (err.symbol, h) in todo:
@@ -477,7 +480,13 @@ class Predictor:
         # LiveModels has ModelCache's get() contract; score_universe is typed to the class.
         models = cast("ModelCache", self.models)
         scores, failures, missing, _versions = score_universe(
-            frame, members, market.bars, models, horizons
+            frame,
+            members,
+            market.bars,
+            models,
+            horizons,
+            history=self._history(market.price_date),
+            scan_date=market.price_date,
         )
         limits = self.current_thresholds()
         fresh = {s.key: s for s in fresh_signals(scores, market.price_date, self.settings, limits)}
@@ -526,6 +535,17 @@ class Predictor:
             )
         return out, errors
 
+    def _history(self, day: date) -> HistoryReader:
+        """Windows for models with sequence learners, read as the scan reads them: the
+        offline store beside the clean store on the service's volume, rows dated ≤ ``day``
+        (the price date the vectors are scored at). Called only for such models."""
+        from turbomode import feature_store as fs
+
+        def read(symbols: Sequence[str], days: int) -> pd.DataFrame:
+            return fs.recent_rows(self.settings, symbols, day, days)
+
+        return read
+
     def predict_features(
         self, sector: str, horizon: int, rows: Sequence[Sequence[float | None]]
     ) -> FeaturePredictions:
@@ -541,6 +561,12 @@ class Predictor:
             )
         key = model_key(sector, h)
         model, version = self._production(key)
+        if model.window_days:
+            raise ServingError(
+                400,
+                f"the {key} model reads each stock's last {model.window_days} days (sequence "
+                "learners): one feature vector cannot give them; use /predict with the symbol",
+            )
         n = len(model.features)
         bad = [i for i, row in enumerate(rows) if len(row) != n]
         if bad:
@@ -749,7 +775,14 @@ class Predictor:
                     found = self.models.get(model_key(sector, h))
                     if found is not None:
                         model, version = found
-                        probe = np.full((1, len(model.features)), np.nan, dtype=np.float32)
+                        probe: pd.DataFrame | np.ndarray = np.full(
+                            (1, len(model.features)), np.nan, dtype=np.float32
+                        )
+                        if model.window_days:  # a window of one day, all missing
+                            probe = pd.DataFrame(
+                                np.full((1, len(self.feature_names)), np.nan, np.float32),
+                                columns=self.feature_names,
+                            ).assign(symbol="probe", date=pd.Timestamp("2000-01-03"))
                         model.predict_proba(probe)
                         return Check(ok=True, detail=f"{model_key(sector, h)} {version} predicts")
         except Exception as exc:
