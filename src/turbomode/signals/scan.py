@@ -11,7 +11,9 @@ For scan date D (the newest bar in the clean store, after its close):
    bar D (stop, partial exits, target, trailing stop, expiry; :mod:`turbomode.risk.positions`).
 3. **Score.** Every symbol's newest feature vector from Feast's online store → the production
    ensemble of its (sector, horizon) from the registry (an LRU cache keeps all 33 loaded) →
-   P(SELL), P(HOLD), P(BUY). One batch per (sector, horizon). A symbol without features,
+   P(SELL), P(HOLD), P(BUY). One batch per (sector, horizon); a model with sequence
+   learners also reads its symbols' last days dated ≤ D from the offline store
+   (:func:`turbomode.feature_store.recent_rows`). A symbol without features,
    without a bar on D, or whose sector has no production model at all is logged with the
    reason and skipped; the run completes and counts successes and failures. A sector with
    no production model gets no signals: the summary says so instead of inventing them.
