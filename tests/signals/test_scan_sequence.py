@@ -139,7 +139,6 @@ def _scan(seq: SeqMarket, day: date, db: Path, settings: Settings | None = None)
             scan_date=day,
             vectors=seq.vectors(day),
             market=load_clean(seq.settings),
-            explain=False,
         )
     finally:
         store.dispose()
@@ -242,6 +241,10 @@ def test_service_reads_windows_for_predict_and_refuses_a_lone_vector(
         predictor.predict_features(sector, 1, [[0.0] * len(seq.model.features)])
     assert lone.value.status == 400 and "last 5 days" in lone.value.message
     assert "\n" not in lone.value.message
+
+    with pytest.raises(ServingError) as unexplained:
+        predictor.explain(sym, 1)
+    assert unexplained.value.status == 400 and "tree models only" in unexplained.value.message
 
     gone = seq.settings.model_copy(deep=True)
     gone.data.data_dir = tmp_path / "no-offline"

@@ -40,6 +40,7 @@ from turbomode.config import GICS_SECTORS, Settings
 from turbomode.errors import TurboModeError
 from turbomode.feature_store import FeatureLayout
 from turbomode.logs import event
+from turbomode.models.ensemble import BASE_MODELS
 from turbomode.models.loading import class_prior
 from turbomode.serving import service_metrics as metrics
 from turbomode.serving.context import (
@@ -638,6 +639,11 @@ class Predictor:
             raise ServingError(404, self._unknown(sym, market))
         key = model_key(market.sector_of[sym], h)
         model, version = self._production(key)
+        if any(n not in BASE_MODELS for n in getattr(model, "learners_", [])):
+            # TreeSHAP shares exist for trees only (turbomode.models.explain refuses these)
+            raise ServingError(
+                400, f"the {key} model has neural learners: explanations cover tree models only"
+            )
         universe = sorted(set(market.members["symbol"].astype(str)))
         vectors = self.read_vectors(universe)
         frame = vectors.frame(set(universe))
