@@ -1,8 +1,9 @@
 """A stacked ensemble with an LSTM, end to end: the scan reads each symbol's last days from
 the offline store point in time and scores exactly what the model says on the offline rows;
 a row dated after the scan date never reaches a window; the service scores such a key from
-``/predict`` the same way and refuses ``/predict_features`` (one vector is no window) and an
-unreadable history with one-line errors, never a 500.
+``/predict`` the same way and refuses ``/predict_features`` (one vector is no window),
+``/explain`` and an unreadable history with one-line errors, never a 500; the night's drift
+scores such a model with its history too.
 
 One module fixture: 12 synthetic symbols, their features in the offline store, one tiny
 stacked ensemble with an LSTM (window 5, two epochs) on 1-day labels, production for every
@@ -254,3 +255,37 @@ def test_service_reads_windows_for_predict_and_refuses_a_lone_vector(
         predictor.predict(other, 1)
     assert down.value.status == 503 and "feature history unavailable" in down.value.message
     assert "\n" not in down.value.message
+
+
+def test_drift_scores_sequence_models_with_their_history(seq: SeqMarket) -> None:
+    from turbomode.models import drift
+    from turbomode.signals import drift as scan_drift
+
+    day = seq.dates[-1]
+    sector = str(seq.members["sector"].iloc[0])
+    key = f"{sector}/1d"
+    cols = fs.FeatureLayout.from_registry().all
+    past = _offline_rows(seq.settings, seq.dates[-30], seq.dates)
+    scores = drift.score_of(seq.model.predict_proba(past))
+    reference = drift.build_reference(past, cols, scores, past["date"].to_numpy())
+
+    class Registry:
+        def manifest(self, _key: str, _version: str) -> dict[str, Any]:
+            return {"drift_reference": reference, "sector": sector}
+
+    version = seq.registry.production(key)
+    assert version is not None
+    [measured] = scan_drift.drift_for(
+        seq.settings,
+        day,
+        seq.members,
+        seq.vectors(day),
+        seq.dates,
+        Registry(),
+        ModelCache(seq.registry),
+        {key: version},
+    )
+    in_sector = int((seq.members["sector"] == sector).sum())
+    assert measured.score_rows["tonight"] == in_sector
+    assert measured.score_rows["20d"] >= 15 * in_sector
+    assert all(np.isfinite(v) for v in measured.score.values())
