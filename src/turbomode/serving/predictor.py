@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
@@ -83,10 +83,10 @@ from turbomode.signals.scan import (
     HISTORY_UNAVAILABLE,
     HOLD_I,
     SELL_I,
-    HistoryReader,
     ModelCache,
     fresh_signals,
     model_key,
+    offline_history,
     score_universe,
 )
 
@@ -486,7 +486,9 @@ class Predictor:
             market.bars,
             models,
             horizons,
-            history=self._history(market.price_date),
+            # sequence learners: the symbols' last days dated ≤ the price date, read as the
+            # scan reads them from the offline store on the service's volume
+            history=offline_history(self.settings, market.price_date),
             scan_date=market.price_date,
         )
         limits = self.current_thresholds()
@@ -535,17 +537,6 @@ class Predictor:
                 SymbolError(symbol=sym, horizon=h, error=f"no production model for {why}")
             )
         return out, errors
-
-    def _history(self, day: date) -> HistoryReader:
-        """Windows for models with sequence learners, read as the scan reads them: the
-        offline store beside the clean store on the service's volume, rows dated ≤ ``day``
-        (the price date the vectors are scored at). Called only for such models."""
-        from turbomode import feature_store as fs
-
-        def read(symbols: Sequence[str], days: int) -> pd.DataFrame:
-            return fs.recent_rows(self.settings, symbols, day, days)
-
-        return read
 
     def predict_features(
         self, sector: str, horizon: int, rows: Sequence[Sequence[float | None]]

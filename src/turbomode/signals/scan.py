@@ -525,7 +525,7 @@ def run_scan(
             bars.reset_index(),
             models,
             settings.labels.horizons,
-            history=history or _offline_history(settings, day.date()),
+            history=history or offline_history(settings, day.date()),
             scan_date=day.date(),
         )
         failures.update({s: r for s, r in stale.items() if s in set(members["symbol"])})
@@ -651,9 +651,10 @@ def run_scan(
     return result
 
 
-def _offline_history(settings: Settings, day: date) -> HistoryReader:
-    """The scan's history reader: the offline store's rows dated ≤ ``day``, memoized by
-    (symbols, days) so keys of one sector share a read."""
+def offline_history(settings: Settings, day: date) -> HistoryReader:
+    """The history reader of one scan (or one service request): the offline store's rows
+    dated ≤ ``day`` (:func:`turbomode.feature_store.recent_rows`), memoized by (symbols,
+    days) so the horizons of one sector share a read."""
     from turbomode import feature_store as fs
 
     seen: dict[tuple[tuple[str, ...], int], pd.DataFrame] = {}
