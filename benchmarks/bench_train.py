@@ -134,9 +134,16 @@ class TreeMemory:
 PRESETS: dict[str, dict[str, Any]] = {
     "rank-pooled": {"target": "rank", "scope": "pooled", "train_years": 10},
     "stacked-sector": {"target": "class3", "scope": "sector", "train_years": 5.5},
+    "stacked-neural": {
+        "target": "class3",
+        "scope": "sector",
+        "train_years": 5.5,
+        "neural_learners": ["mlp", "lstm", "transformer"],
+    },
 }
 """Model configurations the benchmark can train: the research protocol's chosen one
-(docs/research/) and the stacked per-sector ensembles it replaced."""
+(docs/research/), the stacked per-sector ensembles it replaced, and those with the neural
+learners beside the trees (the `neural` extra; each learner's seconds per task are printed)."""
 
 
 def child(
@@ -189,6 +196,7 @@ def child(
         "ok": sum(r.ok for r in results),
         "threads_per_model": settings.compute.cpus_per_task,
         "cores": cores,
+        "learner_seconds": learner_seconds(results),
     }
     if mode == "ray":
         out["table"] = results_table(results).to_dict(orient="records")
@@ -211,6 +219,16 @@ def child(
             if r.ok
         }
     return mx.to_jsonable(out)
+
+
+def learner_seconds(results: list[Any]) -> dict[str, float]:
+    """Mean seconds per task of each base learner: its fold fits plus its final fit."""
+    per: dict[str, list[float]] = {}
+    for r in results:
+        for name in r.learners if r.ok else []:
+            t = r.timings.get(f"oof_{name}", 0.0) + r.timings.get(name, 0.0)
+            per.setdefault(name, []).append(t)
+    return {name: sum(v) / len(v) for name, v in per.items()}
 
 
 def summarize(ray: dict[str, Any]) -> None:
@@ -281,6 +299,8 @@ def main() -> int:
         label = f"{preset}, {names[mode]} ({r['ok']}/{r['tasks']} ok)"
         print(f"{label:62s} {r['wall_s'] / 60:11.1f} min")
         print(f"{'  peak RSS, process tree':62s} {r['peak_rss_gib']:10.2f} GiB")
+        for name, sec in r.get("learner_seconds", {}).items():  # trees and neural, per task
+            print(f"{'  training per task (folds + final), ' + name:62s} {sec:12.1f} s")
     ok = True
     for preset in args.presets.split(","):
         ray = results.get(f"ray:{preset}")

@@ -37,6 +37,11 @@ CANDIDATES = {
         # the stacked ensembles as the platform trained them on 7 years of data).
         rp.Candidate("stacked_sector_1d", kind="stacked", train_years=5, date_step=1),
         rp.Candidate("stacked_sector_5d", horizon=5, kind="stacked", train_years=5, date_step=1),
+        # The neural learners (issue #26), each alone, pooled over every sector on the 3-class
+        # labels, 5 years of history: the figures that decide whether they join the default.
+        rp.Candidate("neural_mlp_1d", kind="neural", arch="mlp", train_years=5),
+        rp.Candidate("neural_lstm_1d", kind="neural", arch="lstm", train_years=5),
+        rp.Candidate("neural_transformer_1d", kind="neural", arch="transformer", train_years=5),
     )
 }
 RULES = [(rule, h) for h in (1, 5) for rule in rp.RULES]
@@ -49,6 +54,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("names", nargs="*")
     ap.add_argument("--scores", type=Path, default=HERE / "scores")
     ap.add_argument("--folds", default=None, help="comma-separated fold years (default: all)")
+    ap.add_argument(
+        "--since",
+        default="2000-01-01",
+        help="first price date of the panel (a later one saves time and memory; keep a year "
+        "of warm-up before the earliest training row)",
+    )
     args = ap.parse_args(argv)
     if args.phase == "platform":
         return platform_scores(args.work, args.scores)
@@ -56,7 +67,7 @@ def main(argv: list[str]) -> int:
         print(render_log(LOG))
         return 0
     t0 = time.perf_counter()
-    prices, market, sectors = read_frames(DATA, "2000-01-01", "1993-01-01")
+    prices, market, sectors = read_frames(DATA, args.since, "1993-01-01")
     if args.phase == "sheets":
         return sheets(prices, sectors, args.scores, args.names)
     panel = rp.build_panel(prices, market, sectors)

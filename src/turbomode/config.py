@@ -573,6 +573,55 @@ class ModelSettings(BaseModel):
             "max_bin": 63,
         }
     )
+    neural_learners: list[Literal["mlp", "lstm", "transformer"]] = Field(
+        default_factory=list,
+        description=(
+            "target=class3: neural base learners added beside the five trees (the optional "
+            "`neural` extra, JAX): mlp on the feature vector, lstm and transformer on the last "
+            "`neural.window` days of `sequence_features`. Empty by default: the research "
+            "protocol has not shown that they earn their training time (docs/research)."
+        ),
+    )
+    voting: Literal["stacking", "hybrid"] = Field(
+        default="stacking",
+        description=(
+            "stacking: the meta-learner on out-of-fold probabilities; hybrid: the seed's vote "
+            "of the neural learners (per-model thresholds, two must agree, consensus boost)."
+        ),
+    )
+    neural: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "hidden": 32,
+            "heads": 2,
+            "window": 10,
+            "max_epochs": 30,
+            "patience": 4,
+            "batch_size": 512,
+            "learning_rate": 2e-3,
+            "weight_decay": 1e-4,
+            "val_fraction": 0.2,
+        },
+        description="Hyperparameters of the neural learners (turbomode.models.neural).",
+    )
+    sequence_features: list[str] = Field(
+        default_factory=lambda: [
+            "ret_1",
+            "oc_ret_1",
+            "gap_1",
+            "ret_5",
+            "sector_rank_ret_1",
+            "rvol_20",
+            "volume_ratio_20",
+            "rsi_14",
+        ],
+        description="Per-day features the lstm and transformer read over their window.",
+    )
+
+    @model_validator(mode="after")
+    def _hybrid_needs_voters(self) -> ModelSettings:
+        if self.voting == "hybrid" and len(set(self.neural_learners)) < 2:
+            raise ValueError("models.voting=hybrid needs two or more models.neural_learners")
+        return self
 
 
 class ComputeSettings(BaseModel):

@@ -659,6 +659,56 @@ def offline_vectors_asof(
     return DatedVectors(frame, dates, "offline")
 
 
+def recent_rows(
+    settings: Settings,
+    symbols: Sequence[str],
+    day: date,
+    n_rows: int,
+    features: Sequence[str] | None = None,
+    layout: FeatureLayout | None = None,
+) -> pd.DataFrame:
+    """Point in time: each symbol's last ``n_rows`` rows dated on or before ``day`` (symbol,
+    date, ``features`` or every registry column), from the offline ``stock_vector`` table;
+    never a later row. What a model with sequence learners reads to score one date: its
+    windows are a symbol's consecutive rows (:func:`turbomode.models.neural.build_windows`),
+    so missing days are skipped here as in training. Rows older than ``n_rows`` × 3 + 30
+    calendar days are not read (a symbol idle that long starts a short window)."""
+    import pyarrow.dataset as ds
+
+    layout = layout or FeatureLayout.from_registry()
+    cols = list(features) if features is not None else layout.all
+    unknown = [c for c in cols if c not in layout.all]
+    if unknown:
+        raise FeatureStoreError(f"not registry features: {unknown[:10]}")
+    path = view_table(settings, VECTOR_VIEW)
+    if not path.exists():
+        raise FeatureStoreError(
+            f"no offline features at {path}: models with sequence learners read each "
+            "symbol's last days from the offline store; run `turbomode features build`"
+        )
+    cutoff = pd.Timestamp(day).tz_localize("UTC") + pd.Timedelta(days=1)
+    since = cutoff - pd.Timedelta(days=3 * n_rows + 31)
+    dataset = ds.dataset(path)
+    ts_type = dataset.schema.field(TS).type
+    expr = (
+        (ds.field(TS) < pa.scalar(cutoff.to_pydatetime(), type=ts_type))
+        & (ds.field(TS) >= pa.scalar(since.to_pydatetime(), type=ts_type))
+        & ds.field("symbol").isin([str(s) for s in symbols])
+    )
+    table = dataset.to_table(columns=["symbol", TS, VECTOR_FEATURE], filter=expr)
+    n = len(layout.all)
+    flat = table.column(VECTOR_FEATURE).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    pick = [layout.all.index(c) for c in cols]
+    frame = pd.DataFrame(flat.reshape(-1, n)[:, pick], columns=cols)
+    frame.insert(
+        0, "date", pd.DatetimeIndex(table.column(TS).to_pandas()).tz_convert(None).as_unit("ns")
+    )
+    frame.insert(0, "symbol", table.column("symbol").to_pandas().astype(str).to_numpy())
+    frame = frame.sort_values(["symbol", "date"], kind="stable")
+    frame = frame.drop_duplicates(["symbol", "date"], keep="last")
+    return frame.groupby("symbol", sort=False).tail(n_rows).reset_index(drop=True)
+
+
 def vectors_for_date(
     settings: Settings,
     symbols: Sequence[str],

@@ -272,9 +272,12 @@ def test_images_install_the_cluster_extra() -> None:
     for image, dockerfile in DOCKERFILES.items():
         assert "cluster" in image_extras(dockerfile), image
         assert image_extras(dockerfile) <= set(extras), image
-    # The images' extras resolve together with the dev install's: `make lock` locks them all.
+    # The images' extras resolve together with the dev install's (all, dev and the neural
+    # learners the tests train): `make lock` locks them all.
     make = run(["make", "-n", "-C", str(REPO), "lock"])
-    assert re.search(r"pip install --quiet \"\.\[all,dev,cluster\]\"", make.stdout), make.stdout
+    assert re.search(r"pip install --quiet \"\.\[all,dev,neural,cluster\]\"", make.stdout), (
+        make.stdout
+    )
 
 
 def test_the_lock_pins_what_the_cluster_extra_needs() -> None:

@@ -20,7 +20,7 @@ from turbomode.feature_store import (
     require_macro_values,
 )
 from turbomode.features.registry import GROUPS, REGISTRY
-from turbomode.models.ensemble import StackedEnsemble
+from turbomode.models.ensemble import BASE_MODELS, StackedEnsemble
 from turbomode.models.train import (
     TrainTask,
     all_tasks,
@@ -119,7 +119,8 @@ def test_ray_runs_a_failing_task_without_losing_the_others(
         model = StackedEnsemble.load(r.model_dir)
         assert model.horizon == int(key[-2])
     table = results_table(results)
-    assert set(table["model"]) == {"ensemble", "majority", "prior", "momentum", "FAILED"}
+    learners = {f"base:{n}" for n in BASE_MODELS}  # each base learner beside the ensemble
+    assert set(table["model"]) == {"ensemble", "majority", "prior", "momentum", "FAILED"} | learners
 
 
 @pytest.mark.slow
@@ -157,6 +158,8 @@ def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
         assert manifest["gate"]["decision"] == run.gates[key].decision
         assert manifest["features"] and manifest["run_id"] == run.run_id
         assert manifest["train_range"][1] < manifest["test_range"][0]
+        assert set(manifest["metrics"]["base_learners"]) == set(BASE_MODELS)
+        assert manifest["metrics"]["dropped"] == {}
         # the drift reference: deciles of the training window, scores of the test window
         ref = manifest["drift_reference"]
         assert set(ref["features"]) <= set(manifest["features"]) and len(ref["features"]) > 50
@@ -182,3 +185,36 @@ def test_run_registers_every_candidate_and_promotes_only_on_the_gate(
     assert again.gates["Energy/1d"].look["number"] == 2
     assert looks[1]["alpha"] == again.gates["Energy/1d"].look["alpha"] < looks[0]["alpha"]
     assert len(registry.looks("Utilities/1d")) == 1
+
+
+def test_run_registers_a_model_with_sequence_learners(
+    settings: Settings, data: pd.DataFrame, tmp_path: Path
+) -> None:
+    """An LSTM in the ensemble: the run scores its out-of-time rows with their history for the
+    drift reference and the production comparison, and leaves TreeSHAP importance out."""
+    from tests.conftest import need
+    from turbomode.config import ModelSettings
+    from turbomode.models.pipeline import run_training
+    from turbomode.models.registry import ModelRegistry
+
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        need(False, "JAX is not installed (pip install 'turbomode[neural]')")
+    s = settings.model_copy(deep=True)
+    s.stores.model_registry_uri = str(tmp_path / "registry")
+    s.data.data_dir = tmp_path / "data"
+    s.labels.horizons = [1]
+    s.models = s.models.model_copy(
+        update={
+            "neural_learners": ["lstm"],
+            "neural": {**ModelSettings().neural, "window": 5, "hidden": 8, "max_epochs": 2},
+        }
+    )
+    for _ in range(2):  # the second run compares with the first's production model
+        run = run_training(s, ["Energy"], use_ray=False, data=data)
+    registry = ModelRegistry(s.stores.model_registry_uri, family="turbomode")
+    manifest = registry.manifest("Energy/1d", run.versions["Energy/1d"])
+    assert "lstm" in manifest["metrics"]["base_learners"]
+    assert manifest["drift_reference"]["score"]["n"] > 0
+    assert manifest["importance"] == {}

@@ -567,6 +567,21 @@ def test_score_universe_sets_broken_models_aside_and_goes_on() -> None:
     assert set(versions) == {"Financials/1d", "Industrials/2d", "Materials/1d", "Materials/2d"}
 
 
+def test_tree_models_read_no_history(market: Market, scan: Callable[..., ScanResult]) -> None:
+    """Trees score tonight's vectors alone: the history reader (for sequence learners) is
+    never called, and the scores are those of the default reader."""
+    calls: list[int] = []
+
+    def reader(symbols: Any, days: int) -> pd.DataFrame:
+        calls.append(days)
+        raise AssertionError("a tree-only model asked for history")
+
+    day = market.dates[-2]
+    with_reader = scan(day, history=reader)
+    assert calls == [] and not any("failed" in m for m in with_reader.missing_models)
+    pd.testing.assert_frame_equal(with_reader.scores, scan(day).scores)
+
+
 # --------------------------------------------------------------------------- dated features
 
 

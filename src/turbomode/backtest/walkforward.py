@@ -115,9 +115,21 @@ def nightly_signals(scores: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 
 
 def _scores(
-    model: Any, rows: pd.DataFrame, names: list[str], sector: str, horizon: int, period: str
+    model: Any,
+    rows: pd.DataFrame,
+    names: list[str],
+    sector: str,
+    horizon: int,
+    period: str,
+    history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    proba = model.predict_proba(rows[names])
+    """The period's probabilities; sequence learners' windows reach back into ``history``
+    (the sector's feature rows, members or not), only ever to rows dated ≤ their own."""
+    if getattr(model, "window_days", 0):
+        cols = [*names, "symbol", "date"]
+        proba = model.predict_proba(rows[cols], history=history)
+    else:
+        proba = model.predict_proba(rows[names])
     return pd.DataFrame(
         {
             "date": rows["date"].to_numpy(),
@@ -130,6 +142,24 @@ def _scores(
             "period": period,
         }
     )
+
+
+def _history(
+    features: pd.DataFrame,
+    sectors: dict[str, str],
+    sector: str,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    cols: list[str],
+) -> pd.DataFrame | None:
+    """The sector's rows up to the period's end, from a year before it: what the windows of
+    the period's rows read (None when the model reads no windows)."""
+    if "symbol" not in cols:
+        return None
+    rows = features[
+        (features["date"] >= first - pd.Timedelta(days=366)) & (features["date"] <= last)
+    ]
+    return rows.loc[rows["symbol"].map(sectors) == sector, cols]
 
 
 def gate_step(
@@ -151,7 +181,7 @@ def gate_step(
     spends alpha over them as it does over a deployment's monthly retrains."""
     from turbomode.models.ensemble import StackedEnsemble
     from turbomode.models.gate import decide
-    from turbomode.models.train import evaluate_rows, gate_evidence
+    from turbomode.models.train import evaluate_rows, gate_evidence, input_columns
     from turbomode.models.validation import out_of_time_split
 
     days = np.unique(train["date"].to_numpy())
@@ -165,11 +195,12 @@ def gate_step(
     y = tr[f"label_{horizon}"].to_numpy(dtype=np.int64)
     if len(np.unique(y)) < 3 or te.empty:
         return "a class is missing from the candidate's labels, or the window has no members"
+    cols = input_columns(settings.models, names)
     candidate = StackedEnsemble(
         names, horizon, settings.models, threads=threads, device=settings.compute.device
-    ).fit(tr[names], y, tr["date"].to_numpy())
+    ).fit(tr[cols], y, tr["date"].to_numpy())
     evaluation, baselines = gate_evidence(candidate, tr, te, horizon, names)
-    prod = None if production is None else evaluate_rows(production, te, horizon, names)
+    prod = None if production is None else evaluate_rows(production, te, horizon, names, history=tr)
     return decide(evaluation, baselines, prod, settings.gate, look=look)
 
 
@@ -193,6 +224,7 @@ def walk_forward_signals(
     """
     from turbomode.feature_store import model_features
     from turbomode.models.ensemble import StackedEnsemble
+    from turbomode.models.train import input_columns
     from turbomode.outcomes.history import MarketHistory
 
     horizon = settings.horizon_or_default(horizon)
@@ -208,6 +240,7 @@ def walk_forward_signals(
     threads = max(1, int(settings.compute.cpus_per_task))
     note = on_period or (lambda _msg: None)
     label, names = f"label_{horizon}", model_features(settings)  # what the platform trains on
+    cols = input_columns(settings.models, names)  # symbol and date too for sequence learners
     scored: list[pd.DataFrame] = []
     gated: list[pd.DataFrame] = []
     production: dict[str, _Production] = {}
@@ -237,6 +270,7 @@ def walk_forward_signals(
             todo = window[window["symbol"].map(world.sector_map) == sector]
             if todo.empty:
                 continue
+            history = _history(world.features, world.sector_map, sector, first, last, cols)
             y = train[label].to_numpy(dtype=np.int64)
             ens = None
             if len(np.unique(y)) < 3:
@@ -245,8 +279,8 @@ def walk_forward_signals(
                 note(f"{name} {sector}: fit on {len(train):,} rows")
                 ens = StackedEnsemble(
                     names, horizon, settings.models, threads=threads, device=settings.compute.device
-                ).fit(train[names], y, train["date"].to_numpy())
-                scored.append(_scores(ens, todo, names, sector, horizon, name))
+                ).fit(train[cols], y, train["date"].to_numpy())
+                scored.append(_scores(ens, todo, names, sector, horizon, name, history))
                 info["sectors"][sector] = len(train)
             if gate_days is None:
                 continue
@@ -276,7 +310,7 @@ def walk_forward_signals(
                 gated.append(
                     scored[-1]
                     if held.period == name
-                    else _scores(held.model, todo, names, sector, horizon, name)
+                    else _scores(held.model, todo, names, sector, horizon, name, history)
                 )
         info["seconds"] = round(time.perf_counter() - t0, 1)
         periods.append(info)

@@ -312,7 +312,12 @@ def evaluate_command(
         return
     table = honest_table(payload)
     model = ", ".join(
-        sorted({str(r["model"]) for r in payload["evaluation"]} - BASELINES - {"FAILED"})
+        sorted(
+            {str(r["model"]) for r in payload["evaluation"]}
+            - BASELINES
+            - {"FAILED"}
+            - {str(r["model"]) for r in payload["evaluation"] if is_learner(r["model"])}
+        )
     )
     print_frame(table, f"Run {payload['run_id']}: {model or 'no model'} beside the baselines")
     console.print(
@@ -326,6 +331,12 @@ def evaluate_command(
 
 # The naive baselines every model is measured beside, on the same rows.
 BASELINES = frozenset({"majority", "prior", "momentum"})
+# Rows of one base learner of a stacked ensemble (turbomode.models.train.LEARNER_PREFIX).
+LEARNER_PREFIX = "base:"
+
+
+def is_learner(model: object) -> bool:
+    return str(model).startswith(LEARNER_PREFIX)
 
 
 def honest_table(payload: dict[str, Any]) -> Any:
@@ -340,7 +351,8 @@ def honest_table(payload: dict[str, Any]) -> Any:
         by_key.setdefault((r["sector"], int(r["horizon"])), {})[str(r["model"])] = r
     for (sector, horizon), models in sorted(by_key.items()):
         base = {k: v for k, v in models.items() if k in BASELINES}
-        own = next((v for k, v in models.items() if k not in BASELINES), {})
+        learners = {k[len(LEARNER_PREFIX) :]: v for k, v in models.items() if is_learner(k)}
+        own = next((v for k, v in models.items() if k not in BASELINES and not is_learner(k)), {})
         gate = gates.get(f"{sector}/{horizon}d", {})
         row: dict[str, Any] = {"sector": sector, "horizon": f"{horizon}d"}
         row["rank IC"] = own.get("rank_ic")
@@ -350,6 +362,8 @@ def honest_table(payload: dict[str, Any]) -> Any:
         row["balanced\naccuracy"] = own.get("balanced_accuracy")
         for name in sorted(base):
             row[f"bal. acc.\n{name}"] = base[name].get("balanced_accuracy")
+        for name, ev in learners.items():  # each base learner's own rank IC
+            row[f"rank IC\n{name}"] = ev.get("rank_ic")
         failed = own.get("model") == "FAILED"
         row["gate"] = "failed" if failed else gate.get("decision", "—")
         rows.append(row)

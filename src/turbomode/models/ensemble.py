@@ -11,6 +11,13 @@ refit on all rows.
 Classes are SELL=0, HOLD=1, BUY=2; imbalance is handled with balanced sample weights; thread
 counts are pinned to what the task was given; ``device="cuda"`` moves XGBoost
 (``device="cuda"``) and CatBoost (``task_type="GPU"``) to the GPU.
+
+``models.neural_learners`` adds neural learners (turbomode.models.neural) beside the trees; the
+LSTM and Transformer read point-in-time windows, so X must then carry ``symbol`` and ``date``
+columns. A learner that fails to fit is dropped from the ensemble with its reason
+(``dropped_``); one that fails to load gives NaN inputs to the meta-learner (LightGBM routes
+missing values) and is likewise recorded, so the rest still serve. ``models.voting: hybrid``
+replaces the meta-learner's output by the seed's vote of the neural learners.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +37,9 @@ from turbomode.config import ModelSettings
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
 from turbomode.models.validation import WalkForward, walk_forward_splits
+
+if TYPE_CHECKING:
+    from turbomode.models.neural import Windows
 
 log = logging.getLogger("turbomode.models.ensemble")
 
@@ -153,8 +163,12 @@ class StackedEnsemble:
     base_: dict[str, Any] = field(default_factory=dict)
     meta_: Any = None
     scaler_: Standardizer = field(default_factory=Standardizer)
+    learners_: list[str] = field(default_factory=list)
+    """The base learners the meta-learner reads, in column order (the trees, then neural)."""
+    dropped_: dict[str, str] = field(default_factory=dict)
+    """Base learners that failed to fit or load, and why."""
     oof_: np.ndarray | None = None
-    """Out-of-fold base probabilities (n × 15, NaN outside test blocks) the meta-learner saw."""
+    """Out-of-fold base probabilities (n × 3 per learner, NaN outside test blocks)."""
     oof_fold_: np.ndarray | None = None
     """For each row, the fold whose models produced its out-of-fold probabilities (−1: none)."""
     folds_: list[Any] = field(default_factory=list)
@@ -164,23 +178,106 @@ class StackedEnsemble:
     def _params(self, name: str) -> dict[str, Any]:
         return dict(getattr(self.settings, name))
 
-    def _fit_base(self, name: str, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Any:
-        model = _make(name, self._params(name), self.threads, self.device, self.seed)
-        if name == "xgb_linear":
-            X = self.scaler_.transform(X)
-        model.fit(X, y, sample_weight=w)
-        return model
+    @property
+    def configured_learners(self) -> list[str]:
+        return [*BASE_MODELS, *dict.fromkeys(self.settings.neural_learners)]
 
-    def _predict_base(self, name: str, model: Any, X: np.ndarray) -> np.ndarray:
-        return _proba3(
-            model, self.scaler_.transform(X) if name == "xgb_linear" else X, self.threads
+    @property
+    def window_days(self) -> int:
+        """Days of each stock's history one prediction reads: the sequence learners' window
+        (its own row included), 0 when every learner reads one vector. Callers that score
+        single dates (the scan) read that much history only when this is positive."""
+        from turbomode.models.neural import SEQUENCE_ARCHITECTURES
+
+        wanted = self.learners_ or self.configured_learners
+        if not any(n in SEQUENCE_ARCHITECTURES for n in wanted):
+            return 0
+        return int(self.settings.neural.get("window", 10))
+
+    def _inputs(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, Windows | None]:
+        """The feature matrix, and the point-in-time windows when a sequence learner is on.
+
+        ``history``: earlier rows (symbol, date, sequence features) the windows of X's rows
+        reach back into; a row of it with the (symbol, date) of a row of X gives way to X's.
+        """
+        Xa = self._matrix(X)
+        window = self.window_days
+        if not window:
+            return Xa, None
+        from turbomode.models.neural import build_windows
+
+        if not isinstance(X, pd.DataFrame) or not {"symbol", "date"} <= set(X.columns):
+            raise TrainingDataError("sequence learners need a frame with symbol and date columns")
+        cols = ["symbol", "date", *self.settings.sequence_features]
+        if history is None or history.empty:
+            return Xa, build_windows(X, self.settings.sequence_features, window)
+
+        def rows(f: pd.DataFrame) -> pd.DataFrame:
+            return f[cols].assign(symbol=f["symbol"].astype(str), date=pd.to_datetime(f["date"]))
+
+        now, earlier = rows(X), rows(history)
+        keys = pd.MultiIndex.from_frame(now[["symbol", "date"]])
+        earlier = earlier[~pd.MultiIndex.from_frame(earlier[["symbol", "date"]]).isin(keys)]
+        frame = pd.concat([earlier, now], ignore_index=True)
+        windows = build_windows(frame, self.settings.sequence_features, window)
+        return Xa, windows.take(np.arange(len(earlier), len(frame)))
+
+    def _fit_base(
+        self,
+        name: str,
+        inputs: tuple[np.ndarray, Windows | None],
+        idx: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray,
+        dates: np.ndarray,
+    ) -> Any:
+        X, windows = inputs
+        if name in BASE_MODELS:
+            model = _make(name, self._params(name), self.threads, self.device, self.seed)
+            Xi = self.scaler_.transform(X[idx]) if name == "xgb_linear" else X[idx]
+            model.fit(Xi, y, sample_weight=w)
+            return model
+        from turbomode.models.neural import NeuralClassifier
+
+        seq = windows is not None and name != "mlp"
+        net = NeuralClassifier(
+            name,  # type: ignore[arg-type]
+            self.settings.sequence_features if seq else self.features,
+            dict(self.settings.neural),
+            horizon=self.horizon,
+            seed=self.seed,
+            device=self.device,
         )
+        return net.fit(windows.take(idx) if seq and windows else X[idx], y, dates[idx], w)
+
+    def _predict_base(
+        self,
+        name: str,
+        model: Any,
+        inputs: np.ndarray | tuple[np.ndarray, Windows | None],
+        idx: Any = None,
+    ) -> np.ndarray:
+        """``name``'s n × 3 probabilities on rows ``idx`` (all when None) of the inputs."""
+        X, windows = (inputs, None) if isinstance(inputs, np.ndarray) else inputs
+        idx = slice(None) if idx is None else idx
+        if name in BASE_MODELS:
+            Xi = X[idx]
+            return _proba3(
+                model, self.scaler_.transform(Xi) if name == "xgb_linear" else Xi, self.threads
+            )
+        if getattr(model, "is_sequence", False) and windows is not None:
+            return np.asarray(model.predict_proba(windows.take(np.arange(len(X))[idx])))
+        return np.asarray(model.predict_proba(X[idx]))
 
     def fit(
         self, X: pd.DataFrame | np.ndarray, y: Sequence[int] | np.ndarray, dates: Any
     ) -> StackedEnsemble:
         """Fit on rows (X, y) dated ``dates``; rows must already be point-in-time features."""
-        Xa = self._matrix(X)
+        self.learners_, self.dropped_ = [], {}
+        inputs = self._inputs(X)
+        Xa = inputs[0]
         ya = np.asarray(y, dtype=np.int64)
         if len(Xa) != len(ya):
             raise TrainingDataError(f"{len(Xa)} feature rows but {len(ya)} labels")
@@ -190,6 +287,7 @@ class StackedEnsemble:
                 f"training labels lack class(es) {missing}: cannot fit 3 classes"
             )
         d = pd.DatetimeIndex(pd.to_datetime(np.asarray(dates)))
+        day = d.to_numpy()
         n_days = d.nunique()
         cfg = WalkForward(
             n_folds=self.settings.oof_folds,
@@ -199,7 +297,8 @@ class StackedEnsemble:
         self.folds_ = walk_forward_splits(d.to_numpy(), self.horizon, cfg)
         w = balanced_weights(ya)
 
-        oof = np.full((len(Xa), len(BASE_MODELS) * N_CLASSES), np.nan)
+        learners = self.configured_learners
+        oof = np.full((len(Xa), len(learners) * N_CLASSES), np.nan)
         fold_of = np.full(len(Xa), -1)
         t0 = time.perf_counter()
         for fold in self.folds_:
@@ -208,21 +307,41 @@ class StackedEnsemble:
                 raise TrainingDataError(f"fold {fold.index} training rows lack a class")
             self.scaler_ = Standardizer().fit(Xa[tr])
             wt = balanced_weights(ya[tr])
-            for j, name in enumerate(BASE_MODELS):
-                model = self._fit_base(name, Xa[tr], ya[tr], wt)
-                oof[te, j * N_CLASSES : (j + 1) * N_CLASSES] = self._predict_base(
-                    name, model, Xa[te]
+            for j, name in enumerate(learners):
+                if name in self.dropped_:
+                    continue
+                t1 = time.perf_counter()
+                try:
+                    model = self._fit_base(name, inputs, tr, ya[tr], wt, day)
+                    proba = self._predict_base(name, model, inputs, te)
+                except Exception as exc:  # one learner's failure must not sink the ensemble
+                    self._drop(name, f"fold {fold.index} fit failed: {exc!r}")
+                    continue
+                oof[te, j * N_CLASSES : (j + 1) * N_CLASSES] = proba
+                self.timings_[f"oof_{name}"] = (
+                    self.timings_.get(f"oof_{name}", 0.0) + time.perf_counter() - t1
                 )
             fold_of[te] = fold.index
         self.timings_["oof"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         self.scaler_ = Standardizer().fit(Xa)
-        for name in BASE_MODELS:
+        everything = np.arange(len(Xa))
+        for name in learners:
+            if name in self.dropped_:
+                continue
             t1 = time.perf_counter()
-            self.base_[name] = self._fit_base(name, Xa, ya, w)
+            try:
+                self.base_[name] = self._fit_base(name, inputs, everything, ya, w, day)
+            except Exception as exc:
+                self._drop(name, f"final fit failed: {exc!r}")
             self.timings_[name] = time.perf_counter() - t1
         self.timings_["final_bases"] = time.perf_counter() - t0
+        self.learners_ = [n for n in learners if n not in self.dropped_]
+        if not self.learners_:
+            raise TrainingDataError(f"every base learner failed: {self.dropped_}")
+        keep = [j for j, n in enumerate(learners) if n not in self.dropped_]
+        oof = oof[:, [j * N_CLASSES + c for j in keep for c in range(N_CLASSES)]]
 
         seen = fold_of >= 0
         if len(np.unique(ya[seen])) < N_CLASSES:
@@ -236,24 +355,62 @@ class StackedEnsemble:
             horizon=self.horizon,
             rows=len(Xa),
             oof_rows=int(seen.sum()),
+            learners=self.learners_,
+            dropped=self.dropped_,
             seconds={k: round(v, 2) for k, v in self.timings_.items()},
         )
         return self
+
+    def _drop(self, name: str, reason: str) -> None:
+        self.dropped_[name] = reason
+        self.base_.pop(name, None)
+        log.warning("ensemble.learner_dropped %s: %s", name, reason)
 
     # ---- prediction ---------------------------------------------------------------------
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         return feature_matrix(X, self.features)
 
-    def base_probabilities(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """The 15 stacked inputs of the meta-learner."""
+    def learner_probabilities(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> dict[str, np.ndarray]:
+        """Each base learner's n × 3 probabilities (NaN for one that failed to load);
+        ``history`` as in :meth:`predict_proba`."""
         if not self.base_:
             raise TurboModeError("the ensemble is not fitted")
-        Xa = self._matrix(X)
-        return np.hstack([self._predict_base(n, self.base_[n], Xa) for n in BASE_MODELS])
+        inputs = self._inputs(X, history)
+        everything = slice(None)
+        return {
+            n: (
+                self._predict_base(n, self.base_[n], inputs, everything)
+                if n in self.base_
+                else np.full((len(inputs[0]), N_CLASSES), np.nan)
+            )
+            for n in self.learners_
+        }
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """P(SELL), P(HOLD), P(BUY) per row."""
-        return _proba3(self.meta_, self.base_probabilities(X))
+    def base_probabilities(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """The stacked inputs of the meta-learner (3 per learner)."""
+        return np.hstack(list(self.learner_probabilities(X, history).values()))
+
+    def predict_proba(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """P(SELL), P(HOLD), P(BUY) per row: the meta-learner's, or the hybrid vote.
+
+        With sequence learners (:attr:`window_days` > 0) X carries symbol and date, and
+        ``history`` the earlier rows of those symbols (a scan's last days from the offline
+        store) so that one date's rows get full windows; only X's rows are scored."""
+        probas = self.learner_probabilities(X, history)
+        if self.settings.voting == "hybrid":
+            from turbomode.models.neural import hybrid_vote
+
+            voters = {n: p for n, p in probas.items() if n not in BASE_MODELS and n in self.base_}
+            if len(voters) >= 2:
+                return hybrid_vote(voters)
+            log.warning("ensemble.hybrid_fallback: %d voter(s) left, stacking", len(voters))
+        return _proba3(self.meta_, np.hstack(list(probas.values())))
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, directory: Path | str) -> dict[str, Path]:
@@ -262,12 +419,13 @@ class StackedEnsemble:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        files = {name: save_model(self.base_[name], directory, name) for name in BASE_MODELS}
+        files = {name: save_model(self.base_[name], directory, name) for name in self.base_}
         files["meta"] = save_model(self.meta_, directory, "meta")
         spec = {
             "features": self.features,
             "horizon": self.horizon,
-            "base_models": list(BASE_MODELS),
+            "base_models": list(self.learners_),
+            "dropped": self.dropped_,
             "files": {k: v.name for k, v in files.items()},
             "scaler": {"mean": self.scaler_.mean.tolist(), "std": self.scaler_.std.tolist()},
             "settings": self.settings.model_dump(mode="json"),
@@ -291,10 +449,13 @@ class StackedEnsemble:
             settings=ModelSettings(**spec["settings"]),
             threads=threads,
         )
-        ens.base_ = {
-            n: set_threads(load_model(directory / spec["files"][n]), threads)
-            for n in spec["base_models"]
-        }
+        ens.learners_ = list(spec["base_models"])
+        ens.dropped_ = dict(spec.get("dropped", {}))
+        for n in ens.learners_:
+            try:
+                ens.base_[n] = set_threads(load_model(directory / spec["files"][n]), threads)
+            except Exception as exc:  # the rest still serve; the meta-learner sees NaN
+                ens._drop(n, f"load failed: {exc!r}")
         ens.meta_ = set_threads(load_model(directory / spec["files"]["meta"]), threads)
         ens.scaler_ = Standardizer(
             mean=np.asarray(spec["scaler"]["mean"]), std=np.asarray(spec["scaler"]["std"])

@@ -372,12 +372,19 @@ def _margin(proba: np.ndarray) -> np.ndarray:
 
 def explain_stacked(model: StackedEnsemble, X: pd.DataFrame | np.ndarray) -> Explanation:
     """The stacked ensemble's margin: meta TreeSHAP, shared down to the features."""
+    learners = model.learners_ or list(BASE_MODELS)
+    others = [n for n in learners if n not in BASE_MODELS or n not in model.base_]
+    if others or model.settings.voting != "stacking":
+        # TreeSHAP shares exist for the trees only; a partial sum would not be the margin.
+        raise TurboModeError(
+            f"explanations cover stacked tree ensembles only; this one has {others or 'hybrid'}"
+        )
     Xa = model._matrix(X)
     inputs = model.base_probabilities(Xa)
     meta_bias, meta_contrib = logit_contributions(model.meta_, inputs, model.threads)
     base, psi = softmax_attribution(meta_bias, meta_contrib, MARGIN)
     contributions = np.zeros(Xa.shape)
-    for j, name in enumerate(BASE_MODELS):
+    for j, name in enumerate(learners):
         rows = model.scaler_.transform(Xa) if name == "xgb_linear" else Xa
         _p0, chi = probability_contributions(name, model.base_[name], rows, model.threads)
         for c in range(N_CLASSES):

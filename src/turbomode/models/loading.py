@@ -25,7 +25,14 @@ class Scorer(Protocol):
     features: list[str]
     horizon: int
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray: ...
+    @property
+    def window_days(self) -> int:
+        """Days of each stock's history a prediction reads (0: its own vector only)."""
+        ...
+
+    def predict_proba(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> np.ndarray: ...
 
 
 def class_prior(model: object) -> np.ndarray:

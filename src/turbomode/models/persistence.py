@@ -11,6 +11,7 @@ LightGBM          ``<name>.lgb.txt`` (model text)   identical ``predict_proba``
 XGBoost           ``<name>.xgb.ubj`` (UBJSON)       identical ``predict_proba``
 CatBoost          ``<name>.cbm``                    identical ``predict_proba``
 scikit-learn      ``<name>.skops``                  identical; types checked on load
+neural (JAX)      ``<name>.nn.safetensors``         identical ``predict_proba``
 ================  ================================  ==================================
 
 The file's suffix says its format, so :func:`load_model` needs nothing but the path.
@@ -33,7 +34,14 @@ LIGHTGBM_SUFFIX = ".lgb.txt"
 XGBOOST_SUFFIX = ".xgb.ubj"
 CATBOOST_SUFFIX = ".cbm"
 SKOPS_SUFFIX = ".skops"
-SUFFIXES: tuple[str, ...] = (LIGHTGBM_SUFFIX, XGBOOST_SUFFIX, CATBOOST_SUFFIX, SKOPS_SUFFIX)
+NEURAL_SUFFIX = ".nn.safetensors"  # turbomode.models.neural: tensors + JSON metadata
+SUFFIXES: tuple[str, ...] = (
+    LIGHTGBM_SUFFIX,
+    XGBOOST_SUFFIX,
+    CATBOOST_SUFFIX,
+    SKOPS_SUFFIX,
+    NEURAL_SUFFIX,
+)
 
 # Types a skops file may hold beyond those skops trusts by default. Every entry is a plain data
 # holder of scikit-learn; anything else (a custom class, a function, numpy.memmap …) is refused.
@@ -105,6 +113,11 @@ def model_format(model: Any) -> str:
     library the model already comes from.
     """
     root = _root_module(model)
+    if type(model).__module__ == "turbomode.models.neural":
+        from turbomode.models.neural import NeuralClassifier
+
+        if isinstance(model, NeuralClassifier):
+            return NEURAL_SUFFIX
     if root == "lightgbm":
         import lightgbm as lgb
 
@@ -127,8 +140,8 @@ def model_format(model: Any) -> str:
             return SKOPS_SUFFIX
     raise UnsupportedModelError(
         f"cannot persist a {type(model).__module__}.{type(model).__qualname__}: supported are "
-        "lightgbm Booster/LGBMClassifier, xgboost XGBClassifier, catboost CatBoostClassifier "
-        "and scikit-learn classifiers (skops)"
+        "lightgbm Booster/LGBMClassifier, xgboost XGBClassifier, catboost CatBoostClassifier, "
+        "scikit-learn classifiers (skops) and turbomode.models.neural learners (safetensors)"
     )
 
 
@@ -167,6 +180,8 @@ def save_model(model: Any, directory: Path | str, name: str) -> Path:
         model.save_model(path)
     elif suffix == CATBOOST_SUFFIX:
         model.save_model(str(path), format="cbm")
+    elif suffix == NEURAL_SUFFIX:
+        model.save(path)
     else:
         _save_skops(model, path)
     return path
@@ -199,6 +214,10 @@ def load_model(path: Path | str, *, extra_trusted: Iterable[str] = ()) -> Any:
         return cb_model
     if name.endswith(SKOPS_SUFFIX):
         return _load_skops(path, extra_trusted)
+    if name.endswith(NEURAL_SUFFIX):
+        from turbomode.models.neural import NeuralClassifier
+
+        return NeuralClassifier.load(path)
     raise UnsupportedModelError(
         f"unknown model file suffix for {path}: expected one of {', '.join(SUFFIXES)}"
     )

@@ -27,6 +27,7 @@ from turbomode.job_metrics import JobMetrics, job_metrics
 from turbomode.logs import event
 from turbomode.models import drift, explain
 from turbomode.models import evaluation as mx
+from turbomode.models.ensemble import BASE_MODELS
 from turbomode.models.gate import GateReport, apply_decision, decide, render_markdown
 from turbomode.models.loading import load_ensemble
 from turbomode.models.registry import ModelRegistry
@@ -36,6 +37,7 @@ from turbomode.models.train import (
     all_tasks,
     evaluate_rows,
     oot_window_start,
+    predictions,
     results_table,
     train_all,
     training_set,
@@ -91,14 +93,25 @@ def code_version() -> str:
 
 
 def production_evaluation(
-    registry: ModelRegistry, key: str, rows: pd.DataFrame, horizon: int, features: list[str]
+    registry: ModelRegistry,
+    key: str,
+    rows: pd.DataFrame,
+    horizon: int,
+    features: list[str],
+    data: pd.DataFrame | None = None,
+    sector: str | None = None,
 ) -> dict[str, Any] | None:
-    """The production model's out-of-time evaluation on exactly the candidate's test rows."""
+    """The production model's out-of-time evaluation on exactly the candidate's test rows;
+    with sequence learners its windows reach back into ``sector``'s earlier rows of ``data``
+    (not copied for tree models)."""
     if registry.production(key) is None:
         return None
     path, _manifest = registry.load(key)
     model = load_ensemble(path)
-    return evaluate_rows(model, rows, horizon, list(model.features))
+    history = None
+    if model.window_days and data is not None:
+        history = data[data["sector"] == sector]
+    return evaluate_rows(model, rows, horizon, list(model.features), history=history)
 
 
 def window_rows(data: pd.DataFrame, task: TaskResult) -> pd.DataFrame:
@@ -129,8 +142,10 @@ def drift_reference(
         & (data["date"] <= pd.Timestamp(str(task.train_end)))
     ]
     model = load_ensemble(str(task.model_dir))
+    # sequence learners: the window's first days reach back into the sector's earlier rows
+    history = data[data["sector"] == task.sector] if model.window_days else None
     scores = (
-        drift.score_of(model.predict_proba(oot_rows[list(model.features)]))
+        drift.score_of(predictions(model, oot_rows, list(model.features), history)["model"])
         if len(oot_rows)
         else None
     )
@@ -162,6 +177,8 @@ def feature_importance(task: TaskResult, oot_rows: pd.DataFrame) -> dict[str, An
     if oot_rows.empty:
         return {}
     model = load_ensemble(str(task.model_dir))  # a copy of its own: the forest may be thinned
+    if model.window_days or any(n not in BASE_MODELS for n in getattr(model, "learners_", [])):
+        return {}  # TreeSHAP covers tree ensembles only (explain refuses neural learners)
     work = explain.work_per_row(model)
     budget = IMPORTANCE_ROWS if work == 0 else int(IMPORTANCE_WORK // work)
     n = min(len(oot_rows), max(IMPORTANCE_MIN_ROWS, min(IMPORTANCE_ROWS, budget)))
@@ -212,7 +229,7 @@ def run_training(
             if not r.ok or r.evaluation is None or r.model_dir is None:
                 continue
             rows = window_rows(data, r)
-            prod = production_evaluation(registry, r.key, rows, r.horizon, features)
+            prod = production_evaluation(registry, r.key, rows, r.horizon, features, data, r.sector)
             look = len(registry.looks(r.key)) + 1
             report = decide(r.evaluation, r.baselines, prod, settings.gate, look=look)
             files = {p.name: p for p in Path(r.model_dir).iterdir() if p.is_file()}
@@ -291,6 +308,9 @@ def _headline(r: TaskResult) -> dict[str, Any]:
     return {
         "ensemble": strip(r.evaluation or {}),
         "baselines": {k: strip(v) for k, v in r.baselines.items()},
+        # every base learner's own out-of-time figures on the same rows, and those dropped
+        "base_learners": r.learners,
+        "dropped": r.dropped,
     }
 
 

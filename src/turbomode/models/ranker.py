@@ -239,8 +239,16 @@ class RankEnsemble:
         accuracy (see :func:`turbomode.models.evaluation.decide`)."""
         return 1.0 / np.maximum(self.calibrator_.prior, 1e-9)
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """P(SELL), P(HOLD), P(BUY) per row, calibrated on out-of-fold scores."""
+    @property
+    def window_days(self) -> int:
+        """No history: one vector a row (see :attr:`StackedEnsemble.window_days`)."""
+        return 0
+
+    def predict_proba(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """P(SELL), P(HOLD), P(BUY) per row, calibrated on out-of-fold scores (``history`` is
+        unused: the rank model reads one vector a row)."""
         z = (self.predict_score(X) - self.scale_[0]) / self.scale_[1]
         return self.calibrator_.predict(z)
 

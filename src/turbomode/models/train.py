@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from turbomode.config import GICS_SECTORS, Settings
+from turbomode.config import GICS_SECTORS, ModelSettings, Settings
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
 from turbomode.models import evaluation as mx
@@ -61,6 +61,12 @@ class TaskResult:
     evaluation: dict[str, Any] | None = None
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    learners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each base learner's own out-of-time evaluation on the same rows (no daily series)."""
+    dropped: dict[str, str] = field(default_factory=dict)
+    """Base learners dropped from the ensemble, and why."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage and per base learner (``oof_<name>``: its fold fits)."""
 
     @property
     def key(self) -> str:
@@ -132,6 +138,41 @@ def split_rows(
     return rows.iloc[tr_pos], rows.iloc[keep[test_idx]]
 
 
+def input_columns(models: ModelSettings | None, features: list[str]) -> list[str]:
+    """The columns a model reads: its features, plus symbol and date when a sequence learner
+    builds its windows from them."""
+    seq = {"lstm", "transformer"} & set(models.neural_learners if models else [])
+    return [*features, "symbol", "date"] if seq else features
+
+
+def model_rows(
+    model: Any, rows: pd.DataFrame, features: list[str], history: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``rows`` as the model reads them. For sequence learners the last ``window`` days of
+    ``history`` (earlier rows: the training set before a test window) go first, so the first
+    test days get full windows; :func:`predictions` drops them again."""
+    cols = input_columns(getattr(model, "settings", None), features)
+    if history is None or cols == features or history.empty:
+        return rows[cols]
+    window = int(model.settings.neural.get("window", 10))
+    earlier = np.sort(history.loc[history["date"] < rows["date"].min(), "date"].unique())
+    before = history[history["date"].isin(earlier[len(earlier) - (window - 1) :])]
+    return pd.concat([before[cols], rows[cols]], ignore_index=True)
+
+
+def predictions(
+    model: Any, rows: pd.DataFrame, features: list[str], history: pd.DataFrame | None = None
+) -> dict[str, np.ndarray]:
+    """The model's probabilities on ``rows`` (``"model"``) and, for a stacked ensemble, each
+    base learner's (by name)."""
+    X = model_rows(model, rows, features, history)
+    skip = len(X) - len(rows)
+    out = {"model": np.asarray(model.predict_proba(X))[skip:]}
+    if hasattr(model, "learner_probabilities"):
+        out |= {n: p[skip:] for n, p in model.learner_probabilities(X).items()}
+    return out
+
+
 def fit_model(
     tr: pd.DataFrame, horizon: int, features: list[str], settings: Settings, threads: int
 ) -> StackedEnsemble | RankEnsemble:
@@ -145,18 +186,25 @@ def fit_model(
             tr[features], y_tr, dates, target
         )
     return StackedEnsemble(features, horizon, settings.models, threads, device).fit(
-        tr[features], y_tr, dates
+        tr[input_columns(settings.models, features)], y_tr, dates
     )
 
 
 def evaluate_rows(
-    model: Any, rows: pd.DataFrame, horizon: int, features: list[str]
+    model: Any,
+    rows: pd.DataFrame,
+    horizon: int,
+    features: list[str],
+    history: pd.DataFrame | None = None,
+    proba: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """A fitted model's out-of-time evaluation on ``rows``, with the daily series the gate's
     paired tests need (:func:`turbomode.models.gate.decide`)."""
+    if proba is None:
+        proba = predictions(model, rows, features, history)["model"]
     return mx.evaluate(
         rows[f"label_{horizon}"].to_numpy(dtype=np.int64),
-        model.predict_proba(rows[features]),
+        proba,
         rows[f"fwd_ret_{horizon}"].to_numpy(),
         rows["date"].to_numpy(),
         include_daily=True,
@@ -164,11 +212,36 @@ def evaluate_rows(
     )
 
 
+def learner_evaluations(
+    model: Any, probas: dict[str, np.ndarray], rows: pd.DataFrame, horizon: int
+) -> dict[str, dict[str, Any]]:
+    """Each base learner's out-of-time evaluation on ``rows`` (NaN probabilities: a learner
+    that failed to load is left out)."""
+    out = {}
+    for name, p in probas.items():
+        if name == "model" or not np.isfinite(p).all():
+            continue
+        ev = mx.evaluate(
+            rows[f"label_{horizon}"].to_numpy(dtype=np.int64),
+            p,
+            rows[f"fwd_ret_{horizon}"].to_numpy(),
+            rows["date"].to_numpy(),
+        )
+        out[name] = {k: v for k, v in ev.items() if k != "daily"}
+    return out
+
+
 def gate_evidence(
-    model: Any, tr: pd.DataFrame, te: pd.DataFrame, horizon: int, features: list[str]
+    model: Any,
+    tr: pd.DataFrame,
+    te: pd.DataFrame,
+    horizon: int,
+    features: list[str],
+    proba: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The candidate's evaluation on the window ``te`` and each baseline's on the same rows
-    (class priors from the training rows ``tr``): what the gate compares."""
+    """The candidate's evaluation on the window ``te`` (``proba``: its probabilities there,
+    if already predicted) and each baseline's on the same rows (class priors from the training
+    rows ``tr``): what the gate compares."""
     label, ret = f"label_{horizon}", f"fwd_ret_{horizon}"
     y_tr = tr[label].to_numpy(dtype=np.int64)
     y_te = te[label].to_numpy(dtype=np.int64)
@@ -181,7 +254,7 @@ def gate_evidence(
         "prior": mx.evaluate(y_te, mx.prior_baseline(y_tr, len(te)), fwd, d_te, include_daily=True),
         "momentum": mx.evaluate(y_te, mx.momentum_baseline(past), fwd, d_te, include_daily=True),
     }
-    return evaluate_rows(model, te, horizon, features), baselines
+    return evaluate_rows(model, te, horizon, features, history=tr, proba=proba), baselines
 
 
 def evaluate_task(
@@ -196,7 +269,9 @@ def evaluate_task(
     """Score one task's out-of-time rows beside the baselines on the same rows."""
     if te.empty:
         raise TurboModeError(f"{task.key}: no rows in the out-of-time window")
-    evaluation, baselines = gate_evidence(model, tr, te, task.horizon, features)
+    probas = predictions(model, te, features, history=tr)
+    evaluation, baselines = gate_evidence(model, tr, te, task.horizon, features, probas["model"])
+    learners = learner_evaluations(model, probas, te, task.horizon)
     return TaskResult(
         sector=task.sector,
         horizon=task.horizon,
@@ -211,6 +286,9 @@ def evaluate_task(
         evaluation=evaluation,
         baselines=baselines,
         seconds=seconds,
+        learners=learners,
+        dropped=dict(getattr(model, "dropped_", {})),
+        timings={k: round(v, 3) for k, v in getattr(model, "timings_", {}).items()},
     )
 
 
@@ -463,8 +541,12 @@ def saved_model_dirs(out_dir: Path | str, horizons: Sequence[int]) -> dict[str, 
     return found
 
 
+LEARNER_PREFIX = "base:"
+"""Rows of :func:`results_table` for one base learner of the ensemble: ``base:<name>``."""
+
+
 def results_table(results: Sequence[TaskResult]) -> pd.DataFrame:
-    """One row per task and model/baseline: the headline out-of-time metrics."""
+    """One row per task and model/baseline/base learner: the headline out-of-time metrics."""
     rows = []
     for r in sorted(results, key=lambda r: (r.sector, r.horizon)):
         if not r.ok or r.evaluation is None:
@@ -472,7 +554,8 @@ def results_table(results: Sequence[TaskResult]) -> pd.DataFrame:
                 {"sector": r.sector, "horizon": r.horizon, "model": "FAILED", "error": r.error}
             )
             continue
-        for name, ev in {"ensemble": r.evaluation, **r.baselines}.items():
+        named = {f"{LEARNER_PREFIX}{k}": v for k, v in r.learners.items()}
+        for name, ev in {"ensemble": r.evaluation, **r.baselines, **named}.items():
             cls, ic = ev["classification"], ev["rank_ic"]
             rows.append(
                 {

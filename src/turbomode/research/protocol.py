@@ -51,10 +51,12 @@ class Candidate:
 
     name: str
     horizon: int = 1
-    kind: Literal["ranker", "stacked"] = "ranker"
+    kind: Literal["ranker", "stacked", "neural"] = "ranker"
     """ranker: the LightGBM regressor below; stacked: the platform's 3-class stacked ensemble
     per sector with its default settings (the configuration this protocol replaced), scored by
-    P(BUY) − P(SELL)."""
+    P(BUY) − P(SELL); neural: one neural learner (``arch``) pooled over every sector on the
+    same 3-class labels, scored the same way."""
+    arch: Literal["mlp", "lstm", "transformer"] = "mlp"
     target: Target = "sector_rank"
     scope: Scope = "pooled"
     train_years: int = 10
@@ -134,14 +136,22 @@ def train_rows(panel: Panel, cand: Candidate, test_start: pd.Timestamp) -> pd.Da
 
 
 def fit_predict(
-    cand: Candidate, train: pd.DataFrame, test: pd.DataFrame, threads: int = 2
+    cand: Candidate,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    threads: int = 2,
+    panel: Panel | None = None,
 ) -> np.ndarray:
-    """Fit the candidate on ``train`` and score ``test`` (one model, or one per sector)."""
+    """Fit the candidate on ``train`` and score ``test`` (one model, or one per sector).
+    A sequence learner reads its windows from ``panel`` (every trading day, not only the
+    training rows' every ``date_step``-th)."""
     import lightgbm as lgb
 
     names = cand.feature_names()
     if cand.kind == "stacked":
         return _fit_predict_stacked(cand, train, test, names, threads)
+    if cand.kind == "neural":
+        return _fit_predict_neural(cand, train, test, names, panel)
     y = rank_target(train, f"fwd_ret_{cand.horizon}", cand.target).to_numpy()
     params = {**cand.lgbm_params(), "n_jobs": threads, "random_state": 0}
     if cand.scope == "pooled":
@@ -175,6 +185,40 @@ def _fit_predict_stacked(
         p = ens.predict_proba(test.iloc[idx][names])
         out[idx] = p[:, 2] - p[:, 0]
     return out
+
+
+def _fit_predict_neural(
+    cand: Candidate,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    names: list[str],
+    panel: Panel | None,
+) -> np.ndarray:
+    from turbomode.models.ensemble import balanced_weights
+    from turbomode.models.neural import NeuralClassifier, Windows, build_windows
+
+    label = f"label_{cand.horizon}"
+    train = train[train[label].notna()]
+    settings = ModelSettings()
+    params = {**settings.neural, **dict(cand.params)}
+    y = train[label].to_numpy(dtype=np.int64)
+    if cand.arch == "mlp":
+        model = NeuralClassifier("mlp", names, params, horizon=cand.horizon)
+        X = train[names].to_numpy(np.float32)
+        model.fit(X, y, train["date"].to_numpy(), balanced_weights(y))
+        p = model.predict_proba(test[names].to_numpy(np.float32))
+        return p[:, 2] - p[:, 0]
+    if panel is None:
+        raise ValueError("a sequence learner needs the panel to build its windows")
+    seq = settings.sequence_features
+    span = panel.rows_between(train["date"].min(), test["date"].max())
+    windows = build_windows(span, seq, int(params["window"]))
+    at = span.index.get_indexer
+    model = NeuralClassifier(cand.arch, seq, params, horizon=cand.horizon)
+    model.fit(windows.take(at(train.index)), y, train["date"].to_numpy(), balanced_weights(y))
+    test_windows: Windows = windows.take(at(test.index))
+    p = model.predict_proba(test_windows)
+    return p[:, 2] - p[:, 0]
 
 
 def judge(
@@ -242,7 +286,7 @@ def evaluate_candidate(
             raise ValueError(f"fold {year} reaches past the development cut-off {DEV_END.date()}")
         train = train_rows(panel, cand, start)
         test = panel.rows_between(start, end)
-        score = fit_predict(cand, train, test, threads)
+        score = fit_predict(cand, train, test, threads, panel)
         figs = judge(score_frame(test, score), panel.prices, cand.horizon)
         results.append(
             FoldResult(cand.name, str(year), figs, len(train), len(test), time.perf_counter() - t0)
@@ -274,7 +318,7 @@ def report_window(
     if train["date"].max() > DEV_END:
         raise AssertionError("report-window training saw a date after the development data")
     test = panel.rows_between(REPORT_START, REPORT_END)
-    scored = score_frame(test, fit_predict(cand, train, test, threads))
+    scored = score_frame(test, fit_predict(cand, train, test, threads, panel))
     figs = judge(scored, panel.prices, cand.horizon)
     return (
         FoldResult(cand.name, "report", figs, len(train), len(test), time.perf_counter() - t0),

@@ -40,6 +40,7 @@ from turbomode.config import GICS_SECTORS, Settings
 from turbomode.errors import TurboModeError
 from turbomode.feature_store import FeatureLayout
 from turbomode.logs import event
+from turbomode.models.ensemble import BASE_MODELS
 from turbomode.models.loading import class_prior
 from turbomode.serving import service_metrics as metrics
 from turbomode.serving.context import (
@@ -79,11 +80,13 @@ from turbomode.signals import rules
 from turbomode.signals.explain import explain_rows
 from turbomode.signals.scan import (
     BUY_I,
+    HISTORY_UNAVAILABLE,
     HOLD_I,
     SELL_I,
     ModelCache,
     fresh_signals,
     model_key,
+    offline_history,
     score_universe,
 )
 
@@ -387,7 +390,8 @@ class Predictor:
         results, errors = self._predict_many([sym], [h], endpoint)
         if (sym, h) in results:
             return results[(sym, h)]
-        raise ServingError(404, errors[0].error)
+        reason = errors[0].error
+        raise ServingError(503 if HISTORY_UNAVAILABLE in reason else 404, reason)
 
     def predict_batch(
         self,
@@ -447,7 +451,7 @@ class Predictor:
                     self._memo.put((*key, vectors.digests[key[0]]), pred, generation)
                 for err in failed:
                     errors.append(err)
-                    if "failed to load" in err.error:
+                    if "failed to load" in err.error or HISTORY_UNAVAILABLE in err.error:
                         continue  # may pass on the next try: not remembered
                     for h in horizons if err.horizon is None else [err.horizon]:
                         if (err.symbol, h) in todo:
@@ -477,7 +481,15 @@ class Predictor:
         # LiveModels has ModelCache's get() contract; score_universe is typed to the class.
         models = cast("ModelCache", self.models)
         scores, failures, missing, _versions = score_universe(
-            frame, members, market.bars, models, horizons
+            frame,
+            members,
+            market.bars,
+            models,
+            horizons,
+            # sequence learners: the symbols' last days dated ≤ the price date, read as the
+            # scan reads them from the offline store on the service's volume
+            history=offline_history(self.settings, market.price_date),
+            scan_date=market.price_date,
         )
         limits = self.current_thresholds()
         fresh = {s.key: s for s in fresh_signals(scores, market.price_date, self.settings, limits)}
@@ -541,6 +553,12 @@ class Predictor:
             )
         key = model_key(sector, h)
         model, version = self._production(key)
+        if model.window_days:
+            raise ServingError(
+                400,
+                f"the {key} model reads each stock's last {model.window_days} days (sequence "
+                "learners): one feature vector cannot give them; use /predict with the symbol",
+            )
         n = len(model.features)
         bad = [i for i, row in enumerate(rows) if len(row) != n]
         if bad:
@@ -612,6 +630,11 @@ class Predictor:
             raise ServingError(404, self._unknown(sym, market))
         key = model_key(market.sector_of[sym], h)
         model, version = self._production(key)
+        if any(n not in BASE_MODELS for n in getattr(model, "learners_", [])):
+            # TreeSHAP shares exist for trees only (turbomode.models.explain refuses these)
+            raise ServingError(
+                400, f"the {key} model has neural learners: explanations cover tree models only"
+            )
         universe = sorted(set(market.members["symbol"].astype(str)))
         vectors = self.read_vectors(universe)
         frame = vectors.frame(set(universe))
@@ -757,7 +780,14 @@ class Predictor:
                     found = self.models.get(model_key(sector, h))
                     if found is not None:
                         model, version = found
-                        probe = np.full((1, len(model.features)), np.nan, dtype=np.float32)
+                        probe: pd.DataFrame | np.ndarray = np.full(
+                            (1, len(model.features)), np.nan, dtype=np.float32
+                        )
+                        if model.window_days:  # a window of one day, all missing
+                            probe = pd.DataFrame(
+                                np.full((1, len(self.feature_names)), np.nan, np.float32),
+                                columns=self.feature_names,
+                            ).assign(symbol="probe", date=pd.Timestamp("2000-01-03"))
                         model.predict_proba(probe)
                         return Check(ok=True, detail=f"{model_key(sector, h)} {version} predicts")
         except Exception as exc:

@@ -82,9 +82,22 @@ def drift_for(
             for name, rows in windows.items():
                 usable = rows.dropna(subset=list(model.features), how="all")
                 if len(usable):
-                    scores[name] = drift.score_of(model.predict_proba(usable[model.features]))
+                    scores[name] = drift.score_of(_proba(settings, model, usable, day))
         out.append(drift.key_drift(key, version, reference, windows, scores))
     return out
+
+
+def _proba(settings: Settings, model: Any, rows: pd.DataFrame, day: date) -> np.ndarray:
+    """The model's probabilities on ``rows``; a model with sequence learners gets its
+    symbols' earlier rows dated ≤ ``day`` from the offline store, as the scan gives them."""
+    if not model.window_days:
+        return np.asarray(model.predict_proba(rows[model.features]))
+    from turbomode import feature_store as fs
+
+    symbols = sorted(rows["symbol"].astype(str).unique())
+    earlier = fs.recent_rows(settings, symbols, day, model.window_days + drift.RECENT_DAYS)
+    dated = rows if "date" in rows.columns else rows.assign(date=pd.Timestamp(day))
+    return np.asarray(model.predict_proba(dated, history=earlier))
 
 
 def drift_on(settings: Settings, day: date | None = None) -> tuple[date, list[drift.KeyDrift]]:

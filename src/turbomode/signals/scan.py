@@ -11,7 +11,9 @@ For scan date D (the newest bar in the clean store, after its close):
    bar D (stop, partial exits, target, trailing stop, expiry; :mod:`turbomode.risk.positions`).
 3. **Score.** Every symbol's newest feature vector from Feast's online store → the production
    ensemble of its (sector, horizon) from the registry (an LRU cache keeps all 33 loaded) →
-   P(SELL), P(HOLD), P(BUY). One batch per (sector, horizon). A symbol without features,
+   P(SELL), P(HOLD), P(BUY). One batch per (sector, horizon); a model with sequence
+   learners also reads its symbols' last days dated ≤ D from the offline store
+   (:func:`turbomode.feature_store.recent_rows`). A symbol without features,
    without a bar on D, or whose sector has no production model at all is logged with the
    reason and skipped; the run completes and counts successes and failures. A sector with
    no production model gets no signals: the summary says so instead of inventing them.
@@ -164,14 +166,18 @@ def score_universe(
     bars: pd.DataFrame,
     models: ModelCache,
     horizons: Sequence[int],
+    history: HistoryReader | None = None,
+    scan_date: date | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str], list[str], dict[str, str]]:
     """Probabilities for every (symbol, horizon) with a production model, batched per
     (sector, horizon).
 
     ``vectors``: symbol + model features (online store); ``members``: symbol, sector,
-    cap_class; ``bars``: symbol, open, high, low, close of the scan date. Returns the scores
-    (the columns :func:`rules.entry_candidates` needs), failures by symbol, registry keys
-    without a production model, and the versions used by key.
+    cap_class; ``bars``: symbol, open, high, low, close of the scan date. A model with
+    sequence learners (``window_days`` > 0) also gets its symbols' last days from
+    ``history`` (symbols, days → rows dated ≤ ``scan_date``); tree-only models read nothing
+    more. Returns the scores (the columns :func:`rules.entry_candidates` needs), failures by
+    symbol, registry keys without a production model, and the versions used by key.
     """
     frame = members[["symbol", "sector", "cap_class"]].merge(vectors, on="symbol", how="left")
     frame = frame.merge(bars[["symbol", "close"]], on="symbol", how="left")
@@ -211,7 +217,10 @@ def score_universe(
             continue
         model, version = found
         try:
-            proba = model.predict_proba(rows[model.features])
+            if getattr(model, "window_days", 0) > 0:  # stand-ins without it: trees
+                proba = _predict_with_history(model, rows, history, scan_date)
+            else:
+                proba = model.predict_proba(rows[model.features])
         except Exception as exc:  # e.g. a model trained on other features: out, scan goes on
             event(log, "scan.model_failed", key=key, error=str(exc))
             missing.append(f"{key} (failed to predict: {exc})")
@@ -249,6 +258,34 @@ def score_universe(
         failures[sym] = "model returned invalid probabilities"
     scores = scores.loc[~bad].reset_index(drop=True) if len(scores) else scores
     return scores, failures, missing, versions
+
+
+HISTORY_UNAVAILABLE = "feature history unavailable"
+"""How a failed history read starts its reason (the service answers it with 503)."""
+
+HistoryReader = Callable[[Sequence[str], int], pd.DataFrame]
+"""(symbols, days) → each symbol's last ``days`` feature rows dated ≤ the scan date."""
+
+
+def _predict_with_history(
+    model: Scorer, rows: pd.DataFrame, history: HistoryReader | None, scan_date: date | None
+) -> np.ndarray:
+    """A sequence model's probabilities on tonight's rows, its windows completed from the
+    symbols' earlier rows (point in time: the reader returns none after the scan date)."""
+    if history is None or scan_date is None:
+        raise ScanError(
+            f"the model reads {model.window_days} days per stock and no history reader was given"
+        )
+    try:
+        earlier = history(list(rows["symbol"]), model.window_days)
+    except Exception as exc:
+        raise ScanError(f"{HISTORY_UNAVAILABLE}: {type(exc).__name__}: {exc}") from exc
+    day = pd.Timestamp(scan_date)
+    late = earlier[pd.to_datetime(earlier["date"]) > day] if len(earlier) else earlier
+    if len(late):  # the reader's contract; a look-ahead is refused, never scored
+        raise ScanError(f"history rows after the scan date {scan_date}: refusing a look-ahead")
+    # every column of tonight's vectors: sequence features need not be model features
+    return model.predict_proba(rows.assign(date=day), history=earlier)
 
 
 def fresh_signals(
@@ -406,6 +443,7 @@ def run_scan(
     vector_dates: dict[str, date | None] | None = None,
     measure_drift: bool = True,
     explain: bool = True,
+    history: HistoryReader | None = None,
 ) -> ScanResult:
     """Scan the universe for ``scan_date`` (default: the newest bar) and record it.
 
@@ -413,6 +451,8 @@ def run_scan(
     replay hand in a simulated day's data. ``measure_drift`` compares the night's features and
     scores with each model's training reference (:mod:`turbomode.signals.drift`) and pushes it.
     ``explain`` explains the signals issued tonight (:mod:`turbomode.signals.explain`).
+    ``history`` (default: the offline store, point in time) gives models with sequence
+    learners their symbols' last days; it is called only for such models.
     """
     from turbomode import feature_store as fs
     from turbomode.data.ingest import load_clean
@@ -480,7 +520,13 @@ def run_scan(
             models = ModelCache(registry, threads=max(1, int(settings.compute.cpus_per_task)))
         stage("scoring")
         scores, failures, missing, versions = score_universe(
-            vectors, members, bars.reset_index(), models, settings.labels.horizons
+            vectors,
+            members,
+            bars.reset_index(),
+            models,
+            settings.labels.horizons,
+            history=history or offline_history(settings, day.date()),
+            scan_date=day.date(),
         )
         failures.update({s: r for s, r in stale.items() if s in set(members["symbol"])})
         limits = rules.entry_thresholds(settings.signals, scores)
@@ -603,6 +649,23 @@ def run_scan(
     for sym, reason in sorted(failures.items()):
         event(log, "scan.skipped", symbol=sym, reason=reason)
     return result
+
+
+def offline_history(settings: Settings, day: date) -> HistoryReader:
+    """The history reader of one scan (or one service request): the offline store's rows
+    dated ≤ ``day`` (:func:`turbomode.feature_store.recent_rows`), memoized by (symbols,
+    days) so the horizons of one sector share a read."""
+    from turbomode import feature_store as fs
+
+    seen: dict[tuple[tuple[str, ...], int], pd.DataFrame] = {}
+
+    def read(symbols: Sequence[str], days: int) -> pd.DataFrame:
+        key = (tuple(sorted(symbols)), days)
+        if key not in seen:
+            seen[key] = fs.recent_rows(settings, key[0], day, days)
+        return seen[key]
+
+    return read
 
 
 def _measure_drift(
