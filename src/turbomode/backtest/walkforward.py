@@ -166,7 +166,12 @@ def gate_step(
     if len(np.unique(y)) < 3 or te.empty:
         return "a class is missing from the candidate's labels, or the window has no members"
     candidate = StackedEnsemble(
-        names, horizon, settings.models, threads=threads, device=settings.compute.device
+        names,
+        horizon,
+        settings.models,
+        threads=threads,
+        device=settings.compute.device,
+        inference=settings.compute.inference,
     ).fit(tr[names], y, tr["date"].to_numpy())
     evaluation, baselines = gate_evidence(candidate, tr, te, horizon, names)
     prod = None if production is None else evaluate_rows(production, te, horizon, names)
@@ -244,7 +249,12 @@ def walk_forward_signals(
             else:
                 note(f"{name} {sector}: fit on {len(train):,} rows")
                 ens = StackedEnsemble(
-                    names, horizon, settings.models, threads=threads, device=settings.compute.device
+                    names,
+                    horizon,
+                    settings.models,
+                    threads=threads,
+                    device=settings.compute.device,
+                    inference=settings.compute.inference,
                 ).fit(train[names], y, train["date"].to_numpy())
                 scored.append(_scores(ens, todo, names, sector, horizon, name))
                 info["sectors"][sector] = len(train)

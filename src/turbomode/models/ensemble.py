@@ -29,6 +29,12 @@ import pandas as pd
 from turbomode.config import ModelSettings
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
+from turbomode.models.compiled import (
+    COMPILED_FILE,
+    CompiledEnsemble,
+    compile_ensemble,
+    file_digests,
+)
 from turbomode.models.validation import WalkForward, walk_forward_splits
 
 log = logging.getLogger("turbomode.models.ensemble")
@@ -36,6 +42,10 @@ log = logging.getLogger("turbomode.models.ensemble")
 BASE_MODELS: tuple[str, ...] = ("lightgbm", "catboost", "xgb_hist", "xgb_linear", "random_forest")
 N_CLASSES = 3
 ENSEMBLE_FILE = "ensemble.json"
+FAST_MAX_ROWS = 256
+"""Above this many rows one native call per library is cheaper than the compiled walk (its
+cost grows with rows × trees; docs/serving.md), so larger calls take the native path."""
+Inference = Literal["fast", "native"]
 
 
 class TrainingDataError(TurboModeError):
@@ -159,6 +169,10 @@ class StackedEnsemble:
     """For each row, the fold whose models produced its out-of-fold probabilities (−1: none)."""
     folds_: list[Any] = field(default_factory=list)
     timings_: dict[str, float] = field(default_factory=dict)
+    inference: Inference = "fast"
+    """fast: calls of up to FAST_MAX_ROWS rows take the compiled form (same probabilities
+    within ``compiled.TOLERANCE``); native: every call goes through the libraries."""
+    compiled_: CompiledEnsemble | None = None
 
     # ---- fitting ------------------------------------------------------------------------
     def _params(self, name: str) -> dict[str, Any]:
@@ -230,6 +244,7 @@ class StackedEnsemble:
         self.meta_ = _make("meta", self._params("meta"), self.threads, "cpu", self.seed)
         self.meta_.fit(oof[seen], ya[seen], sample_weight=balanced_weights(ya[seen]))
         self.oof_, self.oof_fold_ = oof, fold_of
+        self.compiled_ = self._compile({})
         event(
             log,
             "ensemble.fit",
@@ -252,8 +267,20 @@ class StackedEnsemble:
         return np.hstack([self._predict_base(n, self.base_[n], Xa) for n in BASE_MODELS])
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """P(SELL), P(HOLD), P(BUY) per row."""
+        """P(SELL), P(HOLD), P(BUY) per row; the compiled form for small calls (see
+        :attr:`inference`)."""
+        if self.inference == "fast" and self.compiled_ is not None and len(X) <= FAST_MAX_ROWS:
+            return self.compiled_.predict_proba(self._matrix(X))
+        return self.predict_proba_native(X)
+
+    def predict_proba_native(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """P(SELL), P(HOLD), P(BUY) per row through each library's own predict."""
         return _proba3(self.meta_, self.base_probabilities(X))
+
+    def _compile(self, sources: dict[str, str]) -> CompiledEnsemble:
+        return compile_ensemble(
+            self.base_, self.meta_, self.scaler_.mean, self.scaler_.std, sources
+        )
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, directory: Path | str) -> dict[str, Path]:
@@ -264,11 +291,15 @@ class StackedEnsemble:
         directory.mkdir(parents=True, exist_ok=True)
         files = {name: save_model(self.base_[name], directory, name) for name in BASE_MODELS}
         files["meta"] = save_model(self.meta_, directory, "meta")
+        # The compiled form records the digests of the files it was built from (load checks).
+        sources = file_digests(directory, {k: v.name for k, v in files.items()})
+        files["compiled"] = self._compile(sources).save(directory / COMPILED_FILE)
         spec = {
             "features": self.features,
             "horizon": self.horizon,
             "base_models": list(BASE_MODELS),
-            "files": {k: v.name for k, v in files.items()},
+            "files": {k: v.name for k, v in files.items() if k != "compiled"},
+            "compiled": COMPILED_FILE,
             "scaler": {"mean": self.scaler_.mean.tolist(), "std": self.scaler_.std.tolist()},
             "settings": self.settings.model_dump(mode="json"),
             "folds": [f.summary() for f in self.folds_],
@@ -279,8 +310,13 @@ class StackedEnsemble:
         return files
 
     @classmethod
-    def load(cls, directory: Path | str, threads: int = 1) -> StackedEnsemble:
-        """Load what :meth:`save` wrote (no pickle: native formats and skops' allow-list)."""
+    def load(
+        cls, directory: Path | str, threads: int = 1, inference: Inference = "fast"
+    ) -> StackedEnsemble:
+        """Load what :meth:`save` wrote (no pickle: native formats and skops' allow-list).
+
+        The compiled form is read when it was built from these very native files, and built
+        again from them when it is missing, stale or unreadable (older versions have none)."""
         from turbomode.models.persistence import load_model, set_threads
 
         directory = Path(directory)
@@ -290,6 +326,7 @@ class StackedEnsemble:
             horizon=int(spec["horizon"]),
             settings=ModelSettings(**spec["settings"]),
             threads=threads,
+            inference=inference,
         )
         ens.base_ = {
             n: set_threads(load_model(directory / spec["files"][n]), threads)
@@ -299,4 +336,25 @@ class StackedEnsemble:
         ens.scaler_ = Standardizer(
             mean=np.asarray(spec["scaler"]["mean"]), std=np.asarray(spec["scaler"]["std"])
         )
+        if inference == "fast":
+            ens.compiled_ = ens._load_compiled(directory, spec)
         return ens
+
+    def _load_compiled(self, directory: Path, spec: dict[str, Any]) -> CompiledEnsemble:
+        sources = file_digests(directory, dict(spec["files"]))
+        path = directory / spec.get("compiled", COMPILED_FILE)
+        reason = "missing"
+        if path.is_file():
+            try:
+                compiled = CompiledEnsemble.read(path)
+            except (OSError, ValueError, KeyError) as exc:
+                reason = f"unreadable: {exc}"
+            else:
+                same_scaler = np.array_equal(compiled.mean, self.scaler_.mean) and np.array_equal(
+                    compiled.std, self.scaler_.std
+                )
+                if compiled.sources == sources and same_scaler:
+                    return compiled
+                reason = "built from other native files"
+        event(log, "ensemble.compiled_rebuilt", directory=str(directory), reason=reason)
+        return self._compile(sources)

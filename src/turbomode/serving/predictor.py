@@ -195,6 +195,7 @@ class Predictor:
             self.registry,
             maxsize=self.serving.model_cache_size,
             threads=self.serving.model_threads,
+            inference=settings.compute.inference,
             on_load=self._loaded,
             on_swap=self._swapped,
         )

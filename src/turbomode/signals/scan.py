@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -93,10 +93,17 @@ class ModelCache:
     versions, so a superseded model cannot hold a slot and evict a live one.
     """
 
-    def __init__(self, registry: Any, maxsize: int = 33, threads: int = 1) -> None:
+    def __init__(
+        self,
+        registry: Any,
+        maxsize: int = 33,
+        threads: int = 1,
+        inference: Literal["fast", "native"] = "fast",
+    ) -> None:
         self.registry = registry
         self.maxsize = maxsize
         self.threads = threads
+        self.inference: Literal["fast", "native"] = inference
         self._models: OrderedDict[tuple[str, str], Scorer] = OrderedDict()
 
     def get(self, key: str) -> tuple[Scorer, str] | None:
@@ -108,7 +115,7 @@ class ModelCache:
         model = self._models.get(slot)
         if model is None:
             directory, _ = self.registry.load(key, version)
-            model = load_ensemble(directory, threads=self.threads)
+            model = load_ensemble(directory, threads=self.threads, inference=self.inference)
             for stale in [s for s in self._models if s[0] == key]:
                 del self._models[stale]
             self._models[slot] = model
@@ -477,7 +484,11 @@ def run_scan(
         metrics.gauge("turbomode_scan_stale_features").set(len(stale))
         if models is None:
             registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
-            models = ModelCache(registry, threads=max(1, int(settings.compute.cpus_per_task)))
+            models = ModelCache(
+                registry,
+                threads=max(1, int(settings.compute.cpus_per_task)),
+                inference=settings.compute.inference,
+            )
         stage("scoring")
         scores, failures, missing, versions = score_universe(
             vectors, members, bars.reset_index(), models, settings.labels.horizons
