@@ -47,6 +47,7 @@ from turbomode.labels import CLASS_NAMES
 from turbomode.logs import event
 from turbomode.models.drift import KeyDrift
 from turbomode.models.drift import summary as drift_summary
+from turbomode.models.ensemble import TrainingDataError
 from turbomode.models.loading import Scorer, class_prior, load_ensemble
 from turbomode.records.positions import Position, PositionEvent
 from turbomode.records.signals import Signal
@@ -180,28 +181,40 @@ def score_universe(
     (the columns :func:`rules.entry_candidates` needs), failures by symbol, registry keys
     without a production model, and the versions used by key.
     """
-    frame = members[["symbol", "sector", "cap_class"]].merge(vectors, on="symbol", how="left")
-    frame = frame.merge(bars[["symbol", "close"]], on="symbol", how="left")
+    # Aligned on numpy arrays rather than merged frames: the service scores one symbol per
+    # request, where pandas' per-call overhead was most of the time (docs/serving.md).
+    symbols = members["symbol"].to_numpy()
+    sector_of = members["sector"].to_numpy()
+    cap_of = members["cap_class"].to_numpy()
     feature_cols = [c for c in vectors.columns if c != "symbol"]
+    column = {c: i for i, c in enumerate(feature_cols)}
+    at = pd.Index(vectors["symbol"]).get_indexer(symbols)
+    matrix = vectors[feature_cols].to_numpy()
+    X = np.full((len(symbols), len(feature_cols)), np.nan, dtype=matrix.dtype)
+    X[at >= 0] = matrix[at[at >= 0]]
+    bar_at = pd.Index(bars["symbol"]).get_indexer(symbols)
+    close = np.full(len(symbols), np.nan)
+    close[bar_at >= 0] = bars["close"].to_numpy(dtype=float)[bar_at[bar_at >= 0]]
     failures: dict[str, str] = {}
-    no_features = frame[feature_cols].isna().all(axis=1).to_numpy()
-    for sym in frame.loc[no_features, "symbol"]:
+    no_features = np.isnan(X).all(axis=1) if feature_cols else np.ones(len(symbols), bool)
+    for sym in symbols[no_features]:
         failures[sym] = "no features in the online store"
-    no_bar = ~no_features & frame["close"].isna().to_numpy()
-    for sym in frame.loc[no_bar, "symbol"]:
+    no_bar = ~no_features & np.isnan(close)
+    for sym in symbols[no_bar]:
         failures[sym] = "no price bar on the scan date"
-    no_atr = ~no_features & ~no_bar & ~(frame[ATR_FEATURE].to_numpy() > 0)
-    for sym in frame.loc[no_atr, "symbol"]:
+    atr = X[:, column[ATR_FEATURE]].astype(float)
+    no_atr = ~no_features & ~no_bar & ~(atr > 0)
+    for sym in symbols[no_atr]:
         failures[sym] = f"no usable {ATR_FEATURE} (warm-up or bad data): no stop can be set"
-    ok = frame.loc[~(no_features | no_bar | no_atr)].reset_index(drop=True)
+    ok = np.flatnonzero(~(no_features | no_bar | no_atr))
 
     parts: list[pd.DataFrame] = []
     missing: list[str] = []
     versions: dict[str, str] = {}
     modelled: set[str] = set()
     groups = [
-        (str(sector), int(horizon), rows)
-        for sector, rows in ok.groupby("sector", sort=True)
+        (str(sector), int(horizon), ok[sector_of[ok] == sector])
+        for sector in sorted(set(sector_of[ok]))
         for horizon in sorted(set(horizons))
     ]
     for sector, horizon, rows in groups:
@@ -218,7 +231,12 @@ def score_universe(
             continue
         model, version = found
         try:
-            proba = model.predict_proba(rows[model.features])
+            lacking = [c for c in model.features if c not in column]
+            if lacking:
+                raise TrainingDataError(
+                    f"feature frame lacks {len(lacking)} model feature(s): {lacking[:10]}"
+                )
+            proba = model.predict_proba(X[np.ix_(rows, [column[c] for c in model.features])])
         except Exception as exc:  # e.g. a model trained on other features: out, scan goes on
             event(log, "scan.model_failed", key=key, error=str(exc))
             missing.append(f"{key} (failed to predict: {exc})")
@@ -228,27 +246,25 @@ def score_universe(
         parts.append(
             pd.DataFrame(
                 {
-                    "symbol": rows["symbol"].to_numpy(),
+                    "symbol": symbols[rows],
                     "sector": sector,
-                    "cap_class": rows["cap_class"].to_numpy(),
+                    "cap_class": cap_of[rows],
                     "horizon": horizon,
                     "p_buy": proba[:, BUY_I],
                     "p_hold": proba[:, HOLD_I],
                     "p_sell": proba[:, SELL_I],
-                    "close": rows["close"].to_numpy(dtype=float),
+                    "close": close[rows],
                     "prior_buy": prior[BUY_I],
                     "prior_sell": prior[SELL_I],
-                    "atr": rows[ATR_FEATURE].to_numpy(dtype=float)
-                    * rows["close"].to_numpy(dtype=float),
+                    "atr": atr[rows] * close[rows],
                     "model_version": version,
                 }
             )
         )
-        modelled.update(rows["symbol"])
-    for sym, sector in ok.loc[~ok["symbol"].isin(modelled), ["symbol", "sector"]].itertuples(
-        index=False
-    ):
-        failures[sym] = f"no production model for {sector} (any horizon)"
+        modelled.update(symbols[rows])
+    for i in ok:
+        if symbols[i] not in modelled:
+            failures[symbols[i]] = f"no production model for {sector_of[i]} (any horizon)"
     columns = [*rules.SCORE_COLUMNS, "model_version"]
     scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     bad = rules.invalid_probability_mask(scores) if len(scores) else pd.Series(dtype=bool)
