@@ -4,6 +4,7 @@ beside the native files at save, and is rebuilt when missing or stale."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -101,13 +102,17 @@ def test_saved_and_loaded_with_checksummed_sources(fitted, tmp_path: Path) -> No
     np.testing.assert_array_equal(native.predict_proba(X[:3]), ens.predict_proba_native(X[:3]))
 
 
-def test_missing_or_stale_compiled_form_is_rebuilt(fitted, tmp_path: Path, caplog) -> None:
+def test_missing_or_stale_compiled_form_is_rebuilt(
+    fitted, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # logs.configure (run by other tests' commands) stops propagation to caplog's handler.
+    monkeypatch.setattr(logging.getLogger("turbomode"), "propagate", True)
     ens, X = fitted
     files = ens.save(tmp_path / "m")
     want = ens.predict_proba_native(X[:40])
 
     files["compiled"].unlink()  # a version registered before the compiled form existed
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="turbomode"):
         rebuilt = load_ensemble(tmp_path / "m")
     assert "missing" in rebuilt_reasons(caplog)
     assert isinstance(rebuilt, StackedEnsemble) and rebuilt.compiled_ is not None
@@ -125,7 +130,7 @@ def test_missing_or_stale_compiled_form_is_rebuilt(fitted, tmp_path: Path, caplo
         else:
             content.save(path)
         caplog.clear()
-        with caplog.at_level("INFO"):
+        with caplog.at_level("INFO", logger="turbomode"):
             again = load_ensemble(tmp_path / "m")
         assert reason in rebuilt_reasons(caplog)
         assert isinstance(again, StackedEnsemble) and again.compiled_ is not None

@@ -302,9 +302,9 @@ class Forest:
             else:
                 node = step
         leaf = self.value[node]  # n × trees × 3
-        one_hot = np.zeros((n_trees, self.n_groups))
-        one_hot[np.arange(n_trees), self.groups] = 1.0
-        return np.einsum("ntk,tg->ngk", leaf, one_hot)
+        # Plain sums per group, not einsum/matmul: BLAS threads on a busy two-core machine
+        # cost more than the arithmetic.
+        return np.stack([leaf[:, self.groups == g].sum(axis=1) for g in range(self.n_groups)], 1)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         return {

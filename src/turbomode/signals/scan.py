@@ -189,7 +189,10 @@ def score_universe(
     feature_cols = [c for c in vectors.columns if c != "symbol"]
     column = {c: i for i, c in enumerate(feature_cols)}
     at = pd.Index(vectors["symbol"]).get_indexer(symbols)
-    matrix = vectors[feature_cols].to_numpy()
+    if list(vectors.columns[1:]) == feature_cols:  # symbol first: a slice, no name lookup
+        matrix = vectors.iloc[:, 1:].to_numpy()
+    else:
+        matrix = vectors[feature_cols].to_numpy()
     X = np.full((len(symbols), len(feature_cols)), np.nan, dtype=matrix.dtype)
     X[at >= 0] = matrix[at[at >= 0]]
     bar_at = pd.Index(bars["symbol"]).get_indexer(symbols)
@@ -266,7 +269,10 @@ def score_universe(
         if symbols[i] not in modelled:
             failures[symbols[i]] = f"no production model for {sector_of[i]} (any horizon)"
     columns = [*rules.SCORE_COLUMNS, "model_version"]
-    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    if len(parts) > 1:
+        scores = pd.concat(parts, ignore_index=True)
+    else:  # one (sector, horizon), as a single /predict has: already indexed 0..n-1
+        scores = parts[0] if parts else pd.DataFrame(columns=columns)
     bad = rules.invalid_probability_mask(scores) if len(scores) else pd.Series(dtype=bool)
     for sym in scores.loc[bad, "symbol"] if len(scores) else []:
         failures[sym] = "model returned invalid probabilities"
