@@ -31,7 +31,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
@@ -51,7 +51,7 @@ from turbomode.models.ensemble import TrainingDataError
 from turbomode.models.loading import Scorer, class_prior, load_ensemble
 from turbomode.records.positions import Position, PositionEvent
 from turbomode.records.signals import Signal
-from turbomode.risk.levels import levels_frame
+from turbomode.risk.levels import levels_arrays
 from turbomode.risk.positions import (
     manage_day,
     open_position,
@@ -179,15 +179,11 @@ def score_universe(
     ``vectors``: symbol + model features (online store); ``members``: symbol, sector,
     cap_class; ``bars``: symbol, open, high, low, close of the scan date. Returns the scores
     (the columns :func:`rules.entry_candidates` needs), failures by symbol, registry keys
-    without a production model, and the versions used by key.
+    without a production model, and the versions used by key. The frame form of
+    :func:`score_rows`.
     """
-    # Aligned on numpy arrays rather than merged frames: the service scores one symbol per
-    # request, where pandas' per-call overhead was most of the time (docs/serving.md).
     symbols = members["symbol"].to_numpy()
-    sector_of = members["sector"].to_numpy()
-    cap_of = members["cap_class"].to_numpy()
     feature_cols = [c for c in vectors.columns if c != "symbol"]
-    column = {c: i for i, c in enumerate(feature_cols)}
     at = pd.Index(vectors["symbol"]).get_indexer(symbols)
     if list(vectors.columns[1:]) == feature_cols:  # symbol first: a slice, no name lookup
         matrix = vectors.iloc[:, 1:].to_numpy()
@@ -198,8 +194,42 @@ def score_universe(
     bar_at = pd.Index(bars["symbol"]).get_indexer(symbols)
     close = np.full(len(symbols), np.nan)
     close[bar_at >= 0] = bars["close"].to_numpy(dtype=float)[bar_at[bar_at >= 0]]
+    columns, failures, missing, versions = score_rows(
+        symbols,
+        members["sector"].to_numpy(),
+        members["cap_class"].to_numpy(),
+        X,
+        {c: i for i, c in enumerate(feature_cols)},
+        close,
+        models,
+        horizons,
+    )
+    if columns is None:
+        scores = pd.DataFrame(columns=[*rules.SCORE_COLUMNS, "model_version"])
+    else:
+        scores = pd.DataFrame(columns)
+    return scores, failures, missing, versions
+
+
+def score_rows(
+    symbols: np.ndarray,
+    sector_of: np.ndarray,
+    cap_of: np.ndarray,
+    X: np.ndarray,
+    column: Mapping[str, int],
+    close: np.ndarray,
+    models: ModelCache,
+    horizons: Sequence[int],
+) -> tuple[dict[str, np.ndarray] | None, dict[str, str], list[str], dict[str, str]]:
+    """:func:`score_universe` on arrays aligned by row: symbol, sector, cap class, feature
+    matrix (``column`` maps a feature's name to its column), close (NaN without a bar).
+
+    The one implementation of scoring; the service calls it directly for a few rows, where
+    building and merging frames was most of a request's time (docs/serving.md). Returns the
+    score columns (None when nothing was scored), failures, missing keys and versions.
+    """
     failures: dict[str, str] = {}
-    no_features = np.isnan(X).all(axis=1) if feature_cols else np.ones(len(symbols), bool)
+    no_features = np.isnan(X).all(axis=1) if X.shape[1] else np.ones(len(symbols), bool)
     for sym in symbols[no_features]:
         failures[sym] = "no features in the online store"
     no_bar = ~no_features & np.isnan(close)
@@ -211,7 +241,7 @@ def score_universe(
         failures[sym] = f"no usable {ATR_FEATURE} (warm-up or bad data): no stop can be set"
     ok = np.flatnonzero(~(no_features | no_bar | no_atr))
 
-    parts: list[pd.DataFrame] = []
+    parts: list[dict[str, np.ndarray]] = []
     missing: list[str] = []
     versions: dict[str, str] = {}
     modelled: set[str] = set()
@@ -246,52 +276,68 @@ def score_universe(
             continue
         versions[key] = version
         prior = class_prior(model)
+        n = len(rows)
         parts.append(
-            pd.DataFrame(
-                {
-                    "symbol": symbols[rows],
-                    "sector": sector,
-                    "cap_class": cap_of[rows],
-                    "horizon": horizon,
-                    "p_buy": proba[:, BUY_I],
-                    "p_hold": proba[:, HOLD_I],
-                    "p_sell": proba[:, SELL_I],
-                    "close": close[rows],
-                    "prior_buy": prior[BUY_I],
-                    "prior_sell": prior[SELL_I],
-                    "atr": atr[rows] * close[rows],
-                    "model_version": version,
-                }
-            )
+            {
+                "symbol": symbols[rows],
+                "sector": np.full(n, sector, dtype=object),
+                "cap_class": cap_of[rows],
+                "horizon": np.full(n, horizon, dtype=np.int64),
+                "p_buy": proba[:, BUY_I],
+                "p_hold": proba[:, HOLD_I],
+                "p_sell": proba[:, SELL_I],
+                "close": close[rows],
+                "prior_buy": np.full(n, prior[BUY_I], dtype=float),
+                "prior_sell": np.full(n, prior[SELL_I], dtype=float),
+                "atr": atr[rows] * close[rows],
+                "model_version": np.full(n, version, dtype=object),
+            }
         )
         modelled.update(symbols[rows])
     for i in ok:
         if symbols[i] not in modelled:
             failures[symbols[i]] = f"no production model for {sector_of[i]} (any horizon)"
-    columns = [*rules.SCORE_COLUMNS, "model_version"]
-    if len(parts) > 1:
-        scores = pd.concat(parts, ignore_index=True)
-    else:  # one (sector, horizon), as a single /predict has: already indexed 0..n-1
-        scores = parts[0] if parts else pd.DataFrame(columns=columns)
-    bad = rules.invalid_probability_mask(scores) if len(scores) else pd.Series(dtype=bool)
-    for sym in scores.loc[bad, "symbol"] if len(scores) else []:
-        failures[sym] = "model returned invalid probabilities"
-    scores = scores.loc[~bad].reset_index(drop=True) if len(scores) else scores
+    if not parts:
+        return None, failures, missing, versions
+    if len(parts) == 1:  # one (sector, horizon), as a single /predict has
+        scores = parts[0]
+    else:
+        scores = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    bad = rules.invalid_rows(scores)
+    if bad.any():
+        for sym in scores["symbol"][bad]:
+            failures[sym] = "model returned invalid probabilities"
+        scores = {c: v[~bad] for c, v in scores.items()}
     return scores, failures, missing, versions
 
 
 def fresh_signals(
-    scores: pd.DataFrame, scan_date: date, settings: Settings, limits: dict[str, float]
+    scores: pd.DataFrame | Mapping[str, np.ndarray],
+    scan_date: date,
+    settings: Settings,
+    limits: Mapping[str, float],
 ) -> list[Signal]:
     """Entry candidates at ``limits`` (:func:`rules.entry_thresholds`) with stop, target and
-    levels, as Signal records."""
-    if scores.empty:
+    levels, as Signal records.
+
+    ``scores``: a frame (the scan) or a mapping of equal-length arrays (the service's few
+    rows). Both go through the same array rules (:func:`rules.night_entries`,
+    :func:`levels_arrays`, :func:`rules.signals_from_columns`): on one row, frames were most
+    of a request's time."""
+    if isinstance(scores, pd.DataFrame):
+        if scores.empty:
+            return []
+        columns: Mapping[str, np.ndarray] = {str(c): scores[c].to_numpy() for c in scores}
+    else:
+        columns = scores
+    if len(columns["symbol"]) == 0:
         return []
-    cand = rules.night_candidates(scores, settings.signals, limits)
-    if cand.empty:
+    cand = rules.night_entries(columns, settings.signals, limits)
+    if len(cand["symbol"]) == 0:
         return []
-    lv = levels_frame(cand, settings.risk)
-    cand = pd.concat([cand, lv[["stop", "target", "stop_distance"]]], axis=1)
+    lv = levels_arrays(cand, settings.risk)
+    for c in rules.LEVEL_COLUMNS:
+        cand[c] = lv[c]
     versions = {
         (str(sector), int(horizon)): str(version)
         for sector, horizon, version in zip(
@@ -301,7 +347,7 @@ def fresh_signals(
             strict=True,
         )
     }
-    return rules.signals_from_frame(cand, scan_date, versions)
+    return rules.signals_from_columns(cand, scan_date, versions)
 
 
 # --------------------------------------------------------------------------- the book
