@@ -3,27 +3,36 @@
 
 Market: ``tests.serving.builder.build_market`` — a synthetic market of ``--symbols`` (500)
 symbols × 320 days through ingest, features, Feast's online store (SQLite) and four nightly
-scans. Models: two default-size ensembles (``ModelSettings()``, ≤ ``--train-rows`` rows each,
-one on 1-day and one on 5-day labels) promoted for every sector × horizon but one sector and
+scans. Models: two default-size models of ``--target`` (``class3``, the stacked five-library
+ensemble, by default; ``rank`` for the one-booster rank model), ≤ ``--train-rows`` rows each,
+one on 1-day and one on 5-day labels, promoted for every sector × horizon but one sector and
 two horizons (as the tests do), or a bench_train work directory's 33 (``--models-from``):
 prediction cost depends on model size, not on what a model learned.
 
-The service runs as ``turbomode serve`` would (one BentoML worker), twice: with the prediction
-memo (the default) and with ``TURBOMODE_SERVE_MEMO_SIZE=0``, where every request is computed.
+The service runs as ``turbomode serve`` would (one BentoML worker, the default), twice:
+**cold**, with ``TURBOMODE_SERVE_MEMO_SIZE=0``, where every request is scored (what a new
+feature vector or ``/predict_features`` always costs), and **warm**, with the prediction memo
+(the default), where a repeated vector is answered from memory. Models score through their
+compiled form (``compute.inference=fast``, the default; turbomode.models.compiled).
 
 * **/predict at --rate req/s for --seconds**: open loop — request *i* is due at t0 + i/rate
   whatever happened to the others, and its latency runs from that due time, so queueing
   behind a slow request counts (no coordinated omission). Symbols cycle through every scorable
   symbol (horizon 1), after one untimed pass that loads the models (and fills the memo).
 * **/predict_batch** of ``--batch`` symbols, one horizon and all three: median of ``--repeats``.
-* **baseline**: the same calls on a :class:`~turbomode.serving.predictor.Predictor` in this
-  process (no HTTP, no server), memo on and off, measured in the same run.
+* **baselines**, measured in the same run: the same calls on a
+  :class:`~turbomode.serving.predictor.Predictor` in this process (no HTTP, no server), memo on
+  and off, and cold with ``compute.inference=native`` (each library's own predict: the path
+  before the compiled form).
 
-Targets on 2 cores: /predict p50 ≤ 5 ms and p99 ≤ 25 ms at 200 req/s with no errors; the
-500-symbol batch ≤ 150 ms. The load generator shares the machine's cores with the server.
+Targets on 2 cores (issue #23), all on the **cold** run: /predict p50 ≤ 5 ms and p99 ≤ 25 ms
+at 200 req/s with no failed request; the 500-symbol, one-horizon batch ≤ 50 ms. The **warm**
+run must stay within the targets the memo met before (p50 ≤ 5 ms, p99 ≤ 25 ms, no errors, the
+batch ≤ 150 ms). The load generator shares the machine's cores with the server.
 
 Usage: python benchmarks/bench_serving.py [--symbols 500] [--rate 200] [--seconds 20]
-       [--models-from /tmp/bt_full] [--train-rows 20000] [--work DIR] [--json FILE]
+       [--target class3|rank] [--models-from /tmp/bt_full] [--train-rows 20000] [--work DIR]
+       [--json FILE]
 """
 
 from __future__ import annotations
@@ -45,7 +54,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 warnings.filterwarnings("ignore")
 
-TARGET_P50_MS, TARGET_P99_MS, TARGET_BATCH_MS = 5.0, 25.0, 150.0
+TARGET_P50_MS, TARGET_P99_MS = 5.0, 25.0
+TARGET_COLD_BATCH_MS, TARGET_WARM_BATCH_MS = 50.0, 150.0
+WARM, COLD = "warm (memo)", "cold (no memo)"
 
 
 def percentiles(values_ms: Sequence[float]) -> dict[str, float]:
@@ -178,6 +189,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--train-rows", type=int, default=20_000)
+    ap.add_argument("--target", choices=["class3", "rank"], default="class3")
     ap.add_argument("--models-from", default=None, help="bench_train work dir")
     ap.add_argument("--work", default=None, help="scratch directory (default: a new temp dir)")
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "serving.json"))
@@ -195,14 +207,14 @@ def main() -> int:
     market = build_market(
         work / "market",
         n_symbols=args.symbols,
-        model_settings=ModelSettings(),
+        model_settings=ModelSettings(target=args.target, scope="sector"),
         train_rows=args.train_rows,
         models_from=Path(args.models_from) if args.models_from else None,
     )
     origin = (
         f"bench_train's ensembles from {args.models_from}"
         if args.models_from
-        else f"default-size ensembles on ≤ {args.train_rows:,} rows"
+        else f"default-size {args.target} models on ≤ {args.train_rows:,} rows"
     )
     scored = sorted(set(market.scan.scores.loc[market.scan.scores["horizon"] == 1, "symbol"]))
     print(
@@ -213,19 +225,19 @@ def main() -> int:
     batch = sorted(market.members["symbol"])[: args.batch]
     results: dict[str, Any] = {"symbols": len(market.members), "models": origin, "runs": {}}
 
-    for label, memo, seconds in (("memo", "8192", args.seconds), ("no memo", "0", 5.0)):
+    for label, memo in ((COLD, "0"), (WARM, "8192")):
         env = server_env(market, work / "bentoml", TURBOMODE_SERVE_MEMO_SIZE=memo)
         server = start_server(env, work)
         try:
             client = Client(server.url)
-            for body in bodies:  # untimed: every model loaded, memo filled
+            for body in bodies:  # untimed: every model loaded (and, warm, the memo filled)
                 client.post("/predict", body)
             one = {"symbols": batch, "horizons": [1]}
             three = {"symbols": batch}
             client.post("/predict_batch", one)  # untimed, as above
             client.post("/predict_batch", three)
             closed = closed_loop(client, bodies, min(1000, len(bodies) * 2))
-            run = open_loop(server.url, bodies, args.rate, seconds)
+            run = open_loop(server.url, bodies, args.rate, args.seconds)
             one_h = timed(lambda c=client, b=one: c.post("/predict_batch", b), args.repeats)
             all_h = timed(lambda c=client, b=three: c.post("/predict_batch", b), args.repeats)
             status, payload = client.post("/predict_batch", three)
@@ -234,7 +246,7 @@ def main() -> int:
         finally:
             stop_server(server)
         results["runs"][label] = {
-            "predict_open_loop": {**run, "seconds": seconds},
+            "predict_open_loop": {**run, "seconds": args.seconds},
             "predict_closed_loop": closed,
             "batch_1h_ms": one_h,
             "batch_3h_ms": all_h,
@@ -243,27 +255,32 @@ def main() -> int:
             "batch_status": status,
         }
 
-    for label, size in (("memo", 8192), ("no memo", 0)):
-        predictor = Predictor(market.settings, ServingSettings(memo_size=size))
+    def baseline(size: int, inference: str) -> dict[str, Any]:
+        settings = market.settings.model_copy(deep=True)
+        settings.compute.inference = inference  # type: ignore[assignment]
+        predictor = Predictor(settings, ServingSettings(memo_size=size))
         base = in_process(predictor, bodies, min(1000, len(bodies) * 2))
         predictor.predict_batch(batch, None)  # untimed: load every model
         one_h = timed(lambda p=predictor: p.predict_batch(batch, [1]), args.repeats)
         all_h = timed(lambda p=predictor: p.predict_batch(batch, None), args.repeats)
-        results["runs"][label]["baseline_predict"] = base
-        results["runs"][label]["baseline_batch_1h_ms"] = one_h
-        results["runs"][label]["baseline_batch_3h_ms"] = all_h
+        return {"predict": base, "batch_1h_ms": one_h, "batch_3h_ms": all_h}
 
-    print(f"\n{'measure':60s} {'memo':>18s} {'no memo':>18s}")
+    for label, size in ((COLD, 0), (WARM, 8192)):
+        results["runs"][label]["baseline"] = baseline(size, "fast")
+    results["native_cold_baseline"] = baseline(0, "native")
+    native = results["native_cold_baseline"]
+
+    print(f"\n{'measure':60s} {COLD:>18s} {WARM:>18s}")
 
     def row(name: str, fn: Callable[[dict[str, Any]], str]) -> None:
         runs = results["runs"]
-        print(f"{name:60s} {fn(runs['memo']):>18s} {fn(runs['no memo']):>18s}")
+        print(f"{name:60s} {fn(runs[COLD]):>18s} {fn(runs[WARM]):>18s}")
 
     def pair(a: float, b: float, digits: int = 1) -> str:
         return f"{a:.{digits}f} / {b:.{digits}f}"
 
     row(
-        f"/predict, open loop at {args.rate:.0f} req/s ({args.seconds:.0f} s | 5 s): p50 / p99 ms",
+        f"/predict, open loop at {args.rate:.0f} req/s ({args.seconds:.0f} s): p50 / p99 ms",
         lambda r: pair(r["predict_open_loop"]["p50"], r["predict_open_loop"]["p99"]),
     )
     row(
@@ -282,42 +299,54 @@ def main() -> int:
     )
     row("  req/s", lambda r: f"{r['predict_closed_loop']['throughput_rps']:.0f}")
     row(
-        "baseline: Predictor.predict in process: p50 / p99 ms",
-        lambda r: pair(r["baseline_predict"]["p50"], r["baseline_predict"]["p99"], 2),
+        "  in process (Predictor.predict): p50 / p99 ms",
+        lambda r: pair(r["baseline"]["predict"]["p50"], r["baseline"]["predict"]["p99"], 2),
     )
     row(
         f"/predict_batch, {len(batch)} symbols × 1 horizon: median ms",
         lambda r: f"{r['batch_1h_ms']['median']:.0f}",
     )
-    row("  baseline in process: median ms", lambda r: f"{r['baseline_batch_1h_ms']['median']:.0f}")
+    row("  in process: median ms", lambda r: f"{r['baseline']['batch_1h_ms']['median']:.0f}")
     row(
         f"/predict_batch, {len(batch)} symbols × 3 horizons: median ms",
         lambda r: f"{r['batch_3h_ms']['median']:.0f}",
     )
-    row("  baseline in process: median ms", lambda r: f"{r['baseline_batch_3h_ms']['median']:.0f}")
+    row("  in process: median ms", lambda r: f"{r['baseline']['batch_3h_ms']['median']:.0f}")
     row(
         "  predictions / errors in the 3-horizon answer",
         lambda r: f"{r['batch_predictions']} / {r['batch_errors']}",
     )
-
-    memo = results["runs"]["memo"]["predict_open_loop"]
-    met = {
-        "predict p50": memo["p50"] <= TARGET_P50_MS,
-        "predict p99": memo["p99"] <= TARGET_P99_MS,
-        "no errors": memo["errors"] == 0,
-        "batch": results["runs"]["memo"]["batch_1h_ms"]["median"] <= TARGET_BATCH_MS,
-    }
-    results["targets_met_with_memo"] = met
     print(
-        f"targets (p50 ≤ {TARGET_P50_MS:.0f} ms, p99 ≤ {TARGET_P99_MS:.0f} ms at {args.rate:.0f} "
-        f"req/s, no errors, {len(batch)}-symbol batch ≤ {TARGET_BATCH_MS:.0f} ms), with the "
-        f"memo: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in met.items())
+        f"baseline, cold in process with compute.inference=native (each library's predict): "
+        f"/predict p50 / p99 {pair(native['predict']['p50'], native['predict']['p99'], 2)} ms, "
+        f"batch × 1 horizon {native['batch_1h_ms']['median']:.0f} ms, "
+        f"× 3 horizons {native['batch_3h_ms']['median']:.0f} ms"
     )
+
+    met = {}
+    for label, batch_target in ((COLD, TARGET_COLD_BATCH_MS), (WARM, TARGET_WARM_BATCH_MS)):
+        r = results["runs"][label]
+        loop = r["predict_open_loop"]
+        checks = {
+            f"p50 ≤ {TARGET_P50_MS:.0f} ms": loop["p50"] <= TARGET_P50_MS,
+            f"p99 ≤ {TARGET_P99_MS:.0f} ms": loop["p99"] <= TARGET_P99_MS,
+            # The batch's "errors" list symbols the market cannot score (no model for one
+            # sector and two horizons, warm-up): answers, not failed requests.
+            "0 failed": loop["errors"] == 0 and r["batch_status"] == 200,
+            f"batch ≤ {batch_target:.0f} ms": r["batch_1h_ms"]["median"] <= batch_target,
+        }
+        met[label] = checks
+        print(
+            f"targets, {label}, /predict at {args.rate:.0f} req/s and the {len(batch)}-symbol "
+            "1-horizon batch over HTTP: "
+            + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in checks.items())
+        )
+    results["targets_met"] = met
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(f"written: {out}")
-    return 0 if all(met.values()) else 1
+    return 0 if all(all(c.values()) for c in met.values()) else 1
 
 
 if __name__ == "__main__":

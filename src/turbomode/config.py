@@ -631,6 +631,14 @@ class ComputeSettings(BaseModel):
     ray_address: str | None = Field(default=None, description="None: start Ray locally.")
     cpus_per_task: float = Field(default=1.0, gt=0)
     gpus_per_task: float = Field(default=0.0, ge=0)
+    inference: Literal["fast", "native"] = Field(
+        default="fast",
+        description=(
+            "How the scan, the service and the backtest score with a stacked ensemble: fast "
+            "evaluates its compiled form (turbomode.models.compiled) for calls of up to 256 "
+            "rows, native calls each library's predict (the reference, for verification)."
+        ),
+    )
 
 
 class GateSettings(BaseModel):

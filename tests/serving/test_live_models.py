@@ -46,7 +46,7 @@ class Loader:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, directory: Path | str, threads: int = 1) -> FakeModel:
+    def __call__(self, directory: Path | str, threads: int = 1, **_: object) -> FakeModel:
         path = Path(directory)
         version = path.name
         self.loads.append(version)

@@ -389,9 +389,9 @@ def test_model_cache_loads_once_and_follows_promotion(
     loads: list[Path] = []
     real_load = StackedEnsemble.load
 
-    def counting_load(directory: Path | str, threads: int = 1) -> StackedEnsemble:
+    def counting_load(directory: Path | str, threads: int = 1, **kw: Any) -> StackedEnsemble:
         loads.append(Path(directory))
-        return real_load(directory, threads=threads)
+        return real_load(directory, threads=threads, **kw)
 
     monkeypatch.setattr(StackedEnsemble, "load", staticmethod(counting_load))
     key = "Materials/1d"

@@ -197,7 +197,12 @@ def gate_step(
         return "a class is missing from the candidate's labels, or the window has no members"
     cols = input_columns(settings.models, names)
     candidate = StackedEnsemble(
-        names, horizon, settings.models, threads=threads, device=settings.compute.device
+        names,
+        horizon,
+        settings.models,
+        threads=threads,
+        device=settings.compute.device,
+        inference=settings.compute.inference,
     ).fit(tr[cols], y, tr["date"].to_numpy())
     evaluation, baselines = gate_evidence(candidate, tr, te, horizon, names)
     prod = None if production is None else evaluate_rows(production, te, horizon, names, history=tr)
@@ -278,7 +283,12 @@ def walk_forward_signals(
             else:
                 note(f"{name} {sector}: fit on {len(train):,} rows")
                 ens = StackedEnsemble(
-                    names, horizon, settings.models, threads=threads, device=settings.compute.device
+                    names,
+                    horizon,
+                    settings.models,
+                    threads=threads,
+                    device=settings.compute.device,
+                    inference=settings.compute.inference,
                 ).fit(train[cols], y, train["date"].to_numpy())
                 scored.append(_scores(ens, todo, names, sector, horizon, name, history))
                 info["sectors"][sector] = len(train)

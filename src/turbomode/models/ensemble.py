@@ -36,6 +36,12 @@ import pandas as pd
 from turbomode.config import ModelSettings
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
+from turbomode.models.compiled import (
+    COMPILED_FILE,
+    CompiledEnsemble,
+    compile_ensemble,
+    file_digests,
+)
 from turbomode.models.validation import WalkForward, walk_forward_splits
 
 if TYPE_CHECKING:
@@ -46,6 +52,10 @@ log = logging.getLogger("turbomode.models.ensemble")
 BASE_MODELS: tuple[str, ...] = ("lightgbm", "catboost", "xgb_hist", "xgb_linear", "random_forest")
 N_CLASSES = 3
 ENSEMBLE_FILE = "ensemble.json"
+FAST_MAX_ROWS = 256
+"""Above this many rows one native call per library is cheaper than the compiled walk (its
+cost grows with rows × trees; docs/serving.md), so larger calls take the native path."""
+Inference = Literal["fast", "native"]
 
 
 class TrainingDataError(TurboModeError):
@@ -173,6 +183,10 @@ class StackedEnsemble:
     """For each row, the fold whose models produced its out-of-fold probabilities (−1: none)."""
     folds_: list[Any] = field(default_factory=list)
     timings_: dict[str, float] = field(default_factory=dict)
+    inference: Inference = "fast"
+    """fast: calls of up to FAST_MAX_ROWS rows take the compiled form (same probabilities
+    within ``compiled.TOLERANCE``); native: every call goes through the libraries."""
+    compiled_: CompiledEnsemble | None = None
 
     # ---- fitting ------------------------------------------------------------------------
     def _params(self, name: str) -> dict[str, Any]:
@@ -349,6 +363,7 @@ class StackedEnsemble:
         self.meta_ = _make("meta", self._params("meta"), self.threads, "cpu", self.seed)
         self.meta_.fit(oof[seen], ya[seen], sample_weight=balanced_weights(ya[seen]))
         self.oof_, self.oof_fold_ = oof, fold_of
+        self.compiled_ = self._compile({})
         event(
             log,
             "ensemble.fit",
@@ -394,10 +409,30 @@ class StackedEnsemble:
         """The stacked inputs of the meta-learner (3 per learner)."""
         return np.hstack(list(self.learner_probabilities(X, history).values()))
 
+    @property
+    def compilable(self) -> bool:
+        """Whether the compiled form can stand in for the model: stacking over the five tree
+        learners, every one of them loaded (sequence learners and NaN inputs have none)."""
+        return (
+            self.settings.voting == "stacking"
+            and list(self.learners_) == list(BASE_MODELS)
+            and set(self.base_) == set(BASE_MODELS)
+        )
+
     def predict_proba(
         self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
     ) -> np.ndarray:
-        """P(SELL), P(HOLD), P(BUY) per row: the meta-learner's, or the hybrid vote.
+        """P(SELL), P(HOLD), P(BUY) per row; the compiled form for small calls (see
+        :attr:`inference`) of a tree-only model, else :meth:`predict_proba_native`."""
+        if self.inference == "fast" and self.compiled_ is not None and len(X) <= FAST_MAX_ROWS:
+            return self.compiled_.predict_proba(self._matrix(X))
+        return self.predict_proba_native(X, history)
+
+    def predict_proba_native(
+        self, X: pd.DataFrame | np.ndarray, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """P(SELL), P(HOLD), P(BUY) per row through each library's own predict: the
+        meta-learner's, or the hybrid vote.
 
         With sequence learners (:attr:`window_days` > 0) X carries symbol and date, and
         ``history`` the earlier rows of those symbols (a scan's last days from the offline
@@ -412,6 +447,13 @@ class StackedEnsemble:
             log.warning("ensemble.hybrid_fallback: %d voter(s) left, stacking", len(voters))
         return _proba3(self.meta_, np.hstack(list(probas.values())))
 
+    def _compile(self, sources: dict[str, str]) -> CompiledEnsemble | None:
+        if not self.compilable:
+            return None
+        return compile_ensemble(
+            self.base_, self.meta_, self.scaler_.mean, self.scaler_.std, sources
+        )
+
     # ---- persistence --------------------------------------------------------------------
     def save(self, directory: Path | str) -> dict[str, Path]:
         """Every model in its library's native format, plus a JSON description."""
@@ -421,12 +463,18 @@ class StackedEnsemble:
         directory.mkdir(parents=True, exist_ok=True)
         files = {name: save_model(self.base_[name], directory, name) for name in self.base_}
         files["meta"] = save_model(self.meta_, directory, "meta")
+        # The compiled form records the digests of the files it was built from (load checks).
+        sources = file_digests(directory, {k: v.name for k, v in files.items()})
+        compiled = self._compile(sources)
+        if compiled is not None:
+            files["compiled"] = compiled.save(directory / COMPILED_FILE)
         spec = {
             "features": self.features,
             "horizon": self.horizon,
             "base_models": list(self.learners_),
             "dropped": self.dropped_,
-            "files": {k: v.name for k, v in files.items()},
+            "files": {k: v.name for k, v in files.items() if k != "compiled"},
+            **({"compiled": COMPILED_FILE} if compiled is not None else {}),
             "scaler": {"mean": self.scaler_.mean.tolist(), "std": self.scaler_.std.tolist()},
             "settings": self.settings.model_dump(mode="json"),
             "folds": [f.summary() for f in self.folds_],
@@ -437,8 +485,13 @@ class StackedEnsemble:
         return files
 
     @classmethod
-    def load(cls, directory: Path | str, threads: int = 1) -> StackedEnsemble:
-        """Load what :meth:`save` wrote (no pickle: native formats and skops' allow-list)."""
+    def load(
+        cls, directory: Path | str, threads: int = 1, inference: Inference = "fast"
+    ) -> StackedEnsemble:
+        """Load what :meth:`save` wrote (no pickle: native formats and skops' allow-list).
+
+        The compiled form is read when it was built from these very native files, and built
+        again from them when it is missing, stale or unreadable (older versions have none)."""
         from turbomode.models.persistence import load_model, set_threads
 
         directory = Path(directory)
@@ -448,6 +501,7 @@ class StackedEnsemble:
             horizon=int(spec["horizon"]),
             settings=ModelSettings(**spec["settings"]),
             threads=threads,
+            inference=inference,
         )
         ens.learners_ = list(spec["base_models"])
         ens.dropped_ = dict(spec.get("dropped", {}))
@@ -460,4 +514,25 @@ class StackedEnsemble:
         ens.scaler_ = Standardizer(
             mean=np.asarray(spec["scaler"]["mean"]), std=np.asarray(spec["scaler"]["std"])
         )
+        if inference == "fast" and ens.compilable:
+            ens.compiled_ = ens._load_compiled(directory, spec)
         return ens
+
+    def _load_compiled(self, directory: Path, spec: dict[str, Any]) -> CompiledEnsemble | None:
+        sources = file_digests(directory, dict(spec["files"]))
+        path = directory / spec.get("compiled", COMPILED_FILE)
+        reason = "missing"
+        if path.is_file():
+            try:
+                compiled = CompiledEnsemble.read(path)
+            except (OSError, ValueError, KeyError) as exc:
+                reason = f"unreadable: {exc}"
+            else:
+                same_scaler = np.array_equal(compiled.mean, self.scaler_.mean) and np.array_equal(
+                    compiled.std, self.scaler_.std
+                )
+                if compiled.sources == sources and same_scaler:
+                    return compiled
+                reason = "built from other native files"
+        event(log, "ensemble.compiled_rebuilt", directory=str(directory), reason=reason)
+        return self._compile(sources)

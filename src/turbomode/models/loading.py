@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from turbomode.models.ensemble import ENSEMBLE_FILE, StackedEnsemble
+from turbomode.models.ensemble import ENSEMBLE_FILE, Inference, StackedEnsemble
 from turbomode.models.ranker import KIND as RANKER_KIND
 from turbomode.models.ranker import RankEnsemble
 
@@ -45,9 +45,13 @@ def class_prior(model: object) -> np.ndarray:
     return np.asarray(prior, dtype=float)
 
 
-def load_ensemble(directory: Path | str, threads: int = 1) -> StackedEnsemble | RankEnsemble:
-    """The model saved in ``directory``, whichever kind it is."""
+def load_ensemble(
+    directory: Path | str, threads: int = 1, inference: Inference = "fast"
+) -> StackedEnsemble | RankEnsemble:
+    """The model saved in ``directory``, whichever kind it is. ``inference`` picks the stacked
+    ensemble's compiled path or its libraries' (the rank model's one LightGBM booster is
+    already fast on one row: it has no compiled form)."""
     spec = json.loads((Path(directory) / ENSEMBLE_FILE).read_text())
     if spec.get("kind") == RANKER_KIND:
         return RankEnsemble.load(directory, threads=threads)
-    return StackedEnsemble.load(directory, threads=threads)
+    return StackedEnsemble.load(directory, threads=threads, inference=inference)

@@ -149,7 +149,9 @@ def run_replay(
         "promoted": sorted(k for k, g in first.gates.items() if g.promoted),
         "refused": sorted(k for k, g in first.gates.items() if not g.promoted),
     }
-    models = ModelCache(registry, threads=max(1, int(rs.compute.cpus_per_task)))
+    models = ModelCache(
+        registry, threads=max(1, int(rs.compute.cpus_per_task)), inference=rs.compute.inference
+    )
     retrains: list[dict[str, Any]] = []
     for i, day in enumerate(days):
         nxt = days[i + 1] if i + 1 < len(days) else None

@@ -14,7 +14,9 @@ give bit-identical numbers (a test checks it).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -164,8 +166,8 @@ def levels(
     return levels_at(side, entry_price, d, settings.reward_risk)
 
 
-def _bad_rows(mask: np.ndarray, index: pd.Index) -> str:
-    rows = list(index[mask][:5])
+def _bad_rows(mask: np.ndarray, index: Sequence[Any]) -> str:
+    rows = [index[i] for i in np.flatnonzero(mask)[:5]]
     return f"{int(mask.sum())} row(s), e.g. index {rows}"
 
 
@@ -179,45 +181,60 @@ def levels_frame(frame: pd.DataFrame, settings: RiskSettings) -> pd.DataFrame:
     missing = [c for c in FRAME_INPUTS if c not in frame.columns]
     if missing:
         raise SchemaError(f"levels_frame needs columns {list(FRAME_INPUTS)}; missing {missing}")
-    index = frame.index
+    columns = {c: frame[c].to_numpy() for c in FRAME_INPUTS}
+    return pd.DataFrame(levels_arrays(columns, settings, list(frame.index)), index=frame.index)
 
-    side = frame["side"].astype("object")
-    sign = np.where(side.isin(LONG_SIDES), 1.0, np.where(side.isin(SHORT_SIDES), -1.0, np.nan))
+
+def levels_arrays(
+    columns: Mapping[str, Any], settings: RiskSettings, index: Sequence[Any] | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`levels_frame` on plain arrays (one per FRAME_INPUTS name): the one vectorized
+    implementation, which the service also calls for one row, where building a frame cost
+    more than the arithmetic. ``index`` labels the rows in error messages (default 0..n-1)."""
+    side = np.asarray(columns["side"], dtype=object)
+    rows: Sequence[Any] = range(len(side)) if index is None else index
+    sides = side.tolist()
+    sign = np.array(
+        [1.0 if s in LONG_SIDES else -1.0 if s in SHORT_SIDES else np.nan for s in sides],
+        dtype=float,
+    )
     if np.isnan(sign).any():
         bad = sorted({str(s) for s in side[np.isnan(sign)]})
         raise RiskInputError(f"unknown side(s) {bad}; expected BUY/long or SELL/short")
 
-    sec = frame["sector"].map(settings.sector_multiplier).to_numpy(dtype=float, na_value=np.nan)
+    sectors = np.asarray(columns["sector"], dtype=object)
+    sec = np.array([settings.sector_multiplier.get(s, np.nan) for s in sectors.tolist()], float)
     if np.isnan(sec).any():
-        bad = sorted({str(s) for s in frame["sector"][np.isnan(sec)]})
+        bad = sorted({str(s) for s in sectors[np.isnan(sec)]})
         raise UnknownSectorError(
             f"no stop multiplier for sector(s) {bad}; known: {sorted(settings.sector_multiplier)}"
         )
 
-    hor = frame["horizon"].map(settings.horizon_multiplier).to_numpy(dtype=float, na_value=np.nan)
+    horizons = np.asarray(columns["horizon"])
+    hor = np.array([settings.horizon_multiplier.get(h, np.nan) for h in horizons.tolist()], float)
     if np.isnan(hor).any():
-        bad = sorted({str(h) for h in frame["horizon"][np.isnan(hor)]})
+        bad = sorted({str(h) for h in horizons[np.isnan(hor)]})
         raise RiskInputError(
             f"no stop multiplier for horizon(s) {bad}; known: {sorted(settings.horizon_multiplier)}"
         )
 
-    atr = frame["atr"].to_numpy(dtype=float, na_value=np.nan)
+    atr = np.asarray(columns["atr"], dtype=float)
     bad_atr = ~(np.isfinite(atr) & (atr > 0.0))
     if bad_atr.any():
-        raise RiskInputError(f"ATR must be a positive finite number: {_bad_rows(bad_atr, index)}")
+        raise RiskInputError(f"ATR must be a positive finite number: {_bad_rows(bad_atr, rows)}")
 
-    entry = frame["close"].to_numpy(dtype=float, na_value=np.nan)
+    entry = np.asarray(columns["close"], dtype=float)
     bad_entry = ~(np.isfinite(entry) & (entry > 0.0))
     if bad_entry.any():
         raise RiskInputError(
-            f"close must be a positive finite number: {_bad_rows(bad_entry, index)}"
+            f"close must be a positive finite number: {_bad_rows(bad_entry, rows)}"
         )
 
-    conf = frame["confidence"].to_numpy(dtype=float, na_value=np.nan)
+    conf = np.asarray(columns["confidence"], dtype=float)
     bad_conf = ~(np.isfinite(conf) & (conf >= 0.0) & (conf <= 1.0))
     if bad_conf.any():
         raise RiskInputError(
-            f"confidence must be a probability in [0, 1]: {_bad_rows(bad_conf, index)}"
+            f"confidence must be a probability in [0, 1]: {_bad_rows(bad_conf, rows)}"
         )
 
     lo, hi, mlo, mhi = _modifier_bounds(settings)
@@ -225,14 +242,11 @@ def levels_frame(frame: pd.DataFrame, settings: RiskSettings) -> pd.DataFrame:
     modifier = mlo + (c - lo) / (hi - lo) * (mhi - mlo)
     d = atr * sec * modifier * hor
     rr = float(settings.reward_risk)
-    return pd.DataFrame(
-        {
-            "stop": entry - sign * d,
-            "target": entry + sign * (d * rr),
-            "stop_distance": d,
-            "r1": entry + sign * (d * 1.0),
-            "r2": entry + sign * (d * 2.0),
-            "r3": entry + sign * (d * 3.0),
-        },
-        index=index,
-    )
+    return {
+        "stop": entry - sign * d,
+        "target": entry + sign * (d * rr),
+        "stop_distance": d,
+        "r1": entry + sign * (d * 1.0),
+        "r2": entry + sign * (d * 2.0),
+        "r3": entry + sign * (d * 3.0),
+    }

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -65,6 +67,39 @@ class MarketSnapshot:
     def knows(self, symbol: str) -> bool:
         return symbol in self.sector_of
 
+    @cached_property
+    def rows(self) -> MemberRows:
+        """The members and their closes as arrays, with each symbol's row: computed once per
+        loaded market rather than per request (a frame filter and merge per request cost
+        more than scoring the symbol)."""
+        symbols = self.members["symbol"].to_numpy()
+        closes = dict(
+            zip(
+                self.bars["symbol"].tolist(),
+                self.bars["close"].to_numpy(dtype=float).tolist(),
+                strict=True,
+            )
+        )
+        return MemberRows(
+            symbols=symbols,
+            sectors=self.members["sector"].to_numpy(),
+            caps=self.members["cap_class"].to_numpy(),
+            close=np.array([closes.get(s, np.nan) for s in symbols.tolist()], dtype=float),
+            row_of={s: i for i, s in enumerate(symbols.tolist())},
+        )
+
+
+@dataclass(frozen=True)
+class MemberRows:
+    """Universe members as aligned arrays (see :attr:`MarketSnapshot.rows`); ``close`` is NaN
+    for a member without a bar on the price date."""
+
+    symbols: np.ndarray
+    sectors: np.ndarray
+    caps: np.ndarray
+    close: np.ndarray
+    row_of: dict[str, int]
+
 
 def market_paths(settings: Settings) -> tuple[Path, Path]:
     clean = settings.data.clean_dir
@@ -84,13 +119,15 @@ def load_market(settings: Settings) -> MarketSnapshot:
     newest = pc.max(pq.read_table(prices, columns=["date"]).column("date")).as_py()
     table = pq.read_table(prices, columns=["date", *BAR_COLUMNS], filters=[("date", "==", newest)])
     bars = table.to_pandas()[BAR_COLUMNS].reset_index(drop=True)
-    return MarketSnapshot(
+    market = MarketSnapshot(
         members=members,
         bars=bars,
         price_date=pd.Timestamp(newest).date(),
         token=token,
         sector_of=dict(zip(members["symbol"], members["sector"], strict=True)),
     )
+    _ = market.rows  # once, at load: no request pays for it
+    return market
 
 
 @dataclass(frozen=True)

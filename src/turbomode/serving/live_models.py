@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from turbomode.logs import event
 from turbomode.models.loading import Scorer, load_ensemble
@@ -58,12 +58,14 @@ class LiveModels:
         registry: Any,
         maxsize: int = 33,
         threads: int = 1,
+        inference: Literal["fast", "native"] = "fast",
         on_load: Callable[[str, Loaded], None] | None = None,
         on_swap: Callable[[Swap], None] | None = None,
     ) -> None:
         self.registry = registry
         self.maxsize = maxsize
         self.threads = threads
+        self.inference: Literal["fast", "native"] = inference
         self._on_load = on_load or (lambda _k, _l: None)
         self._on_swap = on_swap or (lambda _s: None)
         self._lock = threading.Lock()
@@ -168,7 +170,7 @@ class LiveModels:
     def _load(self, key: str, version: str) -> Loaded:
         t0 = time.perf_counter()
         directory, _ = self.registry.load(key, version)
-        model = load_ensemble(directory, threads=self.threads)
+        model = load_ensemble(directory, threads=self.threads, inference=self.inference)
         loaded = Loaded(version, model, time.time(), time.perf_counter() - t0)
         event(log, "serving.model_loaded", key=key, version=version, seconds=loaded.load_seconds)
         return loaded

@@ -87,7 +87,7 @@ from turbomode.signals.scan import (
     fresh_signals,
     model_key,
     offline_history,
-    score_universe,
+    score_rows,
 )
 
 log = logging.getLogger("turbomode.serving")
@@ -190,6 +190,8 @@ class Predictor:
         self.settings = settings
         self.serving = serving or ServingSettings()
         self.feature_names = FeatureLayout.from_registry().all
+        self._column = {name: i for i, name in enumerate(self.feature_names)}
+        self._limits_of: tuple[ScanSnapshot, dict[str, float], Thresholds] | None = None
         self.horizons = sorted(int(h) for h in settings.labels.horizons)
         self.registry = registry or ModelRegistry(
             settings.stores.model_registry_uri, family="turbomode"
@@ -198,6 +200,7 @@ class Predictor:
             self.registry,
             maxsize=self.serving.model_cache_size,
             threads=self.serving.model_threads,
+            inference=settings.compute.inference,
             on_load=self._loaded,
             on_swap=self._swapped,
         )
@@ -356,6 +359,15 @@ class Predictor:
         measures them over the whole universe, which one request cannot."""
         return rules.entry_thresholds(self.settings.signals, measured=self._scan.thresholds)
 
+    def _limits(self) -> tuple[dict[str, float], Thresholds]:
+        """:meth:`current_thresholds` and their API form, computed once per loaded scan."""
+        scan, cached = self._scan, self._limits_of
+        if cached is None or cached[0] is not scan:
+            limits = self.current_thresholds()
+            cached = (scan, limits, self.thresholds_out(limits))
+            self._limits_of = cached
+        return cached[1], cached[2]
+
     def thresholds_out(self, limits: Mapping[str, float]) -> Thresholds:
         """Thresholds as the API shows them, saying what they compare."""
         return Thresholds(
@@ -473,53 +485,68 @@ class Predictor:
     def _score(
         self, todo: list[tuple[str, int]], vectors: _Vectors, market: MarketSnapshot
     ) -> tuple[dict[tuple[str, int], Prediction], list[SymbolError]]:
-        """The scan's scoring, entry rule and levels for the (symbol, horizon) pairs in todo."""
-        symbols = sorted({s for s, _ in todo})
+        """The scan's scoring, entry rule and levels for the (symbol, horizon) pairs in todo:
+        the scan's own functions on arrays (:func:`score_rows`, :func:`fresh_signals`), with
+        the members' arrays and closes precomputed per loaded market."""
+        wanted = {s for s, _ in todo}
         horizons = sorted({h for _, h in todo})
-        members = market.members[market.members["symbol"].isin(symbols)]
-        frame = vectors.frame(set(symbols))
-        # LiveModels has ModelCache's get() contract; score_universe is typed to the class.
+        members = market.rows
+        rows = np.array(sorted(members.row_of[s] for s in wanted), dtype=np.intp)
+        symbols = members.symbols[rows]
+        at = {s: i for i, s in enumerate(vectors.symbols)}
+        X = vectors.matrix[[at[s] for s in symbols.tolist()]]
+        # LiveModels has ModelCache's get() contract; score_rows is typed to the class.
         models = cast("ModelCache", self.models)
-        scores, failures, missing, _versions = score_universe(
-            frame,
-            members,
-            market.bars,
+        scores, failures, missing, _versions = score_rows(
+            symbols,
+            members.sectors[rows],
+            members.caps[rows],
+            X,
+            self._column,
+            members.close[rows],
             models,
             horizons,
             # sequence learners: the symbols' last days dated ≤ the price date, read as the
-            # scan reads them from the offline store on the service's volume
+            # scan reads them from the offline store on the service's volume (only then)
             history=offline_history(self.settings, market.price_date),
             scan_date=market.price_date,
         )
-        limits = self.current_thresholds()
-        fresh = {s.key: s for s in fresh_signals(scores, market.price_date, self.settings, limits)}
-        levels = self.thresholds_out(limits)
+        limits, levels = self._limits()
         out: dict[tuple[str, int], Prediction] = {}
-        for r in scores.to_dict("records"):
-            sym, h = str(r["symbol"]), int(r["horizon"])
-            sig = fresh.get((sym, h))
-            probs = {"p_sell": r["p_sell"], "p_hold": r["p_hold"], "p_buy": r["p_buy"]}
-            out[(sym, h)] = Prediction(
-                symbol=sym,
-                sector=str(r["sector"]),
-                cap_class=str(r["cap_class"]),
-                horizon=h,
-                **{k: float(v) for k, v in probs.items()},
-                signal="HOLD" if sig is None else sig.side,
-                confidence=float(r["p_hold"]) if sig is None else sig.confidence,
-                close=float(r["close"]),
-                atr=float(r["atr"]),
-                entry_low=None if sig is None else sig.entry_low,
-                entry_high=None if sig is None else sig.entry_high,
-                stop=None if sig is None else sig.stop,
-                target=None if sig is None else sig.target,
-                stop_distance=None if sig is None else sig.stop_distance,
-                model_key=model_key(str(r["sector"]), h),
-                model_version=str(r["model_version"]),
-                price_date=market.price_date,
-                features_as_of=vectors.stamps.get(sym),
-                thresholds=levels,
-            )
+        if scores is not None:
+            fresh = {
+                s.key: s for s in fresh_signals(scores, market.price_date, self.settings, limits)
+            }
+            columns = ("symbol", "sector", "cap_class", "horizon", "p_sell", "p_hold", "p_buy")
+            lists = [scores[c].tolist() for c in (*columns, "close", "atr", "model_version")]
+            for sym, sector, cap, h, p_sell, p_hold, p_buy, close, atr, version in zip(
+                *lists, strict=True
+            ):
+                sym, sector, h = str(sym), str(sector), int(h)
+                sig = fresh.get((sym, h))
+                out[(sym, h)] = Prediction(
+                    symbol=sym,
+                    sector=sector,
+                    cap_class=str(cap),
+                    horizon=h,
+                    p_sell=float(p_sell),
+                    p_hold=float(p_hold),
+                    p_buy=float(p_buy),
+                    signal="HOLD" if sig is None else sig.side,
+                    confidence=float(p_hold) if sig is None else sig.confidence,
+                    close=float(close),
+                    atr=float(atr),
+                    entry_low=None if sig is None else sig.entry_low,
+                    entry_high=None if sig is None else sig.entry_high,
+                    stop=None if sig is None else sig.stop,
+                    target=None if sig is None else sig.target,
+                    stop_distance=None if sig is None else sig.stop_distance,
+                    model_key=model_key(sector, h),
+                    model_version=str(version),
+                    price_date=market.price_date,
+                    features_as_of=vectors.stamps.get(sym),
+                    thresholds=levels,
+                )
         errors: list[SymbolError] = []
         reported: set[str] = set()
         for sym, h in todo:

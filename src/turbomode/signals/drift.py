@@ -129,7 +129,11 @@ def drift_on(settings: Settings, day: date | None = None) -> tuple[date, list[dr
         for h in settings.labels.horizons
     ]
     versions = {k: v for k in keys if (v := registry.production(k)) is not None}
-    models = ModelCache(registry, threads=max(1, int(settings.compute.cpus_per_task)))
+    models = ModelCache(
+        registry,
+        threads=max(1, int(settings.compute.cpus_per_task)),
+        inference=settings.compute.inference,
+    )
     return when.date(), drift_for(
         settings, when.date(), members, tonight, trading, registry, models, versions
     )

@@ -41,7 +41,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +69,10 @@ STANCE_MIN_NET = 2
 STANCE_MIN_SHARE = 0.60
 SIGNAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Signal))
 _TEXT_FIELDS = ("symbol", "sector", "cap_class", "side", "model_version")
+
+Columns: TypeAlias = pd.DataFrame | Mapping[str, Any]
+"""Score rows as a frame or as a mapping of equal-length arrays: the entry rule reads columns
+by name and takes either, so the scan's frames and the service's arrays share it."""
 
 ReplaceReason = Literal["refresh", "reversal", "capacity"]
 DropReason = Literal["superseded", "displaced", "over_capacity", "capacity_full"]
@@ -102,7 +106,13 @@ def invalid_probability_mask(scores: pd.DataFrame) -> pd.Series:
     them: a silently dropped row would look like "no signal" when it is "no valid score".
     """
     _require(scores, PROBABILITY_COLUMNS, "scores")
-    p = scores[list(PROBABILITY_COLUMNS)].to_numpy(dtype=float)
+    return pd.Series(invalid_rows(scores), index=scores.index, name="invalid_probability")
+
+
+def invalid_rows(scores: Columns) -> npt.NDArray[np.bool_]:
+    """:func:`invalid_probability_mask` as a bool array, for a frame or a mapping of columns."""
+    # Column by column: selecting a list of columns copies a frame, 10× the cost on one row.
+    p = np.column_stack([np.asarray(scores[c], dtype=float) for c in PROBABILITY_COLUMNS])
     with np.errstate(invalid="ignore"):
         ok = (
             np.isfinite(p).all(axis=1)
@@ -110,7 +120,7 @@ def invalid_probability_mask(scores: pd.DataFrame) -> pd.Series:
             & (p <= 1.0).all(axis=1)
             & (np.abs(p.sum(axis=1) - 1.0) <= PROBABILITY_TOLERANCE)
         )
-    return pd.Series(~ok, index=scores.index, name="invalid_probability")
+    return ~ok
 
 
 def _check_threshold(value: float, name: str) -> float:
@@ -142,32 +152,73 @@ def entry_candidates(
     scan is refused rather than quietly scored without them.
     """
     _require(scores, SCORE_COLUMNS, "scores")
-    bad = invalid_probability_mask(scores)
+    keep, side, confidence = _entries(scores, settings, buy_threshold, sell_threshold, on)
+    out = scores.loc[keep].reset_index(drop=True)
+    out["side"] = side
+    out["confidence"] = confidence
+    close = out["close"].to_numpy(dtype=float)
+    out["entry_low"], out["entry_high"] = _entry_band(close, settings)
+    return out
+
+
+def night_entries(
+    columns: Mapping[str, npt.NDArray[Any]],
+    settings: SignalSettings,
+    limits: Mapping[str, float],
+) -> dict[str, npt.NDArray[Any]]:
+    """:func:`night_candidates` on a mapping of equal-length arrays (the SCORE_COLUMNS and any
+    others, kept): the same rule, for the service's few rows, where a frame's per-call cost
+    was most of a request. Returns the kept rows' columns plus side, confidence, entry band."""
+    missing = [c for c in SCORE_COLUMNS if c not in columns]
+    if missing:
+        raise SchemaError(f"scores lack column(s) {missing}; have {list(columns)}")
+    keep, side, confidence = _entries(
+        columns, settings, limits["buy"], limits["sell"], threshold_basis(settings)
+    )
+    out = {c: np.asarray(v)[keep] for c, v in columns.items()}
+    out["side"] = side
+    out["confidence"] = confidence
+    out["entry_low"], out["entry_high"] = _entry_band(np.asarray(out["close"], float), settings)
+    return out
+
+
+def _entry_band(
+    close: npt.NDArray[np.float64], settings: SignalSettings
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    return close * (1.0 - settings.entry_range), close * (1.0 + settings.entry_range)
+
+
+def _entries(
+    scores: Columns,
+    settings: SignalSettings,
+    buy_threshold: float | None,
+    sell_threshold: float | None,
+    on: Literal["probability", "lift"],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.str_], npt.NDArray[np.float64]]:
+    """Which rows enter, their side and confidence: the entry rule behind both
+    :func:`entry_candidates` and :func:`night_entries`. Invalid rows raise."""
+    bad = invalid_rows(scores)
     if bad.any():
-        rows = scores.loc[bad]
-        symbols = rows["symbol"].astype(str).tolist()
-        labels = [f"{s} (h={h})" for s, h in zip(symbols, rows["horizon"].tolist(), strict=True)]
+        symbols = np.asarray(scores["symbol"])[bad].astype(str).tolist()
+        horizons = np.asarray(scores["horizon"])[bad].tolist()
+        labels = [f"{s} (h={h})" for s, h in zip(symbols, horizons, strict=True)]
         raise InvalidProbabilityError(labels, symbols)
 
-    p_buy = scores["p_buy"].to_numpy(dtype=float)
-    p_sell = scores["p_sell"].to_numpy(dtype=float)
+    p_buy = np.asarray(scores["p_buy"], dtype=float)
+    p_sell = np.asarray(scores["p_sell"], dtype=float)
     is_buy, is_sell = _sides(scores, settings, buy_threshold, sell_threshold, on)
     if not settings.shorts_enabled:
         is_sell = np.zeros_like(is_sell)
 
     keep = is_buy | is_sell
-    out = scores.loc[keep].reset_index(drop=True)
     chosen_buy = is_buy[keep]
-    out["side"] = np.where(chosen_buy, "BUY", "SELL")
-    out["confidence"] = np.where(chosen_buy, p_buy[keep], p_sell[keep])
-    close = out["close"].to_numpy(dtype=float)
-    out["entry_low"] = close * (1.0 - settings.entry_range)
-    out["entry_high"] = close * (1.0 + settings.entry_range)
-    return out
+    side = np.where(chosen_buy, "BUY", "SELL")
+    confidence = np.where(chosen_buy, p_buy[keep], p_sell[keep])
+    return keep, side, confidence
 
 
 def _sides(
-    scores: pd.DataFrame,
+    scores: Columns,
     settings: SignalSettings,
     buy_threshold: float | None,
     sell_threshold: float | None,
@@ -176,8 +227,8 @@ def _sides(
     """Which rows call BUY and which SELL at the thresholds: a side passes its threshold (on
     P(side), or on its lift with P(side) ≥ ``threshold_floor``); when both pass, the larger
     wins. The one comparison behind entries and the nightly calls on open positions."""
-    p_buy = scores["p_buy"].to_numpy(dtype=float)
-    p_sell = scores["p_sell"].to_numpy(dtype=float)
+    p_buy = np.asarray(scores["p_buy"], dtype=float)
+    p_sell = np.asarray(scores["p_sell"], dtype=float)
     if on == "lift":
         t_buy = _check_lift(buy_threshold, "buy_threshold")
         t_sell = _check_lift(sell_threshold, "sell_threshold")
@@ -221,19 +272,17 @@ def _check_lift(value: float | None, name: str) -> float:
     return float(value)
 
 
-def lifts(scores: pd.DataFrame) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def lifts(scores: Columns) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """P(BUY) / prior(BUY) and P(SELL) / prior(SELL) per row: how much likelier than its base
     rate the model rates each side. Calibrated probabilities of different models, horizons and
     sectors sit around different priors (a 5-day BUY is likelier than a 1-day one); lifts are
     comparable across them. Without ``prior_buy`` / ``prior_sell`` columns the prior is 1/3
     (the stacked ensemble's balanced classes)."""
-    third = np.full(len(scores), 1.0 / 3.0)
-    pb = scores["prior_buy"].to_numpy(dtype=float) if "prior_buy" in scores else third
-    ps = scores["prior_sell"].to_numpy(dtype=float) if "prior_sell" in scores else third
-    return (
-        scores["p_buy"].to_numpy(dtype=float) / pb,
-        scores["p_sell"].to_numpy(dtype=float) / ps,
-    )
+    p_buy = np.asarray(scores["p_buy"], dtype=float)
+    third = np.full(len(p_buy), 1.0 / 3.0)
+    pb = np.asarray(scores["prior_buy"], dtype=float) if "prior_buy" in scores else third
+    ps = np.asarray(scores["prior_sell"], dtype=float) if "prior_sell" in scores else third
+    return p_buy / pb, np.asarray(scores["p_sell"], dtype=float) / ps
 
 
 def quantile_thresholds(scores: pd.DataFrame, settings: SignalSettings) -> dict[str, float]:
@@ -594,52 +643,74 @@ def signals_from_frame(
     must not reach the store.
     """
     frame = candidates_with_levels
-    numeric = [
-        *PROBABILITY_COLUMNS,
-        "confidence",
-        "close",
-        "atr",
-        "entry_low",
-        "entry_high",
-        *LEVEL_COLUMNS,
-    ]
-    _require(
-        frame,
-        ["symbol", "sector", "cap_class", "horizon", "side", *numeric],
-        "candidates_with_levels",
-    )
+    _require(frame, _SIGNAL_INPUTS, "candidates_with_levels")
     if frame.empty:
         return []
+    columns = {c: frame[c].to_numpy() for c in _SIGNAL_INPUTS}
+    return signals_from_columns(columns, signal_date, model_versions)
+
+
+_SIGNAL_NUMBERS: tuple[str, ...] = (
+    *PROBABILITY_COLUMNS,
+    "confidence",
+    "close",
+    "atr",
+    "entry_low",
+    "entry_high",
+    *LEVEL_COLUMNS,
+)
+_SIGNAL_INPUTS: tuple[str, ...] = ("symbol", "sector", "cap_class", "horizon", "side")
+_SIGNAL_INPUTS += _SIGNAL_NUMBERS
+
+
+def signals_from_columns(
+    columns: Mapping[str, npt.NDArray[Any]],
+    signal_date: date,
+    model_versions: str | Mapping[tuple[str, int], str],
+) -> list[Signal]:
+    """:func:`signals_from_frame` on a mapping of equal-length arrays, with the same checks:
+    records straight from columns, without a frame's per-row cost."""
+    missing_cols = [c for c in _SIGNAL_INPUTS if c not in columns]
+    if missing_cols:
+        raise SchemaError(f"candidates_with_levels lacks column(s) {missing_cols}")
+    n = len(columns["symbol"])
+    if n == 0:
+        return []
     day = _as_date(signal_date)
-    values = frame[numeric].to_numpy(dtype=float)
-    bad_rows = ~np.isfinite(values).all(axis=1) | ~frame["side"].isin(SIDES).to_numpy()
+    values = np.column_stack([np.asarray(columns[c], dtype=float) for c in _SIGNAL_NUMBERS])
+    sides = np.asarray(columns["side"], dtype=object).tolist()
+    bad_rows = ~np.isfinite(values).all(axis=1) | np.array([s not in SIDES for s in sides])
     if bad_rows.any():
-        shown = sorted(set(frame.loc[bad_rows, "symbol"].astype(str)))
+        shown = sorted(set(np.asarray(columns["symbol"])[bad_rows].astype(str).tolist()))
         raise ValueError(f"candidates with a bad side or non-finite numbers: {shown}")
 
-    records = frame.to_dict("records")
+    symbols = [str(s) for s in np.asarray(columns["symbol"]).tolist()]
+    sectors = [str(s) for s in np.asarray(columns["sector"]).tolist()]
+    caps = [str(s) for s in np.asarray(columns["cap_class"]).tolist()]
+    horizons = [int(h) for h in np.asarray(columns["horizon"]).tolist()]
     if isinstance(model_versions, str):
-        versions = [model_versions] * len(records)
+        versions = [model_versions] * n
     else:
-        keys = [(str(r["sector"]), int(r["horizon"])) for r in records]
+        keys = list(zip(sectors, horizons, strict=True))
         missing = sorted({k for k in keys if k not in model_versions})
         if missing:
             raise ValueError(f"no model version for (sector, horizon) {missing}")
         versions = [model_versions[k] for k in keys]
+    numbers = [[float(v) for v in row] for row in values.tolist()]
 
     out = []
-    for r, version in zip(records, versions, strict=True):
-        side: Side = "BUY" if r["side"] == "BUY" else "SELL"
+    for i in range(n):
+        side: Side = "BUY" if sides[i] == "BUY" else "SELL"
         out.append(
             Signal(
-                symbol=str(r["symbol"]),
-                sector=str(r["sector"]),
-                cap_class=str(r["cap_class"]),
-                horizon=int(r["horizon"]),
+                symbol=symbols[i],
+                sector=sectors[i],
+                cap_class=caps[i],
+                horizon=horizons[i],
                 side=side,
                 signal_date=day,
-                model_version=str(version),
-                **{c: float(r[c]) for c in numeric},
+                model_version=str(versions[i]),
+                **dict(zip(_SIGNAL_NUMBERS, numbers[i], strict=True)),
             )
         )
     return out

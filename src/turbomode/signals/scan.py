@@ -33,10 +33,10 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,10 +49,11 @@ from turbomode.labels import CLASS_NAMES
 from turbomode.logs import event
 from turbomode.models.drift import KeyDrift
 from turbomode.models.drift import summary as drift_summary
+from turbomode.models.ensemble import TrainingDataError
 from turbomode.models.loading import Scorer, class_prior, load_ensemble
 from turbomode.records.positions import Position, PositionEvent
 from turbomode.records.signals import Signal
-from turbomode.risk.levels import levels_frame
+from turbomode.risk.levels import levels_arrays
 from turbomode.risk.positions import (
     manage_day,
     open_position,
@@ -95,10 +96,17 @@ class ModelCache:
     versions, so a superseded model cannot hold a slot and evict a live one.
     """
 
-    def __init__(self, registry: Any, maxsize: int = 33, threads: int = 1) -> None:
+    def __init__(
+        self,
+        registry: Any,
+        maxsize: int = 33,
+        threads: int = 1,
+        inference: Literal["fast", "native"] = "fast",
+    ) -> None:
         self.registry = registry
         self.maxsize = maxsize
         self.threads = threads
+        self.inference: Literal["fast", "native"] = inference
         self._models: OrderedDict[tuple[str, str], Scorer] = OrderedDict()
 
     def get(self, key: str) -> tuple[Scorer, str] | None:
@@ -110,7 +118,7 @@ class ModelCache:
         model = self._models.get(slot)
         if model is None:
             directory, _ = self.registry.load(key, version)
-            model = load_ensemble(directory, threads=self.threads)
+            model = load_ensemble(directory, threads=self.threads, inference=self.inference)
             for stale in [s for s in self._models if s[0] == key]:
                 del self._models[stale]
             self._models[slot] = model
@@ -177,30 +185,80 @@ def score_universe(
     sequence learners (``window_days`` > 0) also gets its symbols' last days from
     ``history`` (symbols, days → rows dated ≤ ``scan_date``); tree-only models read nothing
     more. Returns the scores (the columns :func:`rules.entry_candidates` needs), failures by
-    symbol, registry keys without a production model, and the versions used by key.
+    symbol, registry keys without a production model, and the versions used by key. The
+    frame form of :func:`score_rows`.
     """
-    frame = members[["symbol", "sector", "cap_class"]].merge(vectors, on="symbol", how="left")
-    frame = frame.merge(bars[["symbol", "close"]], on="symbol", how="left")
+    symbols = members["symbol"].to_numpy()
     feature_cols = [c for c in vectors.columns if c != "symbol"]
-    failures: dict[str, str] = {}
-    no_features = frame[feature_cols].isna().all(axis=1).to_numpy()
-    for sym in frame.loc[no_features, "symbol"]:
-        failures[sym] = "no features in the online store"
-    no_bar = ~no_features & frame["close"].isna().to_numpy()
-    for sym in frame.loc[no_bar, "symbol"]:
-        failures[sym] = "no price bar on the scan date"
-    no_atr = ~no_features & ~no_bar & ~(frame[ATR_FEATURE].to_numpy() > 0)
-    for sym in frame.loc[no_atr, "symbol"]:
-        failures[sym] = f"no usable {ATR_FEATURE} (warm-up or bad data): no stop can be set"
-    ok = frame.loc[~(no_features | no_bar | no_atr)].reset_index(drop=True)
+    at = pd.Index(vectors["symbol"]).get_indexer(symbols)
+    if list(vectors.columns[1:]) == feature_cols:  # symbol first: a slice, no name lookup
+        matrix = vectors.iloc[:, 1:].to_numpy()
+    else:
+        matrix = vectors[feature_cols].to_numpy()
+    X = np.full((len(symbols), len(feature_cols)), np.nan, dtype=matrix.dtype)
+    X[at >= 0] = matrix[at[at >= 0]]
+    bar_at = pd.Index(bars["symbol"]).get_indexer(symbols)
+    close = np.full(len(symbols), np.nan)
+    close[bar_at >= 0] = bars["close"].to_numpy(dtype=float)[bar_at[bar_at >= 0]]
+    columns, failures, missing, versions = score_rows(
+        symbols,
+        members["sector"].to_numpy(),
+        members["cap_class"].to_numpy(),
+        X,
+        {c: i for i, c in enumerate(feature_cols)},
+        close,
+        models,
+        horizons,
+        history=history,
+        scan_date=scan_date,
+    )
+    if columns is None:
+        scores = pd.DataFrame(columns=[*rules.SCORE_COLUMNS, "model_version"])
+    else:
+        scores = pd.DataFrame(columns)
+    return scores, failures, missing, versions
 
-    parts: list[pd.DataFrame] = []
+
+def score_rows(
+    symbols: np.ndarray,
+    sector_of: np.ndarray,
+    cap_of: np.ndarray,
+    X: np.ndarray,
+    column: Mapping[str, int],
+    close: np.ndarray,
+    models: ModelCache,
+    horizons: Sequence[int],
+    history: HistoryReader | None = None,
+    scan_date: date | None = None,
+) -> tuple[dict[str, np.ndarray] | None, dict[str, str], list[str], dict[str, str]]:
+    """:func:`score_universe` on arrays aligned by row: symbol, sector, cap class, feature
+    matrix (``column`` maps a feature's name to its column), close (NaN without a bar);
+    ``history`` and ``scan_date`` as there.
+
+    The one implementation of scoring; the service calls it directly for a few rows, where
+    building and merging frames was most of a request's time (docs/serving.md). Returns the
+    score columns (None when nothing was scored), failures, missing keys and versions.
+    """
+    failures: dict[str, str] = {}
+    no_features = np.isnan(X).all(axis=1) if X.shape[1] else np.ones(len(symbols), bool)
+    for sym in symbols[no_features]:
+        failures[sym] = "no features in the online store"
+    no_bar = ~no_features & np.isnan(close)
+    for sym in symbols[no_bar]:
+        failures[sym] = "no price bar on the scan date"
+    atr = X[:, column[ATR_FEATURE]].astype(float)
+    no_atr = ~no_features & ~no_bar & ~(atr > 0)
+    for sym in symbols[no_atr]:
+        failures[sym] = f"no usable {ATR_FEATURE} (warm-up or bad data): no stop can be set"
+    ok = np.flatnonzero(~(no_features | no_bar | no_atr))
+
+    parts: list[dict[str, np.ndarray]] = []
     missing: list[str] = []
     versions: dict[str, str] = {}
     modelled: set[str] = set()
     groups = [
-        (str(sector), int(horizon), rows)
-        for sector, rows in ok.groupby("sector", sort=True)
+        (str(sector), int(horizon), ok[sector_of[ok] == sector])
+        for sector in sorted(set(sector_of[ok]))
         for horizon in sorted(set(horizons))
     ]
     for sector, horizon, rows in groups:
@@ -218,45 +276,54 @@ def score_universe(
         model, version = found
         try:
             if getattr(model, "window_days", 0) > 0:  # stand-ins without it: trees
-                proba = _predict_with_history(model, rows, history, scan_date)
+                frame = pd.DataFrame(X[rows], columns=sorted(column, key=column.__getitem__))
+                frame.insert(0, "symbol", symbols[rows])
+                proba = _predict_with_history(model, frame, history, scan_date)
             else:
-                proba = model.predict_proba(rows[model.features])
+                lacking = [c for c in model.features if c not in column]
+                if lacking:
+                    raise TrainingDataError(
+                        f"feature frame lacks {len(lacking)} model feature(s): {lacking[:10]}"
+                    )
+                proba = model.predict_proba(X[np.ix_(rows, [column[c] for c in model.features])])
         except Exception as exc:  # e.g. a model trained on other features: out, scan goes on
             event(log, "scan.model_failed", key=key, error=str(exc))
             missing.append(f"{key} (failed to predict: {exc})")
             continue
         versions[key] = version
         prior = class_prior(model)
+        n = len(rows)
         parts.append(
-            pd.DataFrame(
-                {
-                    "symbol": rows["symbol"].to_numpy(),
-                    "sector": sector,
-                    "cap_class": rows["cap_class"].to_numpy(),
-                    "horizon": horizon,
-                    "p_buy": proba[:, BUY_I],
-                    "p_hold": proba[:, HOLD_I],
-                    "p_sell": proba[:, SELL_I],
-                    "close": rows["close"].to_numpy(dtype=float),
-                    "prior_buy": prior[BUY_I],
-                    "prior_sell": prior[SELL_I],
-                    "atr": rows[ATR_FEATURE].to_numpy(dtype=float)
-                    * rows["close"].to_numpy(dtype=float),
-                    "model_version": version,
-                }
-            )
+            {
+                "symbol": symbols[rows],
+                "sector": np.full(n, sector, dtype=object),
+                "cap_class": cap_of[rows],
+                "horizon": np.full(n, horizon, dtype=np.int64),
+                "p_buy": proba[:, BUY_I],
+                "p_hold": proba[:, HOLD_I],
+                "p_sell": proba[:, SELL_I],
+                "close": close[rows],
+                "prior_buy": np.full(n, prior[BUY_I], dtype=float),
+                "prior_sell": np.full(n, prior[SELL_I], dtype=float),
+                "atr": atr[rows] * close[rows],
+                "model_version": np.full(n, version, dtype=object),
+            }
         )
-        modelled.update(rows["symbol"])
-    for sym, sector in ok.loc[~ok["symbol"].isin(modelled), ["symbol", "sector"]].itertuples(
-        index=False
-    ):
-        failures[sym] = f"no production model for {sector} (any horizon)"
-    columns = [*rules.SCORE_COLUMNS, "model_version"]
-    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    bad = rules.invalid_probability_mask(scores) if len(scores) else pd.Series(dtype=bool)
-    for sym in scores.loc[bad, "symbol"] if len(scores) else []:
-        failures[sym] = "model returned invalid probabilities"
-    scores = scores.loc[~bad].reset_index(drop=True) if len(scores) else scores
+        modelled.update(symbols[rows])
+    for i in ok:
+        if symbols[i] not in modelled:
+            failures[symbols[i]] = f"no production model for {sector_of[i]} (any horizon)"
+    if not parts:
+        return None, failures, missing, versions
+    if len(parts) == 1:  # one (sector, horizon), as a single /predict has
+        scores = parts[0]
+    else:
+        scores = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    bad = rules.invalid_rows(scores)
+    if bad.any():
+        for sym in scores["symbol"][bad]:
+            failures[sym] = "model returned invalid probabilities"
+        scores = {c: v[~bad] for c, v in scores.items()}
     return scores, failures, missing, versions
 
 
@@ -289,17 +356,32 @@ def _predict_with_history(
 
 
 def fresh_signals(
-    scores: pd.DataFrame, scan_date: date, settings: Settings, limits: dict[str, float]
+    scores: pd.DataFrame | Mapping[str, np.ndarray],
+    scan_date: date,
+    settings: Settings,
+    limits: Mapping[str, float],
 ) -> list[Signal]:
     """Entry candidates at ``limits`` (:func:`rules.entry_thresholds`) with stop, target and
-    levels, as Signal records."""
-    if scores.empty:
+    levels, as Signal records.
+
+    ``scores``: a frame (the scan) or a mapping of equal-length arrays (the service's few
+    rows). Both go through the same array rules (:func:`rules.night_entries`,
+    :func:`levels_arrays`, :func:`rules.signals_from_columns`): on one row, frames were most
+    of a request's time."""
+    if isinstance(scores, pd.DataFrame):
+        if scores.empty:
+            return []
+        columns: Mapping[str, np.ndarray] = {str(c): scores[c].to_numpy() for c in scores}
+    else:
+        columns = scores
+    if len(columns["symbol"]) == 0:
         return []
-    cand = rules.night_candidates(scores, settings.signals, limits)
-    if cand.empty:
+    cand = rules.night_entries(columns, settings.signals, limits)
+    if len(cand["symbol"]) == 0:
         return []
-    lv = levels_frame(cand, settings.risk)
-    cand = pd.concat([cand, lv[["stop", "target", "stop_distance"]]], axis=1)
+    lv = levels_arrays(cand, settings.risk)
+    for c in rules.LEVEL_COLUMNS:
+        cand[c] = lv[c]
     versions = {
         (str(sector), int(horizon)): str(version)
         for sector, horizon, version in zip(
@@ -309,7 +391,7 @@ def fresh_signals(
             strict=True,
         )
     }
-    return rules.signals_from_frame(cand, scan_date, versions)
+    return rules.signals_from_columns(cand, scan_date, versions)
 
 
 # --------------------------------------------------------------------------- the book
@@ -517,7 +599,11 @@ def run_scan(
         metrics.gauge("turbomode_scan_stale_features").set(len(stale))
         if models is None:
             registry = ModelRegistry(settings.stores.model_registry_uri, family="turbomode")
-            models = ModelCache(registry, threads=max(1, int(settings.compute.cpus_per_task)))
+            models = ModelCache(
+                registry,
+                threads=max(1, int(settings.compute.cpus_per_task)),
+                inference=settings.compute.inference,
+            )
         stage("scoring")
         scores, failures, missing, versions = score_universe(
             vectors,
