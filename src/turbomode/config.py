@@ -458,6 +458,20 @@ class NotifySettings(BaseModel):
     )
 
 
+NEURAL_DEFAULTS: dict[str, Any] = {
+    "hidden": 32,  # MLP width, LSTM state size, Transformer model width
+    "heads": 2,
+    "window": 10,  # days per sequence (LSTM, Transformer)
+    "max_epochs": 30,
+    "patience": 4,
+    "batch_size": 512,
+    "learning_rate": 2e-3,
+    "weight_decay": 1e-4,
+    "val_fraction": 0.2,
+}
+"""The neural learners' hyperparameters; ``models.neural`` overrides any of them."""
+
+
 class ModelSettings(BaseModel):
     """Which model, on which rows, and the hyperparameters of each kind.
 
@@ -590,17 +604,7 @@ class ModelSettings(BaseModel):
         ),
     )
     neural: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "hidden": 32,
-            "heads": 2,
-            "window": 10,
-            "max_epochs": 30,
-            "patience": 4,
-            "batch_size": 512,
-            "learning_rate": 2e-3,
-            "weight_decay": 1e-4,
-            "val_fraction": 0.2,
-        },
+        default_factory=lambda: dict(NEURAL_DEFAULTS),
         description="Hyperparameters of the neural learners (turbomode.models.neural).",
     )
     sequence_features: list[str] = Field(

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TINY, need
+from tests.serving.test_predictor import FakeOnlineStore
 from turbomode import feature_store as fs
 from turbomode.config import GICS_SECTORS, ModelSettings, Settings
 from turbomode.data.ingest import ingest, load_clean
@@ -192,31 +193,14 @@ def test_a_row_after_the_scan_date_never_reaches_a_window(seq: SeqMarket, tmp_pa
     np.testing.assert_allclose(got.to_numpy(), direct.loc[got.index, "p_buy"], atol=1e-6)
 
 
-class _OnlineStore:
-    """Feast's get_online_features → to_dict, from the features of one day."""
-
-    def __init__(self, vectors: pd.DataFrame, day: date) -> None:
-        cols = fs.FeatureLayout.from_registry().all
-        self.vectors = {
-            str(s): [float(v) for v in row]
-            for s, row in zip(vectors["symbol"], vectors[cols].to_numpy(), strict=True)
-        }
-        self.stamp = int(pd.Timestamp(day).tz_localize("UTC").timestamp()) + 20 * 3600
-
-    def get_online_features(self, features: list[str], entity_rows: dict[str, list[str]]) -> Any:
-        symbols = entity_rows["symbol"]
-        found = [self.vectors.get(s) for s in symbols]
-        data = {
-            "symbol": symbols,
-            "vector": found,
-            "vector__ts": [self.stamp if v is not None else None for v in found],
-        }
-
-        class Response:
-            def to_dict(self, include_event_timestamps: bool = False) -> dict[str, Any]:
-                return data
-
-        return Response()
+def _online_store(vectors: pd.DataFrame, day: date) -> FakeOnlineStore:
+    """Feast's online read of the features of one day (the service tests' fake)."""
+    cols = fs.FeatureLayout.from_registry().all
+    rows = {
+        str(s): [float(v) for v in row]
+        for s, row in zip(vectors["symbol"], vectors[cols].to_numpy(), strict=True)
+    }
+    return FakeOnlineStore(rows, int(pd.Timestamp(day).tz_localize("UTC").timestamp()) + 72000)
 
 
 def test_service_reads_windows_for_predict_and_refuses_a_lone_vector(
@@ -230,7 +214,7 @@ def test_service_reads_windows_for_predict_and_refuses_a_lone_vector(
         seq.settings,
         ServingSettings(scan_file=tmp_path / "none.json", health_cache_s=0),
         registry=seq.registry,
-        store=_OnlineStore(seq.vectors(day), day),
+        store=_online_store(seq.vectors(day), day),
     )
     direct = _offline_prediction(seq.settings, seq, day)
     sym = str(direct.index[0])

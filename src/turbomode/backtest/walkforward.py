@@ -42,6 +42,7 @@ from turbomode.logs import event
 from turbomode.signals.scan import ATR_FEATURE
 
 if TYPE_CHECKING:
+    from turbomode.models.ensemble import StackedEnsemble
     from turbomode.models.gate import GateReport
 
 log = logging.getLogger("turbomode.backtest.walkforward")
@@ -114,6 +115,29 @@ def nightly_signals(scores: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return out[SIGNAL_FIELDS].sort_values(["date", "symbol"]).reset_index(drop=True)
 
 
+def _fit(
+    settings: Settings,
+    names: list[str],
+    horizon: int,
+    threads: int,
+    rows: pd.DataFrame,
+    y: np.ndarray,
+) -> StackedEnsemble:
+    """A period's (or a gate candidate's) ensemble on ``rows``, as configured: its inputs
+    include symbol and date when sequence learners read windows."""
+    from turbomode.models.ensemble import StackedEnsemble
+    from turbomode.models.train import input_columns
+
+    return StackedEnsemble(
+        names,
+        horizon,
+        settings.models,
+        threads=threads,
+        device=settings.compute.device,
+        inference=settings.compute.inference,
+    ).fit(rows[input_columns(settings.models, names)], y, rows["date"].to_numpy())
+
+
 def _scores(
     model: Any,
     rows: pd.DataFrame,
@@ -179,9 +203,8 @@ def gate_step(
     A string says why no candidate could be judged (the gated book then keeps its model).
     ``look`` is the sector's decision count in this backtest, this one included: the gate
     spends alpha over them as it does over a deployment's monthly retrains."""
-    from turbomode.models.ensemble import StackedEnsemble
     from turbomode.models.gate import decide
-    from turbomode.models.train import evaluate_rows, gate_evidence, input_columns
+    from turbomode.models.train import evaluate_rows, gate_evidence
     from turbomode.models.validation import out_of_time_split
 
     days = np.unique(train["date"].to_numpy())
@@ -195,15 +218,7 @@ def gate_step(
     y = tr[f"label_{horizon}"].to_numpy(dtype=np.int64)
     if len(np.unique(y)) < 3 or te.empty:
         return "a class is missing from the candidate's labels, or the window has no members"
-    cols = input_columns(settings.models, names)
-    candidate = StackedEnsemble(
-        names,
-        horizon,
-        settings.models,
-        threads=threads,
-        device=settings.compute.device,
-        inference=settings.compute.inference,
-    ).fit(tr[cols], y, tr["date"].to_numpy())
+    candidate = _fit(settings, names, horizon, threads, tr, y)
     evaluation, baselines = gate_evidence(candidate, tr, te, horizon, names)
     prod = None if production is None else evaluate_rows(production, te, horizon, names, history=tr)
     return decide(evaluation, baselines, prod, settings.gate, look=look)
@@ -228,7 +243,6 @@ def walk_forward_signals(
     end of each window (None: the ungated book only). Nothing is written.
     """
     from turbomode.feature_store import model_features
-    from turbomode.models.ensemble import StackedEnsemble
     from turbomode.models.train import input_columns
     from turbomode.outcomes.history import MarketHistory
 
@@ -282,14 +296,7 @@ def walk_forward_signals(
                 info["sectors"][sector] = "skipped: a class is missing from its labels"
             else:
                 note(f"{name} {sector}: fit on {len(train):,} rows")
-                ens = StackedEnsemble(
-                    names,
-                    horizon,
-                    settings.models,
-                    threads=threads,
-                    device=settings.compute.device,
-                    inference=settings.compute.inference,
-                ).fit(train[cols], y, train["date"].to_numpy())
+                ens = _fit(settings, names, horizon, threads, train, y)
                 scored.append(_scores(ens, todo, names, sector, horizon, name, history))
                 info["sectors"][sector] = len(train)
             if gate_days is None:

@@ -240,6 +240,21 @@ def _add_forest(nodes: _Nodes, forest: Any, group: int) -> None:
         nodes.tree(root, depth, group)
 
 
+_FOREST_ARRAYS = (
+    "feature",
+    "threshold",
+    "left",
+    "right",
+    "nan_left",
+    "zero_left",
+    "value",
+    "roots",
+    "depths",
+    "groups",
+)
+"""The array fields of :class:`Forest`, in the order they are stored."""
+
+
 @dataclass(frozen=True)
 class Forest:
     """Flat node arrays of some tree learners, trees ordered by depth (deepest first) so each
@@ -307,39 +322,14 @@ class Forest:
         return np.stack([leaf[:, self.groups == g].sum(axis=1) for g in range(self.n_groups)], 1)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        return {
-            f"{prefix}{name}": getattr(self, name)
-            for name in (
-                "feature",
-                "threshold",
-                "left",
-                "right",
-                "nan_left",
-                "zero_left",
-                "value",
-                "roots",
-                "depths",
-                "groups",
-            )
-        } | {f"{prefix}n_groups": np.asarray(self.n_groups)}
+        """The forest as named arrays (an .npz's entries), each name under ``prefix``."""
+        return {f"{prefix}{name}": getattr(self, name) for name in _FOREST_ARRAYS} | {
+            f"{prefix}n_groups": np.asarray(self.n_groups)
+        }
 
     @classmethod
     def from_arrays(cls, data: Mapping[str, np.ndarray], prefix: str) -> Forest:
-        fields = {
-            name: np.asarray(data[f"{prefix}{name}"])
-            for name in (
-                "feature",
-                "threshold",
-                "left",
-                "right",
-                "nan_left",
-                "zero_left",
-                "value",
-                "roots",
-                "depths",
-                "groups",
-            )
-        }
+        fields = {name: np.asarray(data[f"{prefix}{name}"]) for name in _FOREST_ARRAYS}
         return cls(**fields, n_groups=int(data[f"{prefix}n_groups"]))
 
 

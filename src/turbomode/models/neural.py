@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from turbomode.config import NEURAL_DEFAULTS
 from turbomode.errors import TurboModeError
 
 ARCHITECTURES: tuple[str, ...] = ("mlp", "lstm", "transformer")
@@ -38,17 +39,7 @@ SEQUENCE_ARCHITECTURES: tuple[str, ...] = ("lstm", "transformer")
 NEURAL_SUFFIX = ".nn.safetensors"  # the same as turbomode.models.persistence.NEURAL_SUFFIX
 N_CLASSES = 3
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "hidden": 32,  # MLP width, LSTM state size, Transformer model width
-    "heads": 2,
-    "window": 10,  # days per sequence (LSTM, Transformer)
-    "max_epochs": 30,
-    "patience": 4,
-    "batch_size": 512,
-    "learning_rate": 2e-3,
-    "weight_decay": 1e-4,
-    "val_fraction": 0.2,
-}
+DEFAULT_PARAMS = NEURAL_DEFAULTS
 
 
 class NeuralError(TurboModeError):
