@@ -295,6 +295,18 @@ class FeatureStoreSettings(BaseModel):
         ge=1,
         description="First materialization window (calendar days) before the newest date.",
     )
+    engine: Literal["auto", "local", "ray"] = Field(
+        default="auto",
+        description="Where the feature build runs: local (one process, "
+        "turbomode.features.engine), ray (symbol and date blocks as Ray tasks, "
+        "turbomode.features.distributed) or auto (ray from ray_min_symbols on).",
+    )
+    ray_min_symbols: int = Field(
+        default=5000,
+        ge=1,
+        description="Universe size from which engine=auto builds on Ray: below it one process "
+        "is faster than Ray's start-up and shuffle (benchmarks/bench_scale.py).",
+    )
 
 
 class YFinanceSettings(BaseModel):
