@@ -307,6 +307,11 @@ class FeatureStoreSettings(BaseModel):
         description="Universe size from which engine=auto builds on Ray: below it one process "
         "is faster than Ray's start-up and shuffle (benchmarks/bench_scale.py).",
     )
+    ray_output: str | None = Field(
+        default=None,
+        description="Directory or s3:// URI where a Ray build also writes its rows as "
+        "partitioned parquet (symbol_block=NNNNN/); None: only the offline tables.",
+    )
 
 
 class YFinanceSettings(BaseModel):

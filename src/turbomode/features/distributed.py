@@ -38,6 +38,7 @@ from turbomode.features.cross_sectional import NEEDS as CS_NEEDS
 from turbomode.features.engine import (
     MIN_HISTORY,
     FeatureResult,
+    build_features,
     feature_report,
     panel_features,
     prepare_prices,
@@ -77,6 +78,36 @@ def use_ray(settings: Settings, n_symbols: int) -> bool:
     if engine == "auto":
         return n_symbols >= settings.features.ray_min_symbols
     return engine == "ray"
+
+
+def build(
+    settings: Settings,
+    prices: pd.DataFrame,
+    market: pd.DataFrame | None,
+    sectors: Mapping[str, str],
+    macro: pd.DataFrame | None = None,
+) -> FeatureResult:
+    """The full build ``features.engine`` picks for this universe: the engine in this process,
+    or the blocks on Ray (the running session, ``compute.ray_address``, or a local one started
+    and stopped here), with the parts also written to ``features.ray_output`` when set."""
+    n_symbols = int(prices["symbol"].nunique())
+    if not use_ray(settings, n_symbols):
+        return build_features(prices, market, sectors, macro=macro)
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        if settings.compute.ray_address:
+            ray.init(address=settings.compute.ray_address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        return build_features_ray(
+            prices, market, sectors, macro=macro, out=settings.features.ray_output
+        )
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def build_features_ray(
