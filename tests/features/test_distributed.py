@@ -1,4 +1,5 @@
-"""The Ray feature build gives the single-process engine's values, on a real two-node Ray.
+"""The Ray feature build gives the single-process engine's values: the block decomposition in
+process (fast, several splits), and the real thing on a two-node Ray.
 
 The cluster is two ``ray start`` processes on this machine (a head and a worker node, one CPU
 each), so blocks really run on both nodes and move through the object store between them. Each
@@ -30,8 +31,6 @@ from turbomode.config import Settings, SyntheticSettings
 from turbomode.data.sources.synthetic import generate_market
 from turbomode.features.distributed import build_features_ray, read_parts, use_ray
 from turbomode.features.engine import build_features
-
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _free_port() -> int:
@@ -109,6 +108,8 @@ def _port_open(port: int) -> bool:
         return False
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_ray_build_equals_engine_on_the_synthetic_market(cluster: str, tmp_path: Path) -> None:
     """Full registry, float32, macro series, listings and a delisting: the same bits, and the
     written parts read back as the same frame."""
@@ -128,6 +129,8 @@ def test_ray_build_equals_engine_on_the_synthetic_market(cluster: str, tmp_path:
     assert got.report.missing_macro == local.report.missing_macro
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_ray_build_without_collecting(cluster: str, tmp_path: Path) -> None:
     """A subset in float64, an unmapped symbol, a short history and a VIX gap, left in the
     parts only (how a universe larger than the driver is built)."""
@@ -144,6 +147,20 @@ def test_ray_build_without_collecting(cluster: str, tmp_path: Path) -> None:
     assert got.frame.empty
     pd.testing.assert_frame_equal(read_parts(out), local.frame, check_exact=True)
     assert got.report.unmapped_symbols == ["S05"]
+    assert got.report.nan_share == local.report.nan_share
+
+
+@pytest.mark.parametrize(("symbol_blocks", "date_blocks"), [(1, 1), (4, 3), (12, 1), (2, 320)])
+def test_blocks_in_process_equal_the_engine(symbol_blocks: int, date_blocks: int) -> None:
+    """The decomposition itself, without Ray: one block, uneven blocks, one symbol a block,
+    one date a block — the same bits every way (a short symbol and a VIX gap included)."""
+    prices, market, sectors = synthetic_market(n_symbols=12, n_days=320, seed=1)
+    local = build_features(prices, market, sectors)
+    got = build_features_ray(
+        prices, market, sectors, symbol_blocks=symbol_blocks, date_blocks=date_blocks,
+        in_process=True,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(got.frame, local.frame, check_exact=True)
     assert got.report.nan_share == local.report.nan_share
 
 

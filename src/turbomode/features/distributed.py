@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -122,6 +122,7 @@ def build_features_ray(
     symbol_blocks: int | None = None,
     date_blocks: int | None = None,
     collect: bool = True,
+    in_process: bool = False,
 ) -> FeatureResult:
     """:func:`~turbomode.features.engine.build_features` on the running Ray cluster.
 
@@ -129,9 +130,10 @@ def build_features_ray(
     URI) also receives the parts. ``collect=False`` leaves the rows in ``out`` only (the frame
     returned is empty, the report complete) — the way a universe larger than the driver's memory
     is built. Blocks default to two per cluster CPU, so a slow block does not hold up the rest.
+    ``in_process`` runs the same blocks, shuffle and joins here, one after another, without
+    Ray: the decomposition checked in seconds, or one block debugged.
     """
-    import ray
-
+    runner: _Runner = _Inline() if in_process else _Ray()
     if not collect and out is None:
         raise ValueError("collect=False needs out: the rows would go nowhere")
     t0 = time.perf_counter()
@@ -146,7 +148,7 @@ def build_features_ray(
     p = prepare_prices(prices)
     layout = Layout.from_frame(p)
     ctx = MarketContext(market, macro)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = runner.cpus()
     n_sb = min(layout.n_symbols, symbol_blocks or 2 * cpus)
     n_db = min(len(layout.dates), date_blocks or 2 * cpus)
     sym_edges = np.linspace(0, layout.n_symbols, n_sb + 1).round().astype(np.intp)
@@ -163,33 +165,32 @@ def build_features_ray(
         date_blocks=n_db,
         cpus=cpus,
     )
-    ctx_ref = ray.put(ctx)
-    sectors_ref = ray.put(dict(sectors))
-    symbols_ref = ray.put(layout.symbols)
+    ctx_ref = runner.put(ctx)
+    sectors_ref = runner.put(dict(sectors))
+    symbols_ref = runner.put(layout.symbols)
     lap("prepare")
 
-    sym_task = _symbol_block.options(num_returns=2 + n_db)
+    sym_task = runner.task(_symbol_task, 2 + n_db)
     sym_out: list[Any] = []
     sym_keys: list[Any] = []
     pieces: list[list[Any]] = []  # [symbol block][date block]
     for k in range(n_sb):
         block = p.iloc[row_edges[k] : row_edges[k + 1]].reset_index(drop=True)
-        refs = sym_task.remote(
-            block, ctx_ref, sectors_ref, sym_names, dt, date_edges, int(sym_edges[k])
-        )
+        refs = sym_task(block, ctx_ref, sectors_ref, sym_names, dt, date_edges, int(sym_edges[k]))
         sym_out.append(refs[0])
         sym_keys.append(refs[1])
         pieces.append(list(refs[2:]))
     del p
-    date_task = _date_block.options(num_returns=n_sb) if n_sb > 1 else _date_block
+    date_task = runner.task(_date_task, n_sb)
     panel_out: list[list[Any]] = []  # [date block][symbol block]
     for j in range(n_db):
-        refs = date_task.remote(
+        refs = date_task(
             symbols_ref, ctx_ref, sectors_ref, panel_names, dt, *(pieces[k][j] for k in range(n_sb))
         )
         panel_out.append(list(refs) if n_sb > 1 else [refs])
+    join = runner.task(_join_task, 1)
     joins = [
-        _join.remote(
+        join(
             sym_out[k],
             selected,
             sym_names,
@@ -204,16 +205,12 @@ def build_features_ray(
         for k in range(n_sb)
     ]
     nan_count = np.zeros(len(selected), dtype=np.int64)
-    pending = {ref: k for k, ref in enumerate(joins)}
     got: dict[int, pd.DataFrame] = {}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        k = pending.pop(ready[0])
-        part, counts = ray.get(ready[0])
+    for i, (k, (part, counts)) in enumerate(runner.done(joins)):
         nan_count += counts
         if part is not None:
             got[k] = part
-        event(log, "features.ray.block", block=k, done=n_sb - len(pending), of=n_sb)
+        event(log, "features.ray.block", block=k, done=i + 1, of=n_sb)
     lap("blocks")
     if collect:
         parts = [got[k] for k in range(n_sb)]
@@ -248,26 +245,51 @@ def _date_block_of(
     return np.searchsorted(date_edges, dates, side="right").astype(np.intp) - 1
 
 
-def _remote(fn: Any) -> Any:
-    """``ray.remote`` applied when first used, so importing this module does not import Ray."""
+class _Runner(Protocol):
+    def cpus(self) -> int: ...
+    def put(self, value: Any) -> Any: ...
+    def task(self, fn: Callable[..., Any], num_returns: int) -> Callable[..., Any]: ...
+    def done(self, refs: list[Any]) -> Iterator[tuple[int, Any]]: ...
 
-    class Lazy:
-        _task: Any = None
 
-        def options(self, **kw: Any) -> Any:
-            return self._get().options(**kw)
+class _Ray:
+    """Tasks on the running Ray cluster, one CPU each; results as they finish."""
 
-        def remote(self, *args: Any) -> Any:
-            return self._get().remote(*args)
+    def __init__(self) -> None:
+        import ray
 
-        def _get(self) -> Any:
-            if self._task is None:
-                import ray
+        self.ray = ray
 
-                self._task = ray.remote(num_cpus=1)(fn)
-            return self._task
+    def cpus(self) -> int:
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
-    return Lazy()
+    def put(self, value: Any) -> Any:
+        return self.ray.put(value)
+
+    def task(self, fn: Callable[..., Any], num_returns: int) -> Callable[..., Any]:
+        return self.ray.remote(num_cpus=1, num_returns=num_returns)(fn).remote  # type: ignore[no-any-return]
+
+    def done(self, refs: list[Any]) -> Iterator[tuple[int, Any]]:
+        pending = {ref: k for k, ref in enumerate(refs)}
+        while pending:
+            ready, _ = self.ray.wait(list(pending), num_returns=1)
+            yield pending.pop(ready[0]), self.ray.get(ready[0])
+
+
+class _Inline:
+    """The same tasks called in this process, in submission order."""
+
+    def cpus(self) -> int:
+        return 1
+
+    def put(self, value: Any) -> Any:
+        return value
+
+    def task(self, fn: Callable[..., Any], num_returns: int) -> Callable[..., Any]:
+        return fn
+
+    def done(self, refs: list[Any]) -> Iterator[tuple[int, Any]]:
+        yield from enumerate(refs)
 
 
 def _symbol_task(
@@ -379,8 +401,3 @@ def _write_part(frame: pd.DataFrame, out: str, k: int) -> None:
     fs.create_dir(directory, recursive=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table, f"{directory}/part-0.parquet", filesystem=fs, compression="zstd")
-
-
-_symbol_block = _remote(_symbol_task)
-_date_block = _remote(_date_task)
-_join = _remote(_join_task)
