@@ -9,6 +9,7 @@ teardown: ``ray stop`` would also stop any other Ray on the machine.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -58,7 +59,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A head and a worker node; yields the address the driver connects to."""
-    ray = pytest.importorskip("ray")
+    need(importlib.util.find_spec("ray") is not None, "ray is not installed")
+    import ray
+
     cli = _ray_cli()
     need(cli is not None, "the ray command line is not installed")
     assert cli is not None
