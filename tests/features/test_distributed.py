@@ -68,6 +68,11 @@ def cluster() -> Iterator[str]:
     port = _free_port()
     address = f"127.0.0.1:{port}"
     temp = tempfile.mkdtemp(prefix="/tmp/trf")  # short: Ray's socket paths have a length limit
+    # Ray turns token authentication on when a token exists under ~/.ray (another Ray user on
+    # the machine may have left one); this throwaway cluster listens on 127.0.0.1 only, and the
+    # driver, head and worker must agree, so all three run without it.
+    saved_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     src = str(Path(turbomode.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
@@ -101,6 +106,10 @@ def cluster() -> Iterator[str]:
         for proc in reversed(procs):
             _stop(proc)
         shutil.rmtree(temp, ignore_errors=True)
+        if saved_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_mode
 
 
 def _port_open(port: int) -> bool:
