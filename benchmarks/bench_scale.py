@@ -21,14 +21,16 @@ Peak memory: ``ru_maxrss`` of the stage's process, except for the Ray build, who
 worker processes: there it is the peak of the summed PSS of the process and every descendant
 (Ray's GCS, raylet and workers — all of this one node), sampled every 0.2 s.
 
-Growth: each stage's time and memory are fitted as ``a · N^b`` (least squares in log-log over
-the measured sizes) and extrapolated to the sizes this machine cannot hold (``--extrapolate``),
+Growth: each stage's time and memory are fitted as ``a + b · N`` (fixed cost plus a cost per
+symbol, least squares over the measured sizes; the log-log slope is printed beside) and
+extrapolated to the sizes this machine cannot hold (``--extrapolate``),
 marked so. The sizing table gives, per universe, the nightly chain (ingest, features,
 materialize, scan) on one process and how many nodes of ``--node-cores`` / ``--node-gib`` the
 Ray feature build needs for the chain to end within ``--deadline-s``.
 
 Usage: python benchmarks/bench_scale.py [SIZES ...] [--days 1512] [--work DIR]
        [--extrapolate 5000 20000] [--node-cores 16] [--node-gib 64] [--deadline-s 3600]
+       [--results WORK/results.json]   (re-print a saved run)
 """
 
 from __future__ import annotations
@@ -259,13 +261,23 @@ def _fmt(v: Any) -> str:
 
 
 def fit(sizes: list[int], ys: list[float]) -> tuple[float, float]:
-    """``y = a · N^b`` by least squares in log-log: (a, b)."""
-    xs = [math.log(n) for n in sizes]
-    ls = [math.log(max(y, 1e-6)) for y in ys]
-    mx, my = sum(xs) / len(xs), sum(ls) / len(ls)
-    den = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ls, strict=True)) / den if den else 1.0
-    return math.exp(my - b * mx), b
+    """``y = a + b · N`` by least squares: a stage's fixed cost (start-up, imports, the market
+    series) and its cost per symbol. A power law fitted to two small sizes reads the fixed
+    cost as sub-linear growth and would promise too little at 20,000; with one size, all of
+    it is taken as per-symbol (proportional growth)."""
+    if len(sizes) < 2:
+        return 0.0, ys[0] / sizes[0]
+    mx, my = sum(sizes) / len(sizes), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in sizes)
+    b = sum((x - mx) * (y - my) for x, y in zip(sizes, ys, strict=True)) / den
+    b = max(b, 0.0)  # noise can make a flat stage look shrinking
+    return my - b * mx, b
+
+
+def slope(sizes: list[int], ys: list[float]) -> float:
+    """Log-log growth exponent between the smallest and largest size (1: proportional)."""
+    lo, hi = sizes[0], sizes[-1]
+    return math.log(ys[-1] / ys[0]) / math.log(hi / lo) if hi > lo else 1.0
 
 
 def main() -> int:
@@ -277,6 +289,7 @@ def main() -> int:
     ap.add_argument("--node-cores", type=int, default=16)
     ap.add_argument("--node-gib", type=float, default=64.0)
     ap.add_argument("--deadline-s", type=float, default=3600.0)
+    ap.add_argument("--results", type=Path, default=None, help="re-print a saved results.json")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--engine", default="local", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -285,10 +298,26 @@ def main() -> int:
         return 0
     root = args.work or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     cores = os.cpu_count() or 1
-    print(f"scale simulation: sizes {args.sizes}, {args.days} days, {cores} cores, work {root}")
+    if not args.results:
+        print(f"scale simulation: sizes {args.sizes}, {args.days} days, {cores} cores, {root}")
     measured: dict[int, dict[tuple[str, str], dict[str, Any]]] = {}
-    for n in sorted(args.sizes):
-        measured[n] = run_size(n, args.days, root)
+    if args.results:  # re-print a saved run (another fit or node size), nothing measured
+        saved = json.loads(args.results.read_text())
+        cores = saved["cores"]
+        for n, rows in saved["sizes"].items():
+            measured[int(n)] = {(r["stage"], r["engine"]): r for r in rows}
+    else:
+        for n in sorted(args.sizes):
+            measured[n] = run_size(n, args.days, root)
+        saved = {
+            "cores": cores,
+            "days": args.days,
+            "sizes": {
+                n: [{"stage": k[0], "engine": k[1], **v} for k, v in m.items()]
+                for n, m in measured.items()
+            },
+        }
+        (root / "results.json").write_text(json.dumps(saved, indent=1, default=float))
     report(measured, args, cores)
     return 0
 
@@ -311,19 +340,23 @@ def report(
         if n in measured:
             return float(measured[n][k][what])
         (a_t, b_t), (a_m, b_m) = fits[k]
-        return a_t * n**b_t if what == "seconds" else a_m * n**b_m
+        return a_t + b_t * n if what == "seconds" else a_m + b_m * n
 
     print(f"\nper stage, seconds / peak GiB ({cores} cores; * = extrapolated from the fit)")
     head = "".join(f"{n:>16,d}{'*' if n not in measured else ' '}" for n in targets)
-    print(f"{'stage':14s}{'engine':7s}{head}   growth (time, memory)")
+    print(f"{'stage':14s}{'engine':7s}{head}   fit: s + s/1k symbols, GiB + GiB/1k; slope")
     for k in keys:
         cells = "".join(
             f"{value(n, k, 'seconds'):8.1f} /{value(n, k, 'peak_gib'):6.2f} " for n in targets
         )
-        (_, b_t), (_, b_m) = fits[k]
-        print(f"{k[0]:14s}{k[1]:7s}{cells}   N^{b_t:.2f}, N^{b_m:.2f}")
+        (a_t, b_t), (a_m, b_m) = fits[k]
+        exp = slope(sizes, [measured[n][k]["seconds"] for n in sizes])
+        print(
+            f"{k[0]:14s}{k[1]:7s}{cells}   {a_t:5.1f} + {b_t * 1000:6.1f}, "
+            f"{a_m:5.2f} + {b_m * 1000:5.2f}; N^{exp:.2f}"
+        )
     if len(sizes) < 2:
-        print("(one size measured: growth assumed linear)")
+        print("(one size measured: growth assumed proportional)")
 
     print(
         f"\nsizing: nightly chain ({', '.join(NIGHTLY)}) within {args.deadline_s:.0f} s; "
