@@ -304,8 +304,10 @@ class FeatureStoreSettings(BaseModel):
     ray_min_symbols: int = Field(
         default=5000,
         ge=1,
-        description="Universe size from which engine=auto builds on Ray: below it one process "
-        "is faster than Ray's start-up and shuffle (benchmarks/bench_scale.py).",
+        description="Universe size from which engine=auto builds on Ray. On the same cores Ray "
+        "is slower (its shuffle and start-up; README 'Scale'), so it pays where one process no "
+        "longer fits a node: 5,000 symbols × 6 years take ≈ 28 GiB in one process, × 20 years "
+        "≈ 90 GiB (benchmarks/bench_scale.py).",
     )
     ray_output: str | None = Field(
         default=None,
