@@ -171,7 +171,7 @@ def train_key(settings: Any, work: Path) -> tuple[float, dict[str, Any]]:
     from turbomode.models.train import TrainTask, oot_window_start, train_one
     from turbomode.workspace import Workspace
 
-    settings.models = ModelSettings(**TINY)
+    settings.models = ModelSettings.model_validate(TINY)
     data = pd.read_parquet(work / "training_set.parquet")
     features = model_features(settings)
     test_start = str(oot_window_start(data["date"], settings).date())
@@ -375,10 +375,11 @@ def report(
         ray_mem = value(n, ray_k, "peak_gib")
         driver = value(n, ("features", "local"), "peak_gib")
         nodes = "-"
-        for k in range(1, 1025):
-            t = serial + work_cs / (k * args.node_cores)
-            if t <= args.deadline_s and ray_mem / k <= args.node_gib and driver <= args.node_gib:
-                nodes = str(k)
+        for count in range(1, 1025):
+            t = serial + work_cs / (count * args.node_cores)
+            fits_memory = ray_mem / count <= args.node_gib and driver <= args.node_gib
+            if t <= args.deadline_s and fits_memory:
+                nodes = str(count)
                 break
         mark = "*" if n not in measured else " "
         print(f"{n:9,d} {mark} {local:12.0f} {peak:9.2f} {nodes:>10s}")

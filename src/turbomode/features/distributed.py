@@ -267,7 +267,7 @@ class _Ray:
         return self.ray.put(value)
 
     def task(self, fn: Callable[..., Any], num_returns: int) -> Callable[..., Any]:
-        return self.ray.remote(num_cpus=1, num_returns=num_returns)(fn).remote  # type: ignore[no-any-return]
+        return self.ray.remote(num_cpus=1, num_returns=num_returns)(fn).remote
 
     def done(self, refs: list[Any]) -> Iterator[tuple[int, Any]]:
         pending = {ref: k for k, ref in enumerate(refs)}
