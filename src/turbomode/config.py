@@ -295,6 +295,25 @@ class FeatureStoreSettings(BaseModel):
         ge=1,
         description="First materialization window (calendar days) before the newest date.",
     )
+    engine: Literal["auto", "local", "ray"] = Field(
+        default="auto",
+        description="Where the feature build runs: local (one process, "
+        "turbomode.features.engine), ray (symbol and date blocks as Ray tasks, "
+        "turbomode.features.distributed) or auto (ray from ray_min_symbols on).",
+    )
+    ray_min_symbols: int = Field(
+        default=5000,
+        ge=1,
+        description="Universe size from which engine=auto builds on Ray. On the same cores Ray "
+        "is slower (its shuffle and start-up; README 'Scale'), so it pays where one process no "
+        "longer fits a node: 5,000 symbols × 6 years take ≈ 28 GiB in one process, × 20 years "
+        "≈ 90 GiB (benchmarks/bench_scale.py).",
+    )
+    ray_output: str | None = Field(
+        default=None,
+        description="Directory or s3:// URI where a Ray build also writes its rows as "
+        "partitioned parquet (symbol_block=NNNNN/); None: only the offline tables.",
+    )
 
 
 class YFinanceSettings(BaseModel):

@@ -812,7 +812,8 @@ def build(
     import json
 
     from turbomode.data.ingest import load_clean
-    from turbomode.features.engine import FeatureReport, build_features
+    from turbomode.features import distributed
+    from turbomode.features.engine import FeatureReport
     from turbomode.features.incremental import build_increment, compare
     from turbomode.io import atomic_write_text
     from turbomode.job_metrics import job_metrics
@@ -858,7 +859,7 @@ def build(
             (feast_dir(settings) / "offline" / MANIFEST).unlink(missing_ok=True)
             n_symbols = md.prices["symbol"].nunique()
             stage(f"computing {len(names)} features for {n_symbols} symbols ({why or 'full'})")
-            result = build_features(md.prices, md.market, sectors, macro=md.macro)
+            result = distributed.build(settings, md.prices, md.market, sectors, macro=md.macro)
             stage("writing the offline tables")
             write_offline_tables(result.frame, settings, layout)
             rows, report = len(result.frame), result.report

@@ -234,16 +234,7 @@ def build_features(
                 needed[name] = values(v)
             j = col_of.get(name)
             if j is not None:
-                col = block[:, j]
-                with np.errstate(invalid="ignore", over="ignore"):  # ±inf → NaN just below
-                    if isinstance(v, Gather):
-                        v.into(col)  # straight from the 2-D view into the output column
-                    else:
-                        np.copyto(col, v, casting="unsafe")
-                inf = np.isinf(col)
-                if inf.any():
-                    col[inf] = np.nan
-                nan_count[j] = np.count_nonzero(np.isnan(col))  # while the column is in cache
+                nan_count[j] = write_column(block[:, j], v)
 
     for _, cols in stream:
         sink(cols)
@@ -256,11 +247,27 @@ def build_features(
     frame = pd.DataFrame(block, columns=selected, copy=False)
     frame.insert(0, "date", p["date"].to_numpy())
     frame.insert(0, "symbol", p["symbol"].to_numpy())
-    report = _report(layout, ctx, sectors, selected, nan_count, min_history)
+    report = feature_report(layout, ctx, sectors, selected, nan_count, min_history)
     lap("assemble")
     report.elapsed_s = time.perf_counter() - t0
     report.stage_s = stages
     return FeatureResult(frame=frame, report=report)
+
+
+def write_column(col: npt.NDArray[Any], v: Column) -> int:
+    """Write a family's column into an output column (±inf → NaN); its NaN count.
+
+    The one cast from a family's float64 to the output dtype, shared with the Ray build
+    (turbomode.features.distributed) so both give the same bits."""
+    with np.errstate(invalid="ignore", over="ignore"):  # ±inf → NaN just below
+        if isinstance(v, Gather):
+            v.into(col)  # straight from the 2-D view into the output column
+        else:
+            np.copyto(col, v, casting="unsafe")
+    inf = np.isinf(col)
+    if inf.any():
+        col[inf] = np.nan
+    return int(np.count_nonzero(np.isnan(col)))  # while the column is in cache
 
 
 def output_block(n_rows: int, n_cols: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
@@ -277,7 +284,7 @@ def output_block(n_rows: int, n_cols: int, dtype: np.dtype[Any]) -> npt.NDArray[
     return np.frombuffer(buf, dtype=dtype).reshape((n_cols, n_rows)).T
 
 
-def _report(
+def feature_report(
     layout: Layout,
     ctx: MarketContext,
     sectors: Mapping[str, str],
