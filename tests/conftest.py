@@ -134,3 +134,15 @@ def sqlite_store(tmp_path: Path) -> Iterator[SignalStore]:
     store.migrate()
     yield store
     store.dispose()
+
+
+from tests.ray_cluster import ray_cluster  # noqa: E402, F401  (the fixture, for every module)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that starts the multi-node Ray ``ray_cluster``, before ``-m`` selects:
+    ``make test`` runs those alone, after the parallel part."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray_cluster)

@@ -148,7 +148,13 @@ def test_checked_in_yaml_matches_the_code_profiles(tmp_path: Path) -> None:
         assert text["project"] == cfg.project
         assert text["online_store"]["type"] == cfg.online_store.type
         assert text["offline_store"]["type"] == cfg.offline_store.type
+        for key, value in text["offline_store"].items():
+            if key != "storage_path":  # relative to feature_repo/ in the file
+                assert getattr(cfg.offline_store, key) == value, key
         assert text["entity_key_serialization_version"] == cfg.entity_key_serialization_version
+    assert fs.repo_config(settings, "local").offline_store.type == "duckdb"
+    settings.features.offline_store = "duckdb"
+    assert fs.repo_config(settings, "production").offline_store.type == "duckdb"
     prod = yaml.safe_load((REPO / "feature_repo" / "feature_store.production.yaml").read_text())
     assert prod["registry"]["path"] == settings.stores.registry_sql_url
     assert prod["online_store"]["connection_string"] == fs.redis_connection_string(
@@ -172,7 +178,12 @@ def test_production_profile_on_real_redis_and_postgres(
 ) -> None:
     settings = Settings(
         data={"data_dir": tmp_path},
-        features={"profile": "production", "project": f"tm_test_{uuid.uuid4().hex[:8]}"},
+        features={
+            "profile": "production",
+            "project": f"tm_test_{uuid.uuid4().hex[:8]}",
+            # the Ray offline store is tested on a real two-node Ray (test_ray_offline_store)
+            "offline_store": "duckdb",
+        },
         stores={"redis_url": redis_url, "registry_sql_url": postgres_url},
     )
     fs.write_offline_tables(features, settings)

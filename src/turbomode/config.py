@@ -309,6 +309,18 @@ class FeatureStoreSettings(BaseModel):
         "longer fits a node: 5,000 symbols × 6 years take ≈ 28 GiB in one process, × 20 years "
         "≈ 90 GiB (benchmarks/bench_scale.py).",
     )
+    offline_store: Literal["auto", "duckdb", "ray"] = Field(
+        default="auto",
+        description="Feast's offline store, where training sets are joined point in time: "
+        "duckdb (one process over the parquet tables), ray (Feast's Ray offline store on the "
+        "Ray at compute.ray_address: the entity rows are joined in blocks on the cluster) or "
+        "auto (ray for the production profile, duckdb for local).",
+    )
+    ray_staging: str | None = Field(
+        default=None,
+        description="Where the Ray offline store stages retrieval results (a directory or "
+        "s3:// URI every Ray node can reach); None: <data_dir>/feast/ray_staging.",
+    )
     ray_output: str | None = Field(
         default=None,
         description="Directory or s3:// URI where a Ray build also writes its rows as "

@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -185,10 +186,33 @@ def repo_config(settings: Settings, profile: Profile | None = None) -> RepoConfi
         provider="local",
         registry=registry,
         online_store=online,
-        offline_store={"type": "duckdb"},
+        offline_store=offline_store_config(settings, profile),
         entity_key_serialization_version=3,
         repo_path=str(root),
     )
+
+
+def offline_store_kind(settings: Settings, profile: Profile | None = None) -> str:
+    """``duckdb`` or ``ray``: what ``features.offline_store`` means for ``profile``."""
+    kind = settings.features.offline_store
+    if kind == "auto":
+        return "ray" if (profile or settings.features.profile) == "production" else "duckdb"
+    return kind
+
+
+def offline_store_config(settings: Settings, profile: Profile | None = None) -> dict[str, Any]:
+    """Feast's ``offline_store`` section: DuckDB in this process, or Feast's Ray offline store
+    (its point-in-time join replaced: turbomode.feast_ray) on the Ray the jobs share
+    (``compute.ray_address``; None: a local Ray)."""
+    if offline_store_kind(settings, profile) == "duckdb":
+        return {"type": "duckdb"}
+    from turbomode.feast_ray import STORE_TYPE
+
+    return {
+        "type": STORE_TYPE,
+        "storage_path": settings.features.ray_staging or str(feast_dir(settings) / "ray_staging"),
+        "ray_address": settings.compute.ray_address,
+    }
 
 
 def open_store(settings: Settings, profile: Profile | None = None) -> FeatureStore:
@@ -350,7 +374,9 @@ def stored_vectors(
 # ---- definitions -----------------------------------------------------------------------------
 
 
-def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list[Any]:
+def definitions(
+    settings: Settings, layout: FeatureLayout | None = None, profile: Profile | None = None
+) -> list[Any]:
     """Entities, views and feature services, generated from the feature registry."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Array, Float32
@@ -370,10 +396,13 @@ def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list
         description="The market as a whole (one key: US)",
     )
 
+    # Every part of a view's table: DuckDB reads a glob, Ray Data the directory.
+    glob = "" if offline_store_kind(settings, profile) == "ray" else "*.parquet"
+
     def source(view: str) -> FileSource:
         return FileSource(
             name=f"{view}_source",
-            path=str(root / f"{view}.parquet" / "*.parquet"),  # every part (DuckDB glob)
+            path=str(root / f"{view}.parquet" / glob).rstrip("/"),
             timestamp_field=TS,
             created_timestamp_column=CREATED,
         )
@@ -423,7 +452,7 @@ def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list
 def apply(settings: Settings, profile: Profile | None = None) -> FeatureStore:
     """Register the definitions (idempotent: applying twice changes nothing)."""
     store = open_store(settings, profile)
-    store.apply(definitions(settings))
+    store.apply(definitions(settings, profile=profile))
     return store
 
 
@@ -501,23 +530,81 @@ def training_frame(
     """Point-in-time join: for each (symbol, date) row, the features as of that date.
 
     Returns the entity rows (symbol, date, plus any extra columns such as labels) with one
-    column per feature, in the caller's row order.
+    column per feature (float32, as stored), in the caller's row order.
+
+    Each view is joined on its own distinct keys — the stock view on distinct (symbol, date),
+    the market view on distinct dates — and the values are mapped back to the rows here: Feast's
+    Ray offline store keeps one entity row per key and timestamp, and the market view has a
+    single key, so every row of a date would otherwise collapse into one. Both stores take the
+    same path, and the market join shrinks from one row per stock to one per day.
     """
     layout = FeatureLayout.from_registry(names)
-    ent = entities.reset_index(drop=True).copy()
-    ent["_row"] = np.arange(len(ent))
-    ent[TS] = pd.DatetimeIndex(ent["date"]).tz_localize("UTC").as_unit("us")
-    ent["market"] = MARKET_KEY
-    refs = [f"{STOCK_VIEW}:{n}" for n in layout.stock] + [
-        f"{MARKET_VIEW}:{n}" for n in layout.market
-    ]
     _check_current(store, layout)
-    out = store.get_historical_features(entity_df=ent, features=refs).to_df()
-    out = out.sort_values("_row").reset_index(drop=True)
-    if len(out) != len(ent):
-        raise FeatureStoreError(f"point-in-time join returned {len(out)} rows for {len(ent)}")
+    ent = entities.reset_index(drop=True)
+    days = pd.DatetimeIndex(ent["date"])
+    rows = pd.MultiIndex.from_arrays([ent["symbol"].astype(str), days])
+    pairs = rows.unique()
+    dates = days.unique()
+    out = {}
+    with _offline_session(store):
+        if layout.stock:
+            got = _joined(
+                store,
+                STOCK_VIEW,
+                layout.stock,
+                pairs.get_level_values(0),
+                pairs.get_level_values(1),
+            )
+            at = pairs.get_indexer(rows)
+            out.update({n: got[n][at] for n in layout.stock})
+        if layout.market:
+            got = _joined(store, MARKET_VIEW, layout.market, np.full(len(dates), MARKET_KEY), dates)
+            at = dates.get_indexer(days)
+            out.update({n: got[n][at] for n in layout.market})
+    features = pd.DataFrame({n: out[n] for n in layout.all})
     # The caller's columns come back exactly as given (Feast re-types datetime columns).
-    return pd.concat([entities.reset_index(drop=True), out[layout.all]], axis=1)
+    return pd.concat([ent, features], axis=1)
+
+
+def _joined(
+    store: FeatureStore,
+    view: str,
+    names: Sequence[str],
+    keys: Any,
+    dates: pd.DatetimeIndex,
+) -> dict[str, np.ndarray]:
+    """One view's point-in-time join over distinct (key, date) entity rows: float32 columns in
+    the entity rows' order."""
+    key = "market" if view == MARKET_VIEW else "symbol"
+    ent = pd.DataFrame(
+        {
+            key: np.asarray(keys, dtype=object),
+            TS: pd.DatetimeIndex(dates).tz_localize("UTC").as_unit("us"),
+            "_row": np.arange(len(dates)),
+        }
+    )
+    refs = [f"{view}:{n}" for n in names]
+    got = store.get_historical_features(entity_df=ent, features=refs).to_df()
+    if len(got) != len(ent) or not np.array_equal(np.sort(got["_row"].to_numpy()), ent["_row"]):
+        raise FeatureStoreError(
+            f"point-in-time join of {view} returned {len(got)} rows for {len(ent)}"
+        )
+    got = got.sort_values("_row")
+    return {n: pd.to_numeric(got[n], errors="coerce").to_numpy(dtype=np.float32) for n in names}
+
+
+@contextmanager
+def _offline_session(store: FeatureStore) -> Iterator[None]:
+    """The Ray offline store joins on the Ray the jobs share (its ``ray_address``), started and
+    stopped here when the caller has none running; DuckDB needs nothing."""
+    config = store.config.offline_store
+    if not str(getattr(config, "type", "")).endswith(("ray", "RayOfflineStore")):
+        yield
+        return
+    from turbomode.cluster import joined
+
+    with joined(getattr(config, "ray_address", None)):
+        yield
 
 
 def online_vectors_at(

@@ -640,6 +640,25 @@ def test_rendered_environment_builds_the_settings(
     ), where
 
 
+def test_offline_store_follows_the_setting(helm: str) -> None:
+    """The production profile joins on the RayCluster; features.offlineStore=duckdb keeps the
+    join in the job's pod, and without the RayCluster the Ray store has no address to join."""
+
+    def feast_offline(sets: list[str]) -> tuple[dict[str, Any], str]:
+        docs = load_manifests(helm_template(helm, "default", sets).stdout)
+        feast = yaml.safe_load(
+            named(docs, "ConfigMap", f"{RELEASE}-feast")["data"]["feature_store.yaml"]
+        )
+        return feast["offline_store"], settings_configmap(docs)["TURBOMODE_FEATURES__OFFLINE_STORE"]
+
+    ray, kind = feast_offline([])
+    assert ray["type"] == "turbomode.feast_ray.PointInTimeRayOfflineStore" and kind == "auto"
+    assert ray["ray_address"] == "${TURBOMODE_COMPUTE__RAY_ADDRESS}"
+    assert feast_offline(["features.offlineStore=duckdb"]) == ({"type": "duckdb"}, "duckdb")
+    no_cluster, _ = feast_offline(["ray.enabled=false"])
+    assert "ray_address" not in no_cluster
+
+
 def test_ray_version_and_app_version_match_the_lock(
     values: dict[str, Any], rendered: dict[str, list[Manifest]]
 ) -> None:

@@ -207,7 +207,7 @@ imagePullSecrets:
       "data" (dict "data_dir" (printf "%s/data" $mount))
       "yfinance" (dict "cache_dir" (printf "%s/data/cache/yfinance" $mount))
       "stores" $stores
-      "features" (dict "profile" $root.Values.features.profile "project" $root.Values.features.project)
+      "features" (dict "profile" $root.Values.features.profile "project" $root.Values.features.project "offline_store" ($root.Values.features.offlineStore | default "auto"))
       "compute" $compute -}}
 {{- $tree = mergeOverwrite $tree (deepCopy ($root.Values.settings | default dict)) -}}
 {{- with .ref -}}

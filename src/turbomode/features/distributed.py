@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from turbomode.cluster import ray_session
 from turbomode.config import Settings
 from turbomode.features.cross_sectional import CROSS_SECTIONAL
 from turbomode.features.cross_sectional import NEEDS as CS_NEEDS
@@ -93,21 +94,10 @@ def build(
     n_symbols = int(prices["symbol"].nunique())
     if not use_ray(settings, n_symbols):
         return build_features(prices, market, sectors, macro=macro)
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        if settings.compute.ray_address:
-            ray.init(address=settings.compute.ray_address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(settings):
         return build_features_ray(
             prices, market, sectors, macro=macro, out=settings.features.ray_output
         )
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def build_features_ray(

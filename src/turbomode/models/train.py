@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from turbomode.cluster import ray_session
 from turbomode.config import GICS_SECTORS, ModelSettings, Settings
 from turbomode.errors import TurboModeError
 from turbomode.logs import event
@@ -501,25 +501,6 @@ def train_all(
             done(r)
     event(log, "train.done", ok=sum(r.ok for r in results), failed=sum(not r.ok for r in results))
     return results
-
-
-@contextmanager
-def ray_session(settings: Settings) -> Iterator[None]:
-    """Use the running Ray, or start one (``compute.ray_address`` or local) and stop it after:
-    a caller looping over models keeps one session instead of paying start-up each time."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        if settings.compute.ray_address:
-            ray.init(address=settings.compute.ray_address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def saved_model_dirs(out_dir: Path | str, horizons: Sequence[int]) -> dict[str, Path]:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from turbomode.cluster import ray_session
 from turbomode.config import ModelSettings, Settings
 from turbomode.logs import event
 from turbomode.models.ensemble import (
@@ -48,7 +49,6 @@ from turbomode.models.ensemble import (
     balanced_weights,
 )
 from turbomode.models.evaluation import rank_ic, score_from_proba
-from turbomode.models.train import ray_session
 from turbomode.models.validation import (
     Fold,
     WalkForward,
