@@ -24,7 +24,7 @@ collected on the driver until the caller asks for the frame.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from feast.infra.offline_stores.contrib.ray_offline_store.ray import (
     RayRetrievalJob,
 )
 
-STORE_TYPE = "turbomode.feast_ray.PointInTimeRayOfflineStore"
+STORE_TYPE: Final = "turbomode.feast_ray.PointInTimeRayOfflineStore"
 SIDE = "__tm_side"  # 0: an entity row, 1: a feature row
 ENTITY_TS = "event_timestamp"
 
@@ -50,7 +50,7 @@ class PointInTimeRayOfflineStore(RayOfflineStore):
     """Feast's Ray offline store, its point-in-time join replaced (module docstring)."""
 
     @staticmethod
-    def get_historical_features(  # type: ignore[override]
+    def get_historical_features(
         config: Any,
         feature_views: list[Any],
         feature_refs: list[str],

@@ -273,8 +273,8 @@ MAX_PARTS = 40
 
 
 def view_table(settings: Settings, view: str) -> Path:
-    """A view's offline table: a directory of parquet parts (``base.parquet`` from the last full
-    build, one ``part-<date>.parquet`` per nightly increment since), read as one dataset."""
+    """A view's offline table: a directory of parquet parts (``base*.parquet`` from the last
+    full build, one ``part-<date>.parquet`` per nightly increment since), read as one dataset."""
     return feast_dir(settings) / "offline" / f"{view}.parquet"
 
 
@@ -285,14 +285,27 @@ def _by_date(table: pa.Table) -> pa.Table:
 
 def _replace_dir(target: Path, table: pa.Table) -> None:
     """Write ``table`` as the only part of ``target``: built beside it, then swapped in."""
-    import shutil
+    fresh = _fresh_dir(target)
+    pq.write_table(
+        _by_date(table), fresh / "base.parquet", compression="zstd", row_group_size=ROW_GROUP
+    )
+    _swap_in(target, fresh)
+
+
+def _fresh_dir(target: Path) -> Path:
     import uuid
 
     fresh = target.with_name(f".{target.name}.{uuid.uuid4().hex}.new")
     fresh.mkdir(parents=True)
-    pq.write_table(
-        _by_date(table), fresh / "base.parquet", compression="zstd", row_group_size=ROW_GROUP
-    )
+    return fresh
+
+
+def _swap_in(target: Path, fresh: Path) -> None:
+    """Replace ``target`` by the finished directory ``fresh`` (two renames; the old one is
+    removed after)."""
+    import shutil
+    import uuid
+
     old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
     if target.exists():
         target.rename(old)
@@ -301,6 +314,51 @@ def _replace_dir(target: Path, table: pa.Table) -> None:
         shutil.rmtree(old, ignore_errors=True)
     elif old.exists():
         old.unlink()  # an earlier release's single-file table
+
+
+def _base_parts(target: Path) -> list[Path]:
+    """A full build's parts of a view's table: ``base.parquet`` (one process) or
+    ``base-NNNNN.parquet`` (one per symbol block of a Ray build)."""
+    return sorted(target.glob("base*.parquet"))
+
+
+@dataclass
+class BlockTables:
+    """The offline tables written block by block where a Ray build's blocks finish (its
+    ``sink``), so no process holds the whole frame: each symbol block adds
+    ``base-NNNNN.parquet`` to each view's new directory; :meth:`commit` swaps them in.
+
+    Every block writes the market rows of its own dates, so a date appears once per block that
+    trades it; the rows are the same values (the market is the same for every symbol), and a
+    point-in-time join takes one of them. The directories must be on a filesystem every Ray
+    node sees (the chart's shared volume)."""
+
+    layout: FeatureLayout
+    fresh: dict[str, str]
+
+    @classmethod
+    def open(cls, settings: Settings, layout: FeatureLayout) -> BlockTables:
+        views = (STOCK_VIEW, MARKET_VIEW, VECTOR_VIEW)
+        return cls(layout, {v: str(_fresh_dir(view_table(settings, v))) for v in views})
+
+    def __call__(self, frame: pd.DataFrame, block: int) -> None:
+        for view, table in _offline_tables(frame, self.layout).items():
+            pq.write_table(
+                _by_date(table),
+                Path(self.fresh[view]) / f"base-{block:05d}.parquet",
+                compression="zstd",
+                row_group_size=ROW_GROUP,
+            )
+
+    def commit(self, settings: Settings) -> None:
+        for view, fresh in self.fresh.items():
+            _swap_in(view_table(settings, view), Path(fresh))
+
+    def abandon(self) -> None:
+        import shutil
+
+        for fresh in self.fresh.values():
+            shutil.rmtree(fresh, ignore_errors=True)
 
 
 def write_offline_tables(
@@ -331,7 +389,7 @@ def write_offline_tables(
             paths[name] = target
             continue
         day = pd.Timestamp(keep_before).strftime("%Y-%m-%d")
-        base = pq.read_schema(target / "base.parquet")
+        base = pq.read_schema(_base_parts(target)[0])
         for part in target.glob("part-*.parquet"):
             if part.stem.removeprefix("part-") >= day:
                 part.unlink()
@@ -553,7 +611,7 @@ def training_frame(
                 STOCK_VIEW,
                 layout.stock,
                 pairs.get_level_values(0),
-                pairs.get_level_values(1),
+                pd.DatetimeIndex(pairs.get_level_values(1)),
             )
             at = pairs.get_indexer(rows)
             out.update({n: got[n][at] for n in layout.stock})
@@ -859,8 +917,7 @@ def _increment_since(
     root = feast_dir(settings) / "offline"
     path = root / MANIFEST
     if not path.exists() or not all(
-        (root / f"{v}.parquet" / "base.parquet").exists()
-        for v in (STOCK_VIEW, MARKET_VIEW, VECTOR_VIEW)
+        _base_parts(root / f"{v}.parquet") for v in (STOCK_VIEW, MARKET_VIEW, VECTOR_VIEW)
     ):
         return None, "no earlier build"
     try:
@@ -946,11 +1003,25 @@ def build(
             (feast_dir(settings) / "offline" / MANIFEST).unlink(missing_ok=True)
             n_symbols = md.prices["symbol"].nunique()
             stage(f"computing {len(names)} features for {n_symbols} symbols ({why or 'full'})")
-            result = distributed.build(settings, md.prices, md.market, sectors, macro=md.macro)
-            stage("writing the offline tables")
-            write_offline_tables(result.frame, settings, layout)
-            rows, report = len(result.frame), result.report
-            last = pd.Timestamp(result.frame["date"].max())
+            if distributed.use_ray(settings, n_symbols):
+                # the blocks write the tables where they run: nothing collects the frame
+                sink = BlockTables.open(settings, layout)
+                try:
+                    result = distributed.build(
+                        settings, md.prices, md.market, sectors, macro=md.macro, sink=sink
+                    )
+                except BaseException:
+                    sink.abandon()
+                    raise
+                sink.commit(settings)
+                rows = result.report.n_rows
+            else:
+                result = distributed.build(settings, md.prices, md.market, sectors, macro=md.macro)
+                stage("writing the offline tables")
+                write_offline_tables(result.frame, settings, layout)
+                rows = len(result.frame)
+            report = result.report
+            last = pd.Timestamp(pd.to_datetime(md.prices["date"]).max())
         manifest = _manifest(md, names, last, sectors, lookback)
         manifest["mode"] = mode
         atomic_write_text(

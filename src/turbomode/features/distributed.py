@@ -87,16 +87,27 @@ def build(
     market: pd.DataFrame | None,
     sectors: Mapping[str, str],
     macro: pd.DataFrame | None = None,
+    sink: Callable[[pd.DataFrame, int], None] | None = None,
 ) -> FeatureResult:
     """The full build ``features.engine`` picks for this universe: the engine in this process,
     or the blocks on Ray (the running session, ``compute.ray_address``, or a local one started
-    and stopped here), with the parts also written to ``features.ray_output`` when set."""
+    and stopped here), with the parts also written to ``features.ray_output`` when set.
+
+    ``sink(frame, block)`` (Ray only) receives each symbol block's rows in the task that made
+    them — the offline tables written where the blocks run — and the frame is then not
+    collected (the result's frame is empty)."""
     n_symbols = int(prices["symbol"].nunique())
     if not use_ray(settings, n_symbols):
         return build_features(prices, market, sectors, macro=macro)
     with ray_session(settings):
         return build_features_ray(
-            prices, market, sectors, macro=macro, out=settings.features.ray_output
+            prices,
+            market,
+            sectors,
+            macro=macro,
+            out=settings.features.ray_output,
+            sink=sink,
+            collect=sink is None,
         )
 
 
@@ -113,6 +124,7 @@ def build_features_ray(
     date_blocks: int | None = None,
     collect: bool = True,
     in_process: bool = False,
+    sink: Callable[[pd.DataFrame, int], None] | None = None,
 ) -> FeatureResult:
     """:func:`~turbomode.features.engine.build_features` on the running Ray cluster.
 
@@ -121,11 +133,13 @@ def build_features_ray(
     returned is empty, the report complete) — the way a universe larger than the driver's memory
     is built. Blocks default to two per cluster CPU, so a slow block does not hold up the rest.
     ``in_process`` runs the same blocks, shuffle and joins here, one after another, without
-    Ray: the decomposition checked in seconds, or one block debugged.
+    Ray: the decomposition checked in seconds, or one block debugged. ``sink(frame, k)`` is
+    called in each join task with symbol block ``k``'s rows (``collect=False`` and a sink need
+    no ``out``).
     """
     runner: _Runner = _Inline() if in_process else _Ray()
-    if not collect and out is None:
-        raise ValueError("collect=False needs out: the rows would go nowhere")
+    if not collect and out is None and sink is None:
+        raise ValueError("collect=False needs out or a sink: the rows would go nowhere")
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
 
@@ -189,6 +203,7 @@ def build_features_ray(
             out,
             k,
             collect,
+            sink,
             sym_keys[k],
             *(panel_out[j][k] for j in range(n_db)),
         )
@@ -358,6 +373,7 @@ def _join_task(
     out: str | None,
     k: int,
     collect: bool,
+    sink: Callable[[pd.DataFrame, int], None] | None,
     keys: pd.DataFrame,
     *panel_parts: npt.NDArray[Any],
 ) -> tuple[pd.DataFrame | None, npt.NDArray[np.int64]]:
@@ -378,6 +394,8 @@ def _join_task(
     frame.insert(0, "symbol", keys["symbol"].to_numpy())
     if out is not None:
         _write_part(frame, out, k)
+    if sink is not None:
+        sink(frame, k)
     return (frame if collect else None), counts
 
 
