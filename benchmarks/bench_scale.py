@@ -9,8 +9,11 @@ directory goes through the platform's own code paths, each stage in a child proc
 * **features** — ``feature_store.build(full=True)``: compute every registry feature, write the
   offline tables, apply the Feast definitions; once with ``features.engine=local`` (one
   process) and once with ``features.engine=ray`` on a local Ray of this machine's cores
-  (``ray.init`` timed apart as ``ray start``); ``compute`` is the feature computation alone;
-* **training set** — ``models.train.training_set``: labels joined point in time through Feast;
+  (``ray.init`` timed apart as ``ray start``; its blocks write the offline tables themselves, so
+  no process holds the whole frame); ``compute`` is the feature computation alone;
+* **training set** — ``models.train.training_set``: labels joined point in time through Feast,
+  once with the DuckDB offline store (one process) and once with the production profile's Ray
+  offline store (``turbomode.feast_ray``) on a local Ray of this machine's cores;
 * **train 1 key** — ``train_one`` for Information Technology at the first horizon, small
   ensembles (five trees per learner), two threads; stand-ins for the other keys are trained
   and promoted after the timing, so the scan has models;
@@ -374,27 +377,35 @@ def report(
         f"\nsizing: nightly chain ({', '.join(NIGHTLY)}) within {args.deadline_s:.0f} s; "
         f"nodes of {args.node_cores} cores / {args.node_gib:.0f} GiB for the Ray feature build"
     )
-    print(f"{'symbols':>9s} {'':1s} {'1 process s':>12s} {'peak GiB':>9s} {'Ray nodes':>10s}")
+    print(
+        f"{'symbols':>9s} {'':1s} {'1 process s':>12s} {'peak GiB':>9s} {'Ray nodes':>10s}"
+        f" {'training set: Ray nodes':>24s}"
+    )
     ray_k = ("features", "ray")
     for n in targets:
         serial = sum(value(n, (s, "local"), "seconds") for s in NIGHTLY if s != "features")
         local = serial + value(n, ("features", "local"), "seconds")
         peak = max(value(n, (s, "local"), "peak_gib") for s in NIGHTLY)
-        # The Ray build's core-seconds (measured on `cores`) spread over k nodes' cores; its
-        # memory spreads over the nodes too, but the driver keeps the frame for the offline
-        # tables (the local build's peak) until the offline store reads the parts directly.
+        # The Ray build's core-seconds (measured on `cores`) spread over k nodes' cores, and its
+        # memory (driver and every Ray process of the one node it ran on) over the k nodes: its
+        # blocks write the offline tables themselves, so nothing gathers the frame. The other
+        # nightly stages run in one process (materialize and scan read a night's rows).
         work_cs = value(n, ray_k, "seconds") * cores
         ray_mem = value(n, ray_k, "peak_gib")
-        driver = value(n, ("features", "local"), "peak_gib")
+        others = max(value(n, (s, "local"), "peak_gib") for s in NIGHTLY if s != "features")
         nodes = "-"
         for count in range(1, 1025):
             t = serial + work_cs / (count * args.node_cores)
-            fits_memory = ray_mem / count <= args.node_gib and driver <= args.node_gib
+            fits_memory = ray_mem / count <= args.node_gib and others <= args.node_gib
             if t <= args.deadline_s and fits_memory:
                 nodes = str(count)
                 break
+        # The monthly training set on the Ray offline store: its summed memory spread over the
+        # nodes (the driver keeps the finished frame, which the training tasks read).
+        ts_mem = value(n, ("training set", "ray"), "peak_gib")
+        ts_nodes = next((str(c) for c in range(1, 1025) if ts_mem / c <= args.node_gib), "-")
         mark = "*" if n not in measured else " "
-        print(f"{n:9,d} {mark} {local:12.0f} {peak:9.2f} {nodes:>10s}")
+        print(f"{n:9,d} {mark} {local:12.0f} {peak:9.2f} {nodes:>10s} {ts_nodes:>24s}")
 
 
 if __name__ == "__main__":
