@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -215,3 +216,44 @@ def test_stale_definitions_are_named(features, tmp_path: Path) -> None:
     store.apply(fs.definitions(settings, old))
     with pytest.raises(fs.FeatureStoreError, match="predates 3 registry feature"):
         fs.training_frame(store, ent)
+
+
+def test_block_tables_then_nights_fold_without_reading_the_blocks(
+    features: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables written block by block (as a Ray build's blocks write them) take nightly parts;
+    past MAX_PARTS the nights fold into one base part beside the blocks, which are linked, not
+    rewritten — and the table reads back as every row once."""
+    settings = Settings(data={"data_dir": tmp_path})
+    layout = fs.FeatureLayout.from_registry()
+    dates = sorted(features["date"].unique())
+    history = features[features["date"] < dates[-4]]
+    symbols = sorted(history["symbol"].unique())
+    sink = fs.BlockTables.open(settings, layout)
+    for k, block in enumerate((symbols[:9], symbols[9:])):
+        sink(history[history["symbol"].isin(block)].reset_index(drop=True), k)
+    sink.commit(settings)
+    stock = fs.view_table(settings, fs.STOCK_VIEW)
+    inode = (stock / "base-00000.parquet").stat().st_ino
+    monkeypatch.setattr(fs, "MAX_PARTS", 2)
+    for day in dates[-4:]:
+        night = features[features["date"] == day].reset_index(drop=True)
+        fs.write_offline_tables(night, settings, layout, keep_before=pd.Timestamp(day))
+    names = sorted(p.name for p in stock.iterdir())
+    first, third, last = (
+        pd.Timestamp(d).strftime("%Y-%m-%d") for d in (dates[-4], dates[-2], dates[-1])
+    )
+    assert names == [
+        "base-00000.parquet",
+        "base-00001.parquet",
+        f"base-nights-{first}-{third}.parquet",
+        f"part-{last}.parquet",
+    ]
+    assert (stock / "base-00000.parquet").stat().st_ino == inode  # linked, never rewritten
+    for view in (fs.STOCK_VIEW, fs.VECTOR_VIEW, fs.MARKET_VIEW):
+        key = ["market" if view == fs.MARKET_VIEW else "symbol", fs.TS]
+        got = pq.read_table(fs.view_table(settings, view)).to_pandas().drop(columns=fs.CREATED)
+        if view == fs.MARKET_VIEW:
+            got = got.drop_duplicates(key)  # each block writes the market rows of its dates
+        assert not got.duplicated(key).any()
+        assert len(got) == (features["date"].nunique() if view == fs.MARKET_VIEW else len(features))

@@ -143,3 +143,44 @@ def test_training_frame_on_ray_equals_duckdb(stores, features, monkeypatch) -> N
 def test_materialization_through_ray_fills_redis(stores, features) -> None:
     settings, ray_store, _ = stores
     check_online_equals_offline(ray_store, settings, features)
+
+
+def test_feast_call_on_ray_equals_duckdb_on_the_edges(stores, features) -> None:
+    """Feast's own call, not through training_frame: duplicate (symbol, time) rows, a 64-bit
+    id column that floats would round, both views in one call with full feature names, rows
+    exactly at the 7-day bound and one microsecond past it — and an empty entity frame."""
+    _, ray_store, duck = stores
+    stock, market = (
+        fs.FeatureLayout.from_registry().stock[:5],
+        fs.FeatureLayout.from_registry().market[:3],
+    )
+    refs = [f"{fs.STOCK_VIEW}:{n}" for n in stock] + [f"{fs.MARKET_VIEW}:{n}" for n in market]
+    last = features.groupby("symbol")["date"].max()
+    gone, end = last.idxmin(), last.min()
+    some = features[["symbol", "date"]].sample(300, random_state=5)
+    times = [*some["date"], end + pd.Timedelta(days=7), end + pd.Timedelta(days=7, microseconds=1)]
+    ent = pd.DataFrame(
+        {
+            "symbol": [*some["symbol"], gone, gone],
+            fs.TS: pd.DatetimeIndex(times).tz_localize("UTC").as_unit("us"),
+        }
+    )
+    ent = pd.concat([ent, ent.head(20)], ignore_index=True)  # repeated (symbol, time) rows
+    ent["market"] = fs.MARKET_KEY
+    ent["row_id"] = np.arange(len(ent), dtype=np.int64) + (2**53 + 1)
+
+    def got(store: Any, rows: pd.DataFrame) -> pd.DataFrame:
+        out = store.get_historical_features(entity_df=rows, features=refs, full_feature_names=True)
+        return out.to_df().sort_values("row_id").reset_index(drop=True)
+
+    a, b = got(ray_store, ent), got(duck, ent)
+    assert a["row_id"].tolist() == b["row_id"].tolist() == ent["row_id"].tolist()
+    assert a["row_id"].dtype == np.int64
+    cols = [f"{fs.STOCK_VIEW}__{n}" for n in stock] + [f"{fs.MARKET_VIEW}__{n}" for n in market]
+    np.testing.assert_array_equal(a[cols].to_numpy(np.float32), b[cols].to_numpy(np.float32))
+    bound = pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=7)
+    by_time = a[a["symbol"] == gone].drop_duplicates(fs.TS).set_index(fs.TS)[cols[:5]]
+    assert by_time.loc[bound].notna().any()  # 7 days after the last bar: still its values
+    assert by_time.loc[bound + pd.Timedelta(microseconds=1)].isna().all()  # past the lookback
+    empty = got(ray_store, ent.head(0))
+    assert empty.empty and set(cols) <= set(empty.columns)

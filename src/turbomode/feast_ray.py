@@ -29,6 +29,8 @@ from typing import Any, Final, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+from feast import FileSource
 from feast.infra.offline_stores.contrib.ray_offline_store.ray import (
     RayOfflineStore,
     RayOfflineStoreConfig,
@@ -46,8 +48,44 @@ class PointInTimeRayOfflineStoreConfig(RayOfflineStoreConfig):
     type: Literal["turbomode.feast_ray.PointInTimeRayOfflineStore"] = STORE_TYPE  # type: ignore[assignment]
 
 
+def source_directory(path: str) -> str:
+    """The directory of a table's parts: the project's sources name a glob of them, which
+    DuckDB reads and Ray Data does not, so one set of definitions serves both stores."""
+    return path[: -len("/*.parquet")] if path.endswith("/*.parquet") else path
+
+
+def _as_directory(source: Any) -> Any:
+    """A copy of a FileSource that names the directory of its parts."""
+    if not isinstance(source, FileSource) or not source.path.endswith("/*.parquet"):
+        return source
+    return FileSource(
+        name=source.name,
+        path=source_directory(source.path),
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column,
+        field_mapping=source.field_mapping,
+    )
+
+
 class PointInTimeRayOfflineStore(RayOfflineStore):
-    """Feast's Ray offline store, its point-in-time join replaced (module docstring)."""
+    """Feast's Ray offline store, its point-in-time join replaced (module docstring); its
+    reads given the directory of a source's parts."""
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: Any, data_source: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        return RayOfflineStore.pull_latest_from_table_or_query(
+            config, _as_directory(data_source), *args, **kwargs
+        )
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: Any, data_source: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        return RayOfflineStore.pull_all_from_table_or_query(
+            config, _as_directory(data_source), *args, **kwargs
+        )
 
     @staticmethod
     def get_historical_features(
@@ -73,10 +111,12 @@ class PointInTimeRayOfflineStore(RayOfflineStore):
         entities[ENTITY_TS] = pd.to_datetime(entities[ENTITY_TS], utc=True).astype(
             "datetime64[us, UTC]"
         )
+        if entities[ENTITY_TS].isna().any():
+            raise ValueError(f"the entity frame has rows without an {ENTITY_TS!r}")
         low, high = entities[ENTITY_TS].min(), entities[ENTITY_TS].max()
-        result = ray.data.from_pandas(entities)
+        result: Any = ray.data.from_pandas(entities)
         schema = pa.Schema.from_pandas(entities, preserve_index=False).remove_metadata()
-        for view in feature_views:
+        for view in feature_views if not entities.empty else []:
             prefix = view.projection.name_to_use() + ":"
             names = [r.split(":", 1)[1] for r in feature_refs if r.startswith(prefix)]
             if not names:
@@ -84,12 +124,14 @@ class PointInTimeRayOfflineStore(RayOfflineStore):
             if getattr(view, "transformation", None) is not None or not hasattr(view, "ttl"):
                 raise ValueError(f"{view.name}: only plain feature views are joined here")
             source = view.batch_source
+            if source.field_mapping:
+                raise ValueError(f"{view.name}: a source field mapping is not supported here")
             mapping = view.projection.join_key_map or {}
             keys = [c.name for c in view.entity_columns]
             ts, created = source.timestamp_field, source.created_timestamp_column or None
             ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
             since = low - ttl if ttl is not None else None
-            path = store._get_source_path(source, config)
+            path = source_directory(store._get_source_path(source, config))
             # Row groups outside the entity rows' span (less the TTL) are pruned at the read.
             bound = col(ts) <= lit(high.to_pydatetime())
             if since is not None:
@@ -115,9 +157,19 @@ class PointInTimeRayOfflineStore(RayOfflineStore):
                 ttl=ttl,
                 created=bool(created),
             )
+        if entities.empty:  # nothing to join (and no time span to read): the columns only
+            empty = {c: pd.Series(dtype=entities[c].dtype) for c in entities.columns}
+            for view in feature_views:
+                prefix = view.projection.name_to_use() + ":"
+                for ref in (r for r in feature_refs if r.startswith(prefix)):
+                    name = ref.split(":", 1)[1]
+                    out = f"{view.projection.name_to_use()}__{name}" if full_feature_names else name
+                    empty[out] = pd.Series(dtype="float32")
+            result = pd.DataFrame(empty)  # as a frame: an empty Ray dataset loses its columns
         job = RayRetrievalJob(
             result, staging_location=config.offline_store.storage_path, config=config.offline_store
         )
+        job._prefer_ray_datasets = not isinstance(result, pd.DataFrame)
         job._full_feature_names = full_feature_names
         job._on_demand_feature_views = []
         job._feature_refs = feature_refs
@@ -149,6 +201,9 @@ def _asof_join(
             pa.field(SIDE, pa.int8()),
         ]
     )
+    clash = sorted(set(names) & set(entity_schema.names))
+    if clash:
+        raise ValueError(f"entity columns named like requested features: {clash}")
     feature_types = {f.name: f.type for f in feature_schema}
     out_schema = pa.schema([*entity_schema, *[pa.field(n, feature_types[n]) for n in names]])
 
@@ -174,17 +229,20 @@ def _asof_join(
     tolerance = pd.Timedelta(ttl) if ttl is not None else None
     keep = [f.name for f in entity_schema]
 
-    def join(group: pd.DataFrame) -> pa.Table:
-        rows = group[group[SIDE] == 0]
+    def join(group: pa.Table) -> pa.Table:
+        side = group.column(SIDE)
+        rows = group.filter(pc.equal(side, 0)).select(keep).to_pandas()
         if rows.empty:
             return out_schema.empty_table()
-        order = rows.index
-        rows = (
-            rows[keep].assign(__tm_pos=np.arange(len(rows))).sort_values(ENTITY_TS, kind="stable")
-        )
-        feats = group[group[SIDE] == 1]
+        rows["__tm_pos"] = np.arange(len(rows))
+        rows = rows.sort_values(ENTITY_TS, kind="stable")
         sort = [ENTITY_TS, "__tm_created"] if created else [ENTITY_TS]
-        feats = feats.sort_values(sort, kind="stable").drop_duplicates(ENTITY_TS, keep="last")
+        feats = group.filter(pc.equal(side, 1)).select([*sort, *names]).to_pandas()
+        if created:  # the newest created wins a tie; a row without one loses it (as DuckDB)
+            feats = feats.sort_values(sort, kind="stable", na_position="first")
+        else:
+            feats = feats.sort_values(ENTITY_TS, kind="stable")
+        feats = feats.drop_duplicates(ENTITY_TS, keep="last")
         merged = pd.merge_asof(
             rows,
             feats[[ENTITY_TS, *names]],
@@ -193,7 +251,7 @@ def _asof_join(
             tolerance=tolerance,
         )
         merged = merged.sort_values("__tm_pos").drop(columns="__tm_pos")
-        merged.index = order
         return pa.Table.from_pandas(merged, schema=out_schema, preserve_index=False)
 
-    return left.union(right).groupby(on).map_groups(join, batch_format="pandas"), out_schema
+    joined = left.union(right).groupby(on).map_groups(join, batch_format="pyarrow")
+    return joined, out_schema

@@ -17,7 +17,7 @@ Layout (definitions are generated from the feature registry, never from a second
 TTLs: the online vector view uses ``ttl=0`` because Feast checks an online TTL against the
 wall clock, which would expire a backtest's history. The offline views use a short lookback
 (``features.offline_ttl_days``, 7 calendar days): a point-in-time join takes the latest row in
-(t − ttl, t], which is point-in-time correct, treats a symbol silent for a week as missing, and
+[t − ttl, t], which is point-in-time correct, treats a symbol silent for a week as missing, and
 bounds the join (with no TTL the DuckDB join scans each symbol's whole history per entity row:
 5,000 rows took 17 s instead of about 1 s).
 
@@ -269,7 +269,7 @@ ROW_GROUP = 64_000
 (the increment's check, a back-dated scan) decompresses only the row groups that hold them."""
 
 MAX_PARTS = 40
-"""Nightly parts a view's table may hold before they are compacted into one file."""
+"""Nightly parts a view's table may hold before they are folded into one base part."""
 
 
 def view_table(settings: Settings, view: str) -> Path:
@@ -372,7 +372,8 @@ def write_offline_tables(
     A full build (``keep_before`` None) replaces each view's table with one part. An increment
     (``keep_before``: the first new date; every row of ``features`` is dated from it on)
     drops the parts dated from it on — a retried night replaces its own part — and adds
-    ``part-<date>.parquet`` atomically; beyond :data:`MAX_PARTS` parts a view is compacted.
+    ``part-<date>.parquet`` atomically; beyond :data:`MAX_PARTS` nightly parts they are folded
+    into one base part (:func:`_compact`).
     Nothing older is read or rewritten, so a night costs its own rows."""
     layout = layout or FeatureLayout.from_registry()
     missing = [n for n in layout.all if n not in features.columns]
@@ -397,10 +398,31 @@ def write_offline_tables(
             pq.write_table(
                 _by_date(table.cast(base)), tmp, compression="zstd", row_group_size=ROW_GROUP
             )
-        if len(list(target.glob("*.parquet"))) > MAX_PARTS:
-            _replace_dir(target, pq.read_table(target))
+        if len(list(target.glob("part-*.parquet"))) > MAX_PARTS:
+            _compact(target)
         paths[name] = target
     return paths
+
+
+def _compact(target: Path) -> None:
+    """Fold the nightly parts into one base part, reading only them: the full build's parts
+    are hard-linked into the new directory unread (a Ray build's table may be larger than any
+    one process), and the directory is swapped in whole, so a crash leaves the old one."""
+    import os
+
+    parts = sorted(target.glob("part-*.parquet"))
+    fresh = _fresh_dir(target)
+    for base in _base_parts(target):
+        os.link(base, fresh / base.name)
+    nights = pq.read_table([str(p) for p in parts], schema=pq.read_schema(parts[0]))
+    first, last = (p.stem.removeprefix("part-") for p in (parts[0], parts[-1]))
+    pq.write_table(
+        _by_date(nights),
+        fresh / f"base-nights-{first}-{last}.parquet",
+        compression="zstd",
+        row_group_size=ROW_GROUP,
+    )
+    _swap_in(target, fresh)
 
 
 def stored_vectors(
@@ -432,9 +454,7 @@ def stored_vectors(
 # ---- definitions -----------------------------------------------------------------------------
 
 
-def definitions(
-    settings: Settings, layout: FeatureLayout | None = None, profile: Profile | None = None
-) -> list[Any]:
+def definitions(settings: Settings, layout: FeatureLayout | None = None) -> list[Any]:
     """Entities, views and feature services, generated from the feature registry."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Array, Float32
@@ -454,13 +474,11 @@ def definitions(
         description="The market as a whole (one key: US)",
     )
 
-    # Every part of a view's table: DuckDB reads a glob, Ray Data the directory.
-    glob = "" if offline_store_kind(settings, profile) == "ray" else "*.parquet"
-
     def source(view: str) -> FileSource:
         return FileSource(
             name=f"{view}_source",
-            path=str(root / f"{view}.parquet" / glob).rstrip("/"),
+            # every part (a DuckDB glob; the Ray store reads the directory: feast_ray)
+            path=str(root / f"{view}.parquet" / "*.parquet"),
             timestamp_field=TS,
             created_timestamp_column=CREATED,
         )
@@ -510,7 +528,7 @@ def definitions(
 def apply(settings: Settings, profile: Profile | None = None) -> FeatureStore:
     """Register the definitions (idempotent: applying twice changes nothing)."""
     store = open_store(settings, profile)
-    store.apply(definitions(settings, profile=profile))
+    store.apply(definitions(settings))
     return store
 
 
@@ -554,7 +572,8 @@ def materialize(
         start_dt = max(last_end, first) if last_end is not None else first
         if start_dt >= end_dt:
             start_dt = first  # re-materializing the same window is harmless (idempotent)
-        store.materialize(start_date=start_dt, end_date=end_dt, feature_views=[VECTOR_VIEW])
+        with _offline_session(store):  # the Ray store reads on the jobs' Ray
+            store.materialize(start_date=start_dt, end_date=end_dt, feature_views=[VECTOR_VIEW])
         # The stale-features alert watches this: the close (16:00 New York) of the newest
         # market day now served online, so its age is the time since that bar really ended.
         metrics.gauge("turbomode_features_latest_timestamp_seconds").set(market_close(end_ts))
@@ -659,10 +678,17 @@ def _offline_session(store: FeatureStore) -> Iterator[None]:
     if not str(getattr(config, "type", "")).endswith(("ray", "RayOfflineStore")):
         yield
         return
+    import ray
+    from feast.infra import ray_initializer
+
     from turbomode.cluster import joined
 
-    with joined(getattr(config, "ray_address", None)):
-        yield
+    try:
+        with joined(getattr(config, "ray_address", None)):
+            yield
+    finally:
+        if not ray.is_initialized():  # stopped here: Feast must connect again next time
+            ray_initializer.shutdown_ray()
 
 
 def online_vectors_at(
