@@ -17,20 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import test_feature_store as feature_store_tests
 from tests.test_feature_store import check_online_equals_offline
 from turbomode import feature_store as fs
 from turbomode.config import Settings
-from turbomode.data.sources.synthetic import generate_market
-from turbomode.features.engine import build_features
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-@pytest.fixture(scope="module")
-def features() -> pd.DataFrame:
-    md = generate_market(Settings(synthetic={"n_symbols": 22, "n_days": 320}).synthetic)
-    return build_features(md.prices, md.market, md.universe.sector_map()).frame
+features = feature_store_tests.features  # the market of the DuckDB and Redis round trips
 
 
 @pytest.fixture(scope="module")
