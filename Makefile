@@ -3,7 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= all,dev,neural
+EXTRAS ?= all,dev,neural,cluster
 
 .PHONY: setup run test lint unit bench lock clean tools images browser rules
 

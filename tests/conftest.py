@@ -136,7 +136,7 @@ def sqlite_store(tmp_path: Path) -> Iterator[SignalStore]:
     store.dispose()
 
 
-from tests.ray_cluster import ray_cluster  # noqa: E402, F401  (the fixture, for every module)
+from tests.ray_cluster import ray_client_address, ray_cluster  # noqa: E402, F401  (fixtures)
 
 
 @pytest.hookimpl(tryfirst=True)

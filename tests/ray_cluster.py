@@ -50,6 +50,30 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+CLIENT_PORT = [0]
+"""The Ray Client port of the session's head (set when the cluster starts)."""
+
+
+def _has_client() -> bool:
+    if importlib.util.find_spec("grpc") is None:
+        return False
+    CLIENT_PORT[0] = CLIENT_PORT[0] or _free_port()
+    return True
+
+
+@pytest.fixture(scope="session")
+def ray_client_address(ray_cluster: str) -> str:
+    """``ray://`` to the same cluster: a driver that is a Ray Client, as on the chart."""
+    from tests.conftest import need
+
+    need(_has_client(), "ray[client] (grpcio) is not installed")
+    deadline = time.monotonic() + 60
+    while not _port_open(CLIENT_PORT[0]):
+        assert time.monotonic() < deadline, "the head's Ray Client server did not open in 60 s"
+        time.sleep(0.5)
+    return f"ray://127.0.0.1:{CLIENT_PORT[0]}"
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
     """A head and a worker node; yields the address the driver connects to."""
@@ -73,9 +97,12 @@ def ray_cluster() -> Iterator[str]:
     src = str(Path(turbomode.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     common = ["--num-cpus=1", "--block", "--disable-usage-stats"]
+    # The head also serves Ray Client (ray://), the way the chart's jobs join the RayCluster,
+    # when ray[client] (grpcio) is installed.
+    client = [f"--ray-client-server-port={CLIENT_PORT[0]}"] if _has_client() else []
     head = subprocess.Popen(
         [cli, "start", "--head", f"--port={port}", "--include-dashboard=false",
-         f"--temp-dir={temp}", "--node-ip-address=127.0.0.1", *common],
+         f"--temp-dir={temp}", "--node-ip-address=127.0.0.1", *client, *common],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     procs = [head]

@@ -92,12 +92,21 @@ def test_settings_pick_the_ray_store_for_production(stores) -> None:
     assert duck.config.offline_store.type == "duckdb"
 
 
-def test_training_frame_on_ray_equals_duckdb(stores, features, monkeypatch) -> None:
+@pytest.mark.parametrize("via", ["driver", "client"])
+def test_training_frame_on_ray_equals_duckdb(
+    stores, features, monkeypatch, request: pytest.FixtureRequest, via: str
+) -> None:
     """The same rows, bit for bit, joined on the cluster: the driver joins the Ray at
-    ``compute.ray_address`` for the join and leaves it after."""
+    ``compute.ray_address`` for the join and leaves it after — as a driver of the cluster, or
+    as a Ray Client (``ray://``, the chart's way), where the join runs as a task on the cluster;
+    a client also materializes through the store."""
     import ray
 
     settings, ray_store, duck = stores
+    if via == "client":
+        settings = settings.model_copy(deep=True)
+        settings.compute.ray_address = request.getfixturevalue("ray_client_address")
+        ray_store = fs.open_store(settings)  # the same registry and project
     rows = entity_rows(features)
     reference = fs.training_frame(duck, rows)
     ray.shutdown()  # the fixture's driver connection: the join must open its own
@@ -113,10 +122,12 @@ def test_training_frame_on_ray_equals_duckdb(stores, features, monkeypatch) -> N
         got = fs.training_frame(ray_store, rows)
         assert addresses == [settings.compute.ray_address]
         assert not ray.is_initialized()
+        if via == "client":
+            check_online_equals_offline(ray_store, settings, features)
     finally:
         monkeypatch.undo()
         if not ray.is_initialized():
-            ray.init(address=settings.compute.ray_address, log_to_driver=False)
+            ray.init(address=stores[0].compute.ray_address, log_to_driver=False)
     pd.testing.assert_frame_equal(got, reference, check_exact=True)
     names = fs.FeatureLayout.from_registry().all
     assert got[names].notna().any(axis=None)

@@ -69,22 +69,30 @@ def _as_directory(source: Any) -> Any:
 
 class PointInTimeRayOfflineStore(RayOfflineStore):
     """Feast's Ray offline store, its point-in-time join replaced (module docstring); its
-    reads given the directory of a source's parts."""
+    reads given the directory of a source's parts, and run on the cluster from a Ray Client."""
 
     @staticmethod
     def pull_latest_from_table_or_query(
         config: Any, data_source: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        return RayOfflineStore.pull_latest_from_table_or_query(
-            config, _as_directory(data_source), *args, **kwargs
+        return _on_cluster(
+            RayOfflineStore.pull_latest_from_table_or_query,
+            config,
+            _as_directory(data_source),
+            *args,
+            **kwargs,
         )
 
     @staticmethod
     def pull_all_from_table_or_query(
         config: Any, data_source: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        return RayOfflineStore.pull_all_from_table_or_query(
-            config, _as_directory(data_source), *args, **kwargs
+        return _on_cluster(
+            RayOfflineStore.pull_all_from_table_or_query,
+            config,
+            _as_directory(data_source),
+            *args,
+            **kwargs,
         )
 
     @staticmethod
@@ -98,84 +106,123 @@ class PointInTimeRayOfflineStore(RayOfflineStore):
         full_feature_names: bool = False,
         **kwargs: Any,
     ) -> RayRetrievalJob:
-        import ray.data
-        from ray.data.expressions import col, lit
+        return _on_cluster(
+            _historical, config, feature_views, feature_refs, entity_df, full_feature_names
+        )
 
-        if not isinstance(entity_df, pd.DataFrame):
-            raise ValueError("this Ray offline store joins a pandas entity frame only")
-        store = RayOfflineStore()
-        store._init_ray(config)
-        if ENTITY_TS not in entity_df.columns:
-            raise ValueError(f"the entity frame has no {ENTITY_TS!r} column")
-        entities = entity_df.copy()
-        entities[ENTITY_TS] = pd.to_datetime(entities[ENTITY_TS], utc=True).astype(
-            "datetime64[us, UTC]"
+
+def _on_cluster(fn: Any, config: Any, *args: Any, **kwargs: Any) -> RayRetrievalJob:
+    """``fn``'s retrieval job, here — or, where this process is a Ray Client (a ``ray://``
+    address, how the chart's jobs join the RayCluster), run as a task on the cluster and
+    brought back as a frame: Ray Data needs a core worker, which a client has not ("'Worker'
+    object has no attribute 'core_worker'")."""
+    import ray
+    from ray.util.client import ray as client
+
+    if not client.is_connected():
+        return fn(config, *args, **kwargs)
+
+    def run() -> tuple[pd.DataFrame, Any, bool, list[str]]:
+        job = fn(config, *args, **kwargs)
+        return job.to_df(), job._feature_pa_types, job._full_feature_names, job._feature_refs
+
+    task = ray.remote(num_cpus=0)(run).remote()  # the join's own tasks take the CPUs
+    frame, types, full, refs = ray.get(task)
+    job = RayRetrievalJob(
+        frame, staging_location=config.offline_store.storage_path, config=config.offline_store
+    )
+    job._prefer_ray_datasets = False
+    job._feature_pa_types, job._full_feature_names, job._feature_refs = types, full, refs
+    job._on_demand_feature_views = []
+    return job
+
+
+def _historical(
+    config: Any,
+    feature_views: list[Any],
+    feature_refs: list[str],
+    entity_df: pd.DataFrame | str | None,
+    full_feature_names: bool,
+) -> RayRetrievalJob:
+    """The point-in-time join (module docstring) as a lazy Ray dataset."""
+    import ray.data
+    from ray.data.expressions import col, lit
+
+    if not isinstance(entity_df, pd.DataFrame):
+        raise ValueError("this Ray offline store joins a pandas entity frame only")
+    store = RayOfflineStore()
+    store._init_ray(config)
+    if ENTITY_TS not in entity_df.columns:
+        raise ValueError(f"the entity frame has no {ENTITY_TS!r} column")
+    entities = entity_df.copy()
+    entities[ENTITY_TS] = pd.to_datetime(entities[ENTITY_TS], utc=True).astype(
+        "datetime64[us, UTC]"
+    )
+    if entities[ENTITY_TS].isna().any():
+        raise ValueError(f"the entity frame has rows without an {ENTITY_TS!r}")
+    low, high = entities[ENTITY_TS].min(), entities[ENTITY_TS].max()
+    result: Any = ray.data.from_pandas(entities)
+    schema = pa.Schema.from_pandas(entities, preserve_index=False).remove_metadata()
+    for view in feature_views if not entities.empty else []:
+        prefix = view.projection.name_to_use() + ":"
+        names = [r.split(":", 1)[1] for r in feature_refs if r.startswith(prefix)]
+        if not names:
+            continue
+        if getattr(view, "transformation", None) is not None or not hasattr(view, "ttl"):
+            raise ValueError(f"{view.name}: only plain feature views are joined here")
+        source = view.batch_source
+        if source.field_mapping:
+            raise ValueError(f"{view.name}: a source field mapping is not supported here")
+        mapping = view.projection.join_key_map or {}
+        keys = [c.name for c in view.entity_columns]
+        ts, created = source.timestamp_field, source.created_timestamp_column or None
+        ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
+        since = low - ttl if ttl is not None else None
+        path = source_directory(store._get_source_path(source, config))
+        # Row groups outside the entity rows' span (less the TTL) are pruned at the read.
+        bound = col(ts) <= lit(high.to_pydatetime())
+        if since is not None:
+            bound = bound & (col(ts) >= lit(since.to_pydatetime()))
+        columns = [*keys, ts, *([created] if created else []), *names]
+        features = ray.data.read_parquet(path).select_columns(columns).filter(expr=bound)
+        renames = {ts: ENTITY_TS, **{k: mapping.get(k, k) for k in keys}}
+        if created:
+            renames[created] = "__tm_created"
+        out_names = (
+            [f"{view.projection.name_to_use()}__{n}" for n in names]
+            if (full_feature_names)
+            else names
         )
-        if entities[ENTITY_TS].isna().any():
-            raise ValueError(f"the entity frame has rows without an {ENTITY_TS!r}")
-        low, high = entities[ENTITY_TS].min(), entities[ENTITY_TS].max()
-        result: Any = ray.data.from_pandas(entities)
-        schema = pa.Schema.from_pandas(entities, preserve_index=False).remove_metadata()
-        for view in feature_views if not entities.empty else []:
+        renames.update(dict(zip(names, out_names, strict=True)))
+        result, schema = _asof_join(
+            result,
+            schema,
+            features,
+            renames,
+            on=[mapping.get(k, k) for k in keys],
+            names=out_names,
+            ttl=ttl,
+            created=bool(created),
+        )
+    if entities.empty:  # nothing to join (and no time span to read): the columns only
+        empty = {c: pd.Series(dtype=entities[c].dtype) for c in entities.columns}
+        for view in feature_views:
             prefix = view.projection.name_to_use() + ":"
-            names = [r.split(":", 1)[1] for r in feature_refs if r.startswith(prefix)]
-            if not names:
-                continue
-            if getattr(view, "transformation", None) is not None or not hasattr(view, "ttl"):
-                raise ValueError(f"{view.name}: only plain feature views are joined here")
-            source = view.batch_source
-            if source.field_mapping:
-                raise ValueError(f"{view.name}: a source field mapping is not supported here")
-            mapping = view.projection.join_key_map or {}
-            keys = [c.name for c in view.entity_columns]
-            ts, created = source.timestamp_field, source.created_timestamp_column or None
-            ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
-            since = low - ttl if ttl is not None else None
-            path = source_directory(store._get_source_path(source, config))
-            # Row groups outside the entity rows' span (less the TTL) are pruned at the read.
-            bound = col(ts) <= lit(high.to_pydatetime())
-            if since is not None:
-                bound = bound & (col(ts) >= lit(since.to_pydatetime()))
-            columns = [*keys, ts, *([created] if created else []), *names]
-            features = ray.data.read_parquet(path).select_columns(columns).filter(expr=bound)
-            renames = {ts: ENTITY_TS, **{k: mapping.get(k, k) for k in keys}}
-            if created:
-                renames[created] = "__tm_created"
-            out_names = (
-                [f"{view.projection.name_to_use()}__{n}" for n in names]
-                if (full_feature_names)
-                else names
-            )
-            renames.update(dict(zip(names, out_names, strict=True)))
-            result, schema = _asof_join(
-                result,
-                schema,
-                features,
-                renames,
-                on=[mapping.get(k, k) for k in keys],
-                names=out_names,
-                ttl=ttl,
-                created=bool(created),
-            )
-        if entities.empty:  # nothing to join (and no time span to read): the columns only
-            empty = {c: pd.Series(dtype=entities[c].dtype) for c in entities.columns}
-            for view in feature_views:
-                prefix = view.projection.name_to_use() + ":"
-                for ref in (r for r in feature_refs if r.startswith(prefix)):
-                    name = ref.split(":", 1)[1]
-                    out = f"{view.projection.name_to_use()}__{name}" if full_feature_names else name
-                    empty[out] = pd.Series(dtype="float32")
-            result = pd.DataFrame(empty)  # as a frame: an empty Ray dataset loses its columns
-        job = RayRetrievalJob(
-            result, staging_location=config.offline_store.storage_path, config=config.offline_store
-        )
-        job._prefer_ray_datasets = not isinstance(result, pd.DataFrame)
-        job._full_feature_names = full_feature_names
-        job._on_demand_feature_views = []
-        job._feature_refs = feature_refs
-        job._entity_df = entity_df.head(1000)
-        job._metadata = job._create_metadata()
-        return job
+            for ref in (r for r in feature_refs if r.startswith(prefix)):
+                name = ref.split(":", 1)[1]
+                out = f"{view.projection.name_to_use()}__{name}" if full_feature_names else name
+                empty[out] = pd.Series(dtype="float32")
+        result = pd.DataFrame(empty)  # as a frame: an empty Ray dataset loses its columns
+    job = RayRetrievalJob(
+        result, staging_location=config.offline_store.storage_path, config=config.offline_store
+    )
+    job._prefer_ray_datasets = not isinstance(result, pd.DataFrame)
+    job._full_feature_names = full_feature_names
+    job._on_demand_feature_views = []
+    job._feature_refs = feature_refs
+    job._entity_df = entity_df.head(1000)
+    job._metadata = job._create_metadata()
+    return job
 
 
 def _asof_join(
