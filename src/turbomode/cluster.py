@@ -27,7 +27,7 @@ def joined(address: str | None) -> Iterator[None]:
     started = not ray.is_initialized()
     if started:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            _connect(address)
         else:
             ray.init(include_dashboard=False, log_to_driver=False)
     try:
@@ -35,3 +35,25 @@ def joined(address: str | None) -> Iterator[None]:
     finally:
         if started:
             ray.shutdown()
+
+
+CLIENT_ATTEMPTS = 3
+
+
+def _connect(address: str) -> None:
+    """``ray.init`` at ``address``. A Ray Client (``ray://``) connection is tried again after a
+    pause: the head starts a server per client, and on a busy head that start can fail once
+    ("Starting Ray client server failed") where the next try succeeds."""
+    import time
+
+    import ray
+
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, log_to_driver=False)
+            return
+        except ConnectionError:
+            if not address.startswith("ray://") or attempt == CLIENT_ATTEMPTS:
+                raise
+            ray.shutdown()
+            time.sleep(2.0 * attempt)

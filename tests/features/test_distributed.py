@@ -89,13 +89,16 @@ def test_engine_setting_picks_ray_from_the_measured_size() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.parametrize("via", ["driver", "client"])
 def test_ray_build_writes_the_offline_tables_where_the_blocks_run(
-    ray_cluster: str, tmp_path: Path
+    ray_cluster: str, tmp_path: Path, request: pytest.FixtureRequest, via: str
 ) -> None:
     """`features build` on Ray: each block writes its part of the three offline tables (no
     process collects the frame); the tables equal a one-process build's, and the next night's
-    increment extends them."""
+    increment extends them — from a driver of the cluster, or from a Ray Client (``ray://``,
+    how the chart's jobs join the RayCluster), which starts and leaves its own session."""
     import pyarrow.parquet as pq
+    import ray
 
     from turbomode import feature_store as fs
     from turbomode.data.ingest import ingest
@@ -109,6 +112,12 @@ def test_ray_build_writes_the_offline_tables_where_the_blocks_run(
         compute={"ray_address": ray_cluster},
         **small,
     )
+    if via == "client":
+        on_ray.compute.ray_address = request.getfixturevalue("ray_client_address")
+        ray.shutdown()  # the fixture's driver: the build opens (and closes) the client session
+        request.addfinalizer(
+            lambda: ray.is_initialized() or ray.init(address=ray_cluster, log_to_driver=False)
+        )
     dates = sorted(SyntheticSource(local).load().prices["date"].unique())
     for s in (local, on_ray):
         ingest(s, end=dates[-2])
