@@ -58,12 +58,12 @@ bench: setup
 browser:
 	@bash tools/install_browser.sh
 
-## Re-resolve the lock from pyproject.toml in a scratch venv: the dev install's extras and the
-## images' `cluster` extra, resolved together.
+## Re-resolve the lock from pyproject.toml in a scratch venv: the dev install's extras (the
+## images' `cluster` extra among them), resolved together.
 lock:
 	rm -rf /tmp/turbomode-lock && $(PY) -m venv /tmp/turbomode-lock
 	/tmp/turbomode-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
-	/tmp/turbomode-lock/bin/python -m pip install --quiet ".[$(EXTRAS),cluster]"
+	/tmp/turbomode-lock/bin/python -m pip install --quiet ".[$(EXTRAS)]"
 	{ echo "# Lock for a reproducible install: every package the project and its extras resolve to,"; \
 	  echo "# tested together. Regenerate with 'make lock' after changing pyproject.toml."; \
 	  /tmp/turbomode-lock/bin/python -m pip freeze --exclude-editable | grep -v '^turbomode'; } > constraints.txt
