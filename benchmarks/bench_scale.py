@@ -45,11 +45,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from tree_memory import TreeMemory
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "features", "training set", "train 1 key", "materialize", "scan")
@@ -76,38 +77,6 @@ def settings_for(work: Path, engine: str = "local") -> Any:
     settings = with_data_dir(Settings(**spec), work / "data")
     settings.features.engine = engine  # type: ignore[assignment]
     return settings
-
-
-class TreePeak:
-    """Peak of the summed PSS of this process and its descendants, sampled in a thread."""
-
-    def __init__(self, every: float = 0.2) -> None:
-        import psutil
-
-        self._me = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> int:
-        total = 0
-        for proc in [self._me, *self._me.children(recursive=True)]:
-            try:
-                total += proc.memory_full_info().pss
-            except Exception:  # gone between listing and reading, or not ours to read
-                continue
-        return total
-
-    def _run(self, every: float) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(every)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return max(self.peak, self._sample()) / 2**30
 
 
 def run_stage(stage: str, work: Path, engine: str) -> dict[str, Any]:
@@ -216,10 +185,10 @@ def child(stage: str, work: Path, engine: str) -> None:
     import resource
 
     warnings.filterwarnings("ignore")
-    tree = TreePeak() if engine == "ray" else None
+    tree = TreeMemory(0.2, pss=True).start() if engine == "ray" else None
     out = run_stage(stage, work, engine)
     if tree is not None:
-        out["peak_gib"] = tree.stop()
+        out["peak_gib"] = tree.stop() / 2**30
         import ray
 
         ray.shutdown()

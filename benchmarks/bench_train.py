@@ -37,13 +37,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from tree_memory import TreeMemory
 
 REPO = Path(__file__).resolve().parents[1]
 END = pd.Timestamp("2024-06-28")
@@ -92,43 +93,6 @@ def prepare(data: Path, years: int, work: Path) -> Path:
     )
     frame.to_parquet(out, index=False)
     return out
-
-
-class TreeMemory:
-    """Peak resident memory of this process and all its descendants, sampled."""
-
-    def __init__(self, interval: float = 0.5) -> None:
-        import psutil
-
-        self._me = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
-
-    def _sample(self) -> int:
-        import psutil
-
-        total = 0
-        for p in [self._me, *self._me.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-
-    def _run(self, interval: float) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(interval)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._sample())
 
 
 PRESETS: dict[str, dict[str, Any]] = {
