@@ -286,10 +286,13 @@ def _by_date(table: pa.Table) -> pa.Table:
 def _replace_dir(target: Path, table: pa.Table) -> None:
     """Write ``table`` as the only part of ``target``: built beside it, then swapped in."""
     fresh = _fresh_dir(target)
-    pq.write_table(
-        _by_date(table), fresh / "base.parquet", compression="zstd", row_group_size=ROW_GROUP
-    )
+    _write_part(table, fresh / "base.parquet")
     _swap_in(target, fresh)
+
+
+def _write_part(table: pa.Table, path: Path | str) -> None:
+    """One part of a view's table: in date order, in row groups a few dates' read can pick."""
+    pq.write_table(_by_date(table), path, compression="zstd", row_group_size=ROW_GROUP)
 
 
 def _fresh_dir(target: Path) -> Path:
@@ -343,12 +346,7 @@ class BlockTables:
 
     def __call__(self, frame: pd.DataFrame, block: int) -> None:
         for view, table in _offline_tables(frame, self.layout).items():
-            pq.write_table(
-                _by_date(table),
-                Path(self.fresh[view]) / f"base-{block:05d}.parquet",
-                compression="zstd",
-                row_group_size=ROW_GROUP,
-            )
+            _write_part(table, Path(self.fresh[view]) / f"base-{block:05d}.parquet")
 
     def commit(self, settings: Settings) -> None:
         for view, fresh in self.fresh.items():
@@ -395,9 +393,7 @@ def write_offline_tables(
             if part.stem.removeprefix("part-") >= day:
                 part.unlink()
         with atomic_path(target / f"part-{day}.parquet") as tmp:
-            pq.write_table(
-                _by_date(table.cast(base)), tmp, compression="zstd", row_group_size=ROW_GROUP
-            )
+            _write_part(table.cast(base), tmp)
         if len(list(target.glob("part-*.parquet"))) > MAX_PARTS:
             _compact(target)
         paths[name] = target
@@ -416,12 +412,7 @@ def _compact(target: Path) -> None:
         os.link(base, fresh / base.name)
     nights = pq.read_table([str(p) for p in parts], schema=pq.read_schema(parts[0]))
     first, last = (p.stem.removeprefix("part-") for p in (parts[0], parts[-1]))
-    pq.write_table(
-        _by_date(nights),
-        fresh / f"base-nights-{first}-{last}.parquet",
-        compression="zstd",
-        row_group_size=ROW_GROUP,
-    )
+    _write_part(nights, fresh / f"base-nights-{first}-{last}.parquet")
     _swap_in(target, fresh)
 
 
