@@ -313,7 +313,8 @@ class FeatureStoreSettings(BaseModel):
         default="auto",
         description="Feast's offline store, where training sets are joined point in time: "
         "duckdb (one process over the parquet tables), ray (Feast's Ray offline store on the "
-        "Ray at compute.ray_address: the entity rows are joined in blocks on the cluster) or "
+        "Ray at compute.ray_address, its join a group-by by key across the cluster: "
+        "turbomode.feast_ray) or "
         "auto (ray for the production profile, duckdb for local).",
     )
     ray_staging: str | None = Field(
